@@ -1,0 +1,135 @@
+//! The interface every framework implements, and the types it exchanges.
+//!
+//! It is deliberately small: a backend loads weights and runs `forward`. Tokenization, sampling,
+//! stopping and all timing happen in bench-core, so every framework is driven by the same loop.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::files::ModelFiles;
+use crate::registry::Architecture;
+use crate::Result;
+
+/// Logits over the vocabulary for one position.
+pub type Logits = Vec<f32>;
+
+/// Compute / storage dtype of the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+}
+
+impl DType {
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+}
+
+/// Load-time quantization (the original's `--quantize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    Int8,
+    Nf4,
+    Float16,
+}
+
+/// Where the weights come from.
+#[derive(Debug, Clone)]
+pub enum WeightSource {
+    Files(ModelFiles),
+    /// Seeded random weights of a given shape: for speed work only, always labelled synthetic.
+    Synthetic { arch: Architecture, seed: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub source: WeightSource,
+    /// `None`: keep the file's own storage (GGUF blocks stay quantized); `Some`: convert every
+    /// weight to this dtype and compute in it.
+    pub dtype: Option<DType>,
+    pub quantize: Option<Quantize>,
+    /// "cpu", "cuda", "cuda:1".
+    pub device: String,
+    /// Longest sequence the KV cache must hold; `None` = the model's context, capped at 4096.
+    pub max_seq_len: Option<usize>,
+}
+
+impl LoadSpec {
+    pub fn is_synthetic(&self) -> bool {
+        matches!(self.source, WeightSource::Synthetic { .. })
+    }
+
+    /// KV-cache length for a model config.
+    pub fn cache_len(&self, cfg: &ModelConfig) -> usize {
+        self.max_seq_len.unwrap_or(4096).min(cfg.arch.context_length).max(1)
+    }
+}
+
+/// What a framework runs on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceInfo {
+    pub framework: String,
+    pub framework_version: String,
+    /// "cpu" or a GPU name.
+    pub device: String,
+    pub threads: usize,
+    pub cpu: String,
+}
+
+/// What was loaded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub parameters: u64,
+    /// Bytes of weights as held in memory by the framework.
+    pub weight_bytes: u64,
+    /// Bytes of weights read to decode one token (all matrices; the embedding contributes one row).
+    pub weight_bytes_per_token: u64,
+    /// e.g. "f32", "bf16", "gguf q4_1 (+q8_0 embedding)".
+    pub weights: String,
+    pub compute_dtype: String,
+    pub device: String,
+    pub synthetic: bool,
+    pub max_seq_len: usize,
+    pub architecture: Architecture,
+}
+
+/// One framework.
+pub trait Backend {
+    /// "native", "torch".
+    fn name(&self) -> &'static str;
+    fn device_info(&self, device: &str) -> DeviceInfo;
+    fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>>;
+}
+
+/// A loaded model with its KV cache.
+pub trait LanguageModel {
+    /// Runs `tokens` at cache positions `pos..pos + tokens.len()` and returns the logits of the
+    /// last position. Positions before `pos` must have been run since the last `reset`.
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Logits>;
+
+    /// Logits of every position of `tokens` (for parity and perplexity). The default runs one token
+    /// at a time through the KV cache; backends may override it with a single batched pass.
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<Logits>> {
+        tokens.iter().enumerate().map(|(i, &t)| self.forward(&[t], pos + i)).collect()
+    }
+
+    /// Empties the KV cache.
+    fn reset(&mut self);
+
+    fn info(&self) -> ModelInfo;
+}

@@ -1,0 +1,401 @@
+//! A GGUF reader shared by every backend: header, metadata, tensor table, and tensor bytes
+//! through `memmap2` (nothing is copied until a backend converts a tensor).
+//!
+//! Format: ggml's `docs/gguf.md` (versions 2 and 3). Written here rather than taken from a crate
+//! because bench-core must not depend on a framework (candle has a reader, tied to its tensors) and
+//! no small, maintained, framework-free GGUF crate exposes the raw block bytes both backends need.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+const MAGIC: u32 = 0x4655_4747; // "GGUF" little-endian
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// ggml tensor types, with the numbering of `ggml.h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum GgmlType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    Q8_K,
+    BF16,
+    Other(u32),
+}
+
+impl GgmlType {
+    pub fn from_u32(v: u32) -> Self {
+        use GgmlType::*;
+        match v {
+            0 => F32,
+            1 => F16,
+            2 => Q4_0,
+            3 => Q4_1,
+            6 => Q5_0,
+            7 => Q5_1,
+            8 => Q8_0,
+            9 => Q8_1,
+            10 => Q2_K,
+            11 => Q3_K,
+            12 => Q4_K,
+            13 => Q5_K,
+            14 => Q6_K,
+            15 => Q8_K,
+            30 => BF16,
+            other => Other(other),
+        }
+    }
+
+    pub fn to_u32(self) -> u32 {
+        use GgmlType::*;
+        match self {
+            F32 => 0,
+            F16 => 1,
+            Q4_0 => 2,
+            Q4_1 => 3,
+            Q5_0 => 6,
+            Q5_1 => 7,
+            Q8_0 => 8,
+            Q8_1 => 9,
+            Q2_K => 10,
+            Q3_K => 11,
+            Q4_K => 12,
+            Q5_K => 13,
+            Q6_K => 14,
+            Q8_K => 15,
+            BF16 => 30,
+            Other(v) => v,
+        }
+    }
+
+    /// (values per block, bytes per block), or `None` for a type this project does not know.
+    pub fn block(self) -> Option<(usize, usize)> {
+        use GgmlType::*;
+        Some(match self {
+            F32 => (1, 4),
+            F16 | BF16 => (1, 2),
+            Q4_0 => (32, 18),
+            Q4_1 => (32, 20),
+            Q5_0 => (32, 22),
+            Q5_1 => (32, 24),
+            Q8_0 => (32, 34),
+            Q8_1 => (32, 36),
+            Q2_K => (256, 84),
+            Q3_K => (256, 110),
+            Q4_K => (256, 144),
+            Q5_K => (256, 176),
+            Q6_K => (256, 210),
+            Q8_K => (256, 292),
+            Other(_) => return None,
+        })
+    }
+
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+    }
+}
+
+impl std::fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GgmlType::Other(v) => write!(f, "ggml type {v}"),
+            t => write!(f, "{t:?}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetaValue>),
+}
+
+impl MetaValue {
+    pub fn as_u64(&self) -> Option<u64> {
+        use MetaValue::*;
+        match *self {
+            U8(v) => Some(v as u64),
+            U16(v) => Some(v as u64),
+            U32(v) => Some(v as u64),
+            U64(v) => Some(v),
+            I8(v) if v >= 0 => Some(v as u64),
+            I16(v) if v >= 0 => Some(v as u64),
+            I32(v) if v >= 0 => Some(v as u64),
+            I64(v) if v >= 0 => Some(v as u64),
+            _ => None,
+        }
+    }
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetaValue::F32(v) => Some(v as f64),
+            MetaValue::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetaValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            MetaValue::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_array(&self) -> Option<&[MetaValue]> {
+        match self {
+            MetaValue::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ggml order: `dims[0]` is the innermost (contiguous) dimension.
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Offset from the start of the data section.
+    pub offset: u64,
+}
+
+impl TensorInfo {
+    pub fn elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+    /// Row-major shape (outermost first), as candle and torch describe tensors.
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().map(|&d| d as usize).collect()
+    }
+    pub fn byte_len(&self) -> Option<u64> {
+        let (per_block, bytes) = self.ggml_type.block()?;
+        Some(self.elements() / per_block as u64 * bytes as u64)
+    }
+}
+
+/// An open, validated GGUF file.
+pub struct GgufFile {
+    pub path: PathBuf,
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetaValue>,
+    pub tensors: Vec<TensorInfo>,
+    data_start: u64,
+    mmap: memmap2::Mmap,
+}
+
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .field("metadata_keys", &self.metadata.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+            Error::gguf(self.path, format!("file is truncated: {what} at byte {} needs {n} bytes, file has {}", self.pos, self.buf.len()))
+        })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self, w: &str) -> Result<u8> {
+        Ok(self.take(1, w)?[0])
+    }
+    fn u16(&mut self, w: &str) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.take(2, w)?.try_into().unwrap()))
+    }
+    fn u32(&mut self, w: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4, w)?.try_into().unwrap()))
+    }
+    fn u64(&mut self, w: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8, w)?.try_into().unwrap()))
+    }
+    fn string(&mut self, w: &str) -> Result<String> {
+        let len = self.u64(w)?;
+        let len = usize::try_from(len).map_err(|_| Error::gguf(self.path, format!("{w}: absurd string length {len}")))?;
+        let bytes = self.take(len, w)?;
+        // Some converters wrote invalid UTF-8 in token strings; keep them readable, not fatal.
+        Ok(String::from_utf8_lossy(bytes).into_owned())
+    }
+    fn value(&mut self, ty: u32, w: &str, depth: usize) -> Result<MetaValue> {
+        use MetaValue as V;
+        Ok(match ty {
+            0 => V::U8(self.u8(w)?),
+            1 => V::I8(self.u8(w)? as i8),
+            2 => V::U16(self.u16(w)?),
+            3 => V::I16(self.u16(w)? as i16),
+            4 => V::U32(self.u32(w)?),
+            5 => V::I32(self.u32(w)? as i32),
+            6 => V::F32(f32::from_bits(self.u32(w)?)),
+            7 => V::Bool(self.u8(w)? != 0),
+            8 => V::String(self.string(w)?),
+            9 if depth == 0 => {
+                let ety = self.u32(w)?;
+                let n = self.u64(w)?;
+                // Every element takes at least one byte: a larger count is a corrupt file.
+                if n > (self.buf.len() - self.pos) as u64 {
+                    return Err(Error::gguf(self.path, format!("{w}: array of {n} elements runs past the end of the file")));
+                }
+                let mut items = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    items.push(self.value(ety, w, depth + 1)?);
+                }
+                V::Array(items)
+            }
+            10 => V::U64(self.u64(w)?),
+            11 => V::I64(self.u64(w)? as i64),
+            12 => V::F64(f64::from_bits(self.u64(w)?)),
+            other => return Err(Error::gguf(self.path, format!("{w}: unknown metadata value type {other}"))),
+        })
+    }
+}
+
+impl GgufFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path).map_err(|e| Error::io("opening GGUF file", path, e))?;
+        // SAFETY: the map is read-only; like every mmap-based loader we assume the model file is
+        // not truncated by another process while it is in use.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("memory-mapping GGUF file", path, e))?;
+        let mut c = Cursor { buf: &mmap, pos: 0, path };
+        let magic = c.u32("magic")?;
+        if magic != MAGIC {
+            return Err(Error::gguf(path, "not a GGUF file (bad magic number)"));
+        }
+        let version = c.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::gguf(path, format!("GGUF version {version} is not supported (2 and 3 are)")));
+        }
+        let n_tensors = c.u64("tensor count")?;
+        let n_kv = c.u64("metadata count")?;
+        if n_tensors > 1 << 24 || n_kv > 1 << 24 {
+            return Err(Error::gguf(path, format!("implausible header ({n_tensors} tensors, {n_kv} metadata entries)")));
+        }
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = c.string("metadata key")?;
+            let ty = c.u32(&key)?;
+            let value = c.value(ty, &key, 0)?;
+            metadata.insert(key, value);
+        }
+        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        for _ in 0..n_tensors {
+            let name = c.string("tensor name")?;
+            let n_dims = c.u32(&name)?;
+            if n_dims > 4 {
+                return Err(Error::gguf(path, format!("tensor {name} has {n_dims} dimensions (at most 4)")));
+            }
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                dims.push(c.u64(&name)?);
+            }
+            let ggml_type = GgmlType::from_u32(c.u32(&name)?);
+            let offset = c.u64(&name)?;
+            tensors.push(TensorInfo { name, dims, ggml_type, offset });
+        }
+        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(DEFAULT_ALIGNMENT).max(1);
+        let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
+        let gguf = GgufFile { path: path.to_path_buf(), version, metadata, tensors, data_start, mmap };
+        gguf.check_tensor_extents()?;
+        Ok(gguf)
+    }
+
+    /// Every tensor of a known type must lie inside the file: catches truncated downloads up front.
+    fn check_tensor_extents(&self) -> Result<()> {
+        for t in &self.tensors {
+            let Some(len) = t.byte_len() else { continue };
+            if let Some((per_block, _)) = t.ggml_type.block() {
+                if t.dims.first().copied().unwrap_or(0) % per_block as u64 != 0 {
+                    return Err(Error::gguf(&self.path, format!("tensor {} row length {:?} is not a multiple of the {} block size", t.name, t.dims, t.ggml_type)));
+                }
+            }
+            let end = self.data_start + t.offset + len;
+            if end > self.mmap.len() as u64 {
+                return Err(Error::gguf(
+                    &self.path,
+                    format!(
+                        "file is truncated: tensor {} ends at byte {end} but the file has {} bytes. Download it again",
+                        t.name,
+                        self.mmap.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.get(key)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(MetaValue::as_str)
+    }
+
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(MetaValue::as_u64)
+    }
+
+    pub fn get_f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(MetaValue::as_f64)
+    }
+
+    /// `general.architecture`, e.g. "llama".
+    pub fn architecture(&self) -> Option<&str> {
+        self.get_str("general.architecture")
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The raw bytes of a tensor (ggml blocks for quantized types).
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
+        let len = info.byte_len().ok_or_else(|| {
+            Error::gguf(&self.path, format!("tensor {} has unsupported type {}", info.name, info.ggml_type))
+        })?;
+        let start = (self.data_start + info.offset) as usize;
+        Ok(&self.mmap[start..start + len as usize])
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.mmap.len() as u64
+    }
+}

@@ -1,0 +1,78 @@
+//! `cargo xtask`: developer and user chores.
+//!
+//! - `download <name>...`: fetch registry models and assets into the cache (verified, atomic).
+//! - `list`: what the registry has and what is in the cache.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bench_core::cache::Cache;
+use bench_core::download::{self, Outcome};
+use bench_core::registry::Registry;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "llama3-bench chores")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download registry models or assets (e.g. smollm2-135m, llama3-tokenizer) into the cache.
+    Download {
+        /// Registry names (see `cargo xtask list`).
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// List the registry's models and assets and whether each is in the cache.
+    List,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let registry = Registry::load()?;
+    let cache = Cache::from_env();
+    match cli.command {
+        Command::Download { names } => {
+            for name in names {
+                match download::fetch(&registry, &cache, &name)? {
+                    Outcome::AlreadyPresent(paths) => {
+                        println!("{name}: already in the cache, nothing downloaded");
+                        for p in paths {
+                            println!("  {}", p.display());
+                        }
+                    }
+                    Outcome::Downloaded(paths) => {
+                        println!("{name}: downloaded and verified");
+                        for p in paths {
+                            println!("  {}", p.display());
+                        }
+                    }
+                }
+            }
+        }
+        Command::List => {
+            println!("cache: {}", cache.root().display());
+            for (name, m) in &registry.models {
+                let have = cache.resolve(&registry, name).ok().flatten().is_some();
+                println!("{name:16} {:9} {}", if have { "cached" } else { "-" }, m.description);
+            }
+            for (name, a) in &registry.assets {
+                let have = cache.resolve(&registry, name).ok().flatten().is_some();
+                println!("{name:16} {:9} {}", if have { "cached" } else { "-" }, a.description);
+            }
+        }
+    }
+    Ok(())
+}
