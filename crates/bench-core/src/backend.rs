@@ -66,6 +66,8 @@ pub struct LoadSpec {
     pub device: String,
     /// Longest sequence the KV cache must hold; `None` = the model's context, capped at 4096.
     pub max_seq_len: Option<usize>,
+    /// CPU threads for the framework's kernels; `None` = the framework's default.
+    pub threads: Option<usize>,
 }
 
 impl LoadSpec {
@@ -132,4 +134,12 @@ pub trait LanguageModel {
     fn reset(&mut self);
 
     fn info(&self) -> ModelInfo;
+}
+
+/// The CPU's model name (Linux `/proc/cpuinfo`), for reports.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }

@@ -15,11 +15,14 @@ pub mod config;
 pub mod download;
 pub mod error;
 pub mod files;
+pub mod generate;
 pub mod gguf;
 pub mod memory;
 pub mod registry;
+pub mod report;
 pub mod sampling;
 pub mod stats;
+pub mod synthetic;
 pub mod tokenizer;
 
 pub use backend::{Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, WeightSource};

@@ -1,0 +1,92 @@
+//! llama3-bench's `native` framework: LLaMA 3 in pure Rust on candle, with no C++ runtime.
+//!
+//! Loads GGUF (quantized blocks kept as `QMatMul`, or dequantized to `--dtype`), Hugging Face
+//! safetensors (single or sharded, memory-mapped), or seeded synthetic weights, and implements
+//! bench-core's [`Backend`] / [`LanguageModel`] traits.
+
+mod load;
+pub mod model;
+
+use bench_core::backend::{Backend, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
+use bench_core::{Error, Result};
+
+pub use load::load_model;
+
+/// The candle framework.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NativeBackend;
+
+pub const CANDLE_VERSION: &str = "0.11.1";
+
+impl Backend for NativeBackend {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn device_info(&self, device: &str) -> DeviceInfo {
+        DeviceInfo {
+            framework: "native (candle)".into(),
+            framework_version: format!("candle {CANDLE_VERSION}"),
+            device: device.to_string(),
+            threads: candle_core::utils::get_num_threads(),
+            cpu: bench_core::backend::cpu_model(),
+        }
+    }
+
+    fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>> {
+        Ok(Box::new(load_model(spec)?))
+    }
+}
+
+/// A loaded candle model.
+pub struct NativeModel {
+    pub(crate) model: model::Llama,
+    pub(crate) info: ModelInfo,
+}
+
+pub(crate) fn candle_err(e: candle_core::Error) -> Error {
+    Error::Backend(format!("candle: {e}"))
+}
+
+impl NativeModel {
+    fn check_range(&self, tokens: &[u32], pos: usize) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidInput("forward called with no tokens".into()));
+        }
+        if pos + tokens.len() > self.model.max_seq_len {
+            return Err(Error::InvalidInput(format!(
+                "{} tokens at position {pos} exceed the context of {} tokens",
+                tokens.len(),
+                self.model.max_seq_len
+            )));
+        }
+        let vocab = self.info.architecture.vocab_size as u32;
+        if let Some(bad) = tokens.iter().find(|&&t| t >= vocab) {
+            return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        Ok(())
+    }
+}
+
+impl LanguageModel for NativeModel {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Logits> {
+        self.check_range(tokens, pos)?;
+        let logits = self.model.forward(tokens, pos, false).map_err(candle_err)?;
+        let mut rows = model::rows(&logits).map_err(candle_err)?;
+        Ok(rows.pop().unwrap_or_default())
+    }
+
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<Logits>> {
+        self.check_range(tokens, pos)?;
+        let logits = self.model.forward(tokens, pos, true).map_err(candle_err)?;
+        model::rows(&logits).map_err(candle_err)
+    }
+
+    fn reset(&mut self) {
+        self.model.reset();
+    }
+
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+}

@@ -1,0 +1,342 @@
+//! Building a [`NativeModel`] from GGUF, safetensors or synthetic weights.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::kv_cache::KvCache;
+
+use bench_core::backend::{DType as BDType, LoadSpec, ModelInfo, Quantize, WeightSource};
+use bench_core::config::ModelConfig;
+use bench_core::files::WeightFormat;
+use bench_core::gguf::{GgmlType, GgufFile};
+use bench_core::{synthetic, Error, Result};
+
+use crate::model::{Layer, Llama, Weight};
+use crate::{candle_err, NativeModel};
+
+fn to_candle_dtype(d: BDType) -> DType {
+    match d {
+        BDType::F32 => DType::F32,
+        BDType::F16 => DType::F16,
+        BDType::BF16 => DType::BF16,
+    }
+}
+
+fn device(spec: &str) -> Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        other => Err(Error::InvalidInput(format!(
+            "device '{other}': this native build runs on the CPU only (build with candle's cuda feature for GPUs); use --device cpu"
+        ))),
+    }
+}
+
+/// The dtype weights are converted to, from `--dtype` and `--quantize`.
+fn requested_dtype(spec: &LoadSpec) -> Result<Option<BDType>> {
+    match spec.quantize {
+        None => Ok(spec.dtype),
+        Some(Quantize::Float16) => match spec.dtype {
+            None | Some(BDType::F16) => Ok(Some(BDType::F16)),
+            Some(other) => Err(Error::InvalidInput(format!(
+                "--quantize float16 conflicts with --dtype {}; pass one of them",
+                other.as_str()
+            ))),
+        },
+        Some(q) => Err(Error::NotImplemented(format!(
+            "--quantize {} on the native framework (use --dtype f32|f16|bf16, or a GGUF's own quantization)",
+            format!("{q:?}").to_lowercase()
+        ))),
+    }
+}
+
+pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
+    if let Some(n) = spec.threads {
+        // candle sizes its thread pools from this variable (read when kernels run).
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let dev = device(&spec.device)?;
+    let dtype = requested_dtype(spec)?;
+    match &spec.source {
+        WeightSource::Files(files) => match &files.weights {
+            WeightFormat::Gguf(path) => load_gguf(path, spec, dtype, &dev),
+            WeightFormat::Safetensors { shards, config } => load_safetensors(shards, config, spec, dtype, &dev),
+        },
+        WeightSource::Synthetic { arch, seed } => load_synthetic(arch, *seed, spec, dtype, &dev),
+    }
+}
+
+/// Collects tensors into a model and keeps the memory accounting in one place.
+struct Builder {
+    cfg: ModelConfig,
+    dtype: DType,
+    device: Device,
+    bytes: u64,
+    bytes_per_token: u64,
+    kinds: BTreeMap<String, usize>,
+}
+
+fn tensor_bytes(t: &Tensor) -> u64 {
+    (t.elem_count() * t.dtype().size_in_bytes()) as u64
+}
+
+fn weight_bytes(w: &Weight) -> u64 {
+    match w {
+        Weight::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
+        Weight::Quantized(QMatMul::Tensor(t)) | Weight::Quantized(QMatMul::TensorF16(t)) | Weight::Dense(t) => tensor_bytes(t),
+    }
+}
+
+impl Builder {
+    fn matrix(&mut self, w: Weight) -> Weight {
+        let b = weight_bytes(&w);
+        self.bytes += b;
+        self.bytes_per_token += b;
+        w
+    }
+    fn norm(&mut self, t: Tensor) -> Tensor {
+        self.bytes += tensor_bytes(&t);
+        self.bytes_per_token += tensor_bytes(&t);
+        t
+    }
+    fn kind(&mut self, k: impl Into<String>) {
+        *self.kinds.entry(k.into()).or_default() += 1;
+    }
+
+    fn finish(
+        mut self,
+        name: String,
+        embedding: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        output: Option<Weight>,
+        spec: &LoadSpec,
+        synthetic: bool,
+    ) -> Result<NativeModel> {
+        let emb_bytes = tensor_bytes(&embedding);
+        self.bytes += emb_bytes;
+        // Decoding a token reads one embedding row.
+        self.bytes_per_token += emb_bytes / self.cfg.arch.vocab_size as u64;
+        let output = match output {
+            Some(w) => self.matrix(w),
+            None => {
+                // Tied and dense: the head is the embedding tensor itself (shared storage).
+                self.bytes_per_token += emb_bytes;
+                Weight::Dense(embedding.clone())
+            }
+        };
+        let max_seq_len = spec.cache_len(&self.cfg);
+        let weights = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
+        let info = ModelInfo {
+            name,
+            parameters: self.cfg.arch.parameters(),
+            weight_bytes: self.bytes,
+            weight_bytes_per_token: self.bytes_per_token,
+            weights,
+            compute_dtype: format!("{:?}", self.dtype).to_lowercase(),
+            device: format!("{:?}", self.device).to_lowercase(),
+            synthetic,
+            max_seq_len,
+            architecture: self.cfg.arch.clone(),
+        };
+        let model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.device, max_seq_len)
+            .map_err(candle_err)?;
+        Ok(NativeModel { model, info })
+    }
+}
+
+fn new_layer(
+    b: &mut Builder,
+    mut get: impl FnMut(&mut Builder, &str) -> Result<Weight>,
+    mut norm: impl FnMut(&mut Builder, &str) -> Result<Tensor>,
+    names: [&str; 9],
+    cache_len: usize,
+) -> Result<Layer> {
+    let attn_norm = norm(b, names[0])?;
+    let wq = get(b, names[1])?;
+    let wk = get(b, names[2])?;
+    let wv = get(b, names[3])?;
+    let wo = get(b, names[4])?;
+    let ffn_norm = norm(b, names[5])?;
+    let w_gate = get(b, names[6])?;
+    let w_up = get(b, names[7])?;
+    let w_down = get(b, names[8])?;
+    Ok(Layer {
+        attn_norm: b.norm(attn_norm),
+        wq: b.matrix(wq),
+        wk: b.matrix(wk),
+        wv: b.matrix(wv),
+        wo: b.matrix(wo),
+        ffn_norm: b.norm(ffn_norm),
+        w_gate: b.matrix(w_gate),
+        w_up: b.matrix(w_up),
+        w_down: b.matrix(w_down),
+        cache: KvCache::new(2, cache_len),
+    })
+}
+
+fn gguf_layer_names(i: usize) -> [String; 9] {
+    ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
+        .map(|n| format!("blk.{i}.{n}.weight"))
+}
+
+fn candle_ggml_dtype(t: GgmlType, name: &str) -> Result<GgmlDType> {
+    Ok(match t {
+        GgmlType::F32 => GgmlDType::F32,
+        GgmlType::F16 => GgmlDType::F16,
+        GgmlType::BF16 => GgmlDType::BF16,
+        GgmlType::Q4_0 => GgmlDType::Q4_0,
+        GgmlType::Q4_1 => GgmlDType::Q4_1,
+        GgmlType::Q5_0 => GgmlDType::Q5_0,
+        GgmlType::Q5_1 => GgmlDType::Q5_1,
+        GgmlType::Q8_0 => GgmlDType::Q8_0,
+        GgmlType::Q2_K => GgmlDType::Q2K,
+        GgmlType::Q3_K => GgmlDType::Q3K,
+        GgmlType::Q4_K => GgmlDType::Q4K,
+        GgmlType::Q5_K => GgmlDType::Q5K,
+        GgmlType::Q6_K => GgmlDType::Q6K,
+        GgmlType::Q8_K => GgmlDType::Q8K,
+        other => {
+            return Err(Error::NotImplemented(format!(
+                "tensor {name} has type {other}, which the native framework does not support \
+                 (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q8_K)"
+            )))
+        }
+    })
+}
+
+fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
+    let gguf = GgufFile::open(path)?;
+    match gguf.architecture() {
+        Some("llama") | None => {}
+        Some(other) => {
+            return Err(Error::ModelFiles(format!(
+                "{}: unsupported architecture '{other}'; the native framework runs LLaMA-architecture models",
+                path.display()
+            )))
+        }
+    }
+    let cfg = ModelConfig::from_gguf(&gguf)?;
+    let compute = dtype.map(to_candle_dtype).unwrap_or(DType::F32);
+    let qtensor = |name: &str| -> Result<(QTensor, GgmlType)> {
+        let info = gguf.tensor(name).ok_or_else(|| Error::gguf(path, format!("missing tensor {name}")))?;
+        let gdt = candle_ggml_dtype(info.ggml_type, name)?;
+        let q = qtensor_from_ggml(gdt, gguf.tensor_bytes(info)?, info.shape(), dev).map_err(candle_err)?;
+        Ok((q, info.ggml_type))
+    };
+    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new() };
+    let mut get = |b: &mut Builder, name: &str| -> Result<Weight> {
+        let (q, ty) = qtensor(name)?;
+        match dtype {
+            None => {
+                b.kind(ty.to_string().to_lowercase());
+                Ok(Weight::Quantized(QMatMul::from_qtensor(q).map_err(candle_err)?))
+            }
+            Some(dt) => {
+                b.kind(dt.as_str());
+                Ok(Weight::Dense(q.dequantize(dev).and_then(|t| t.to_dtype(to_candle_dtype(dt))).map_err(candle_err)?))
+            }
+        }
+    };
+    let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { qtensor(name)?.0.dequantize(dev).map_err(candle_err) };
+    let cache_len = spec.cache_len(&cfg);
+    let mut layers = Vec::with_capacity(cfg.arch.layers);
+    for i in 0..cfg.arch.layers {
+        let names = gguf_layer_names(i);
+        let names = names.each_ref().map(String::as_str);
+        layers.push(new_layer(&mut b, &mut get, norm, names, cache_len)?);
+    }
+    let out_norm = norm(&mut b, "output_norm.weight")?;
+    let out_norm = b.norm(out_norm);
+    let embedding = qtensor("token_embd.weight")?.0.dequantize(dev).and_then(|t| t.to_dtype(compute)).map_err(candle_err)?;
+    let output = if gguf.tensor("output.weight").is_some() {
+        Some(get(&mut b, "output.weight")?)
+    } else if dtype.is_none() {
+        // Tied head kept in its quantized form, as llama.cpp does.
+        Some(get(&mut b, "token_embd.weight")?)
+    } else {
+        None
+    };
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    b.finish(name, embedding, layers, out_norm, output, spec, false)
+}
+
+fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
+    let cfg = ModelConfig::from_hf_config(config)?;
+    // SAFETY: memory-mapped read-only; the files must not be truncated while in use.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(shards) }.map_err(|e| {
+        Error::ModelFiles(format!(
+            "invalid safetensors file ({}): {e}. The file is corrupt or truncated; download it again",
+            shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let load = |name: &str| -> Result<Tensor> {
+        st.load(name, dev).map_err(|e| Error::ModelFiles(format!("safetensors: tensor {name}: {e}")))
+    };
+    let embedding = load("model.embed_tokens.weight")?;
+    let compute = dtype.map(to_candle_dtype).unwrap_or(embedding.dtype());
+    if !matches!(compute, DType::F32 | DType::F16 | DType::BF16) {
+        return Err(Error::NotImplemented(format!("safetensors weights of dtype {:?}; use f32, f16 or bf16", compute)));
+    }
+    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new() };
+    let get = |b: &mut Builder, name: &str| -> Result<Weight> {
+        b.kind(format!("{compute:?}").to_lowercase());
+        Ok(Weight::Dense(load(name)?.to_dtype(compute).map_err(candle_err)?))
+    };
+    let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { load(name)?.to_dtype(DType::F32).map_err(candle_err) };
+    let cache_len = spec.cache_len(&cfg);
+    let mut layers = Vec::with_capacity(cfg.arch.layers);
+    for i in 0..cfg.arch.layers {
+        let p = format!("model.layers.{i}");
+        let names = [
+            format!("{p}.input_layernorm.weight"),
+            format!("{p}.self_attn.q_proj.weight"),
+            format!("{p}.self_attn.k_proj.weight"),
+            format!("{p}.self_attn.v_proj.weight"),
+            format!("{p}.self_attn.o_proj.weight"),
+            format!("{p}.post_attention_layernorm.weight"),
+            format!("{p}.mlp.gate_proj.weight"),
+            format!("{p}.mlp.up_proj.weight"),
+            format!("{p}.mlp.down_proj.weight"),
+        ];
+        let names = names.each_ref().map(String::as_str);
+        layers.push(new_layer(&mut b, get, norm, names, cache_len)?);
+    }
+    let out_norm = norm(&mut b, "model.norm.weight")?;
+    let out_norm = b.norm(out_norm);
+    let embedding = embedding.to_dtype(compute).map_err(candle_err)?;
+    let output = if cfg.arch.tied_embeddings { None } else { Some(get(&mut b, "lm_head.weight")?) };
+    let name = config.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    b.finish(name, embedding, layers, out_norm, output, spec, false)
+}
+
+fn load_synthetic(arch: &bench_core::registry::Architecture, seed: u64, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
+    let cfg = ModelConfig::synthetic(arch.clone())?;
+    let compute = to_candle_dtype(dtype.unwrap_or(BDType::F32));
+    let shapes: BTreeMap<String, Vec<usize>> = synthetic::tensor_shapes(arch).into_iter().collect();
+    let make = |name: &str, dt: DType| -> Result<Tensor> {
+        let shape = &shapes[name];
+        Tensor::from_vec(synthetic::tensor_values(seed, name, shape), shape.as_slice(), dev)
+            .and_then(|t| t.to_dtype(dt))
+            .map_err(candle_err)
+    };
+    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new() };
+    let get = |b: &mut Builder, name: &str| -> Result<Weight> {
+        b.kind(format!("synthetic {compute:?}").to_lowercase());
+        Ok(Weight::Dense(make(name, compute)?))
+    };
+    let norm = |_: &mut Builder, name: &str| make(name, DType::F32);
+    let cache_len = spec.cache_len(&cfg);
+    let mut layers = Vec::with_capacity(arch.layers);
+    for i in 0..arch.layers {
+        let names = gguf_layer_names(i);
+        let names = names.each_ref().map(String::as_str);
+        layers.push(new_layer(&mut b, get, norm, names, cache_len)?);
+    }
+    let out_norm = norm(&mut b, "output_norm.weight")?;
+    let out_norm = b.norm(out_norm);
+    let embedding = make("token_embd.weight", compute)?;
+    let output = if arch.tied_embeddings { None } else { Some(get(&mut b, "output.weight")?) };
+    b.finish(format!("synthetic (seed {seed})"), embedding, layers, out_norm, output, spec, true)
+}

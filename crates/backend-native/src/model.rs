@@ -1,0 +1,171 @@
+//! The LLaMA 3 forward pass on candle: RMSNorm, grouped-query attention with RoPE (Llama 3
+//! frequency scaling comes precomputed from bench-core's `ModelConfig`), SwiGLU, tied or separate
+//! output head. Maths: Meta's reference `llama/model.py` (Llama 3).
+//!
+//! Owned here rather than taken from candle-transformers because its `llama` / `quantized_llama`
+//! grow the KV cache with `Tensor::cat` on every token and copy K/V per query head (`repeat_kv`);
+//! this version writes into a preallocated cache in place (`candle_nn::kv_cache::KvCache`), and
+//! runs grouped-query attention by folding the query heads that share a KV head into one matrix
+//! product, so K and V are never copied. Norms, softmax and RoPE tables stay in f32.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::kv_cache::KvCache;
+
+use bench_core::config::{ModelConfig, RopeLayout};
+
+/// A weight matrix `(out, in)`: ggml blocks kept quantized, or a dense tensor.
+pub enum Weight {
+    Quantized(QMatMul),
+    Dense(Tensor),
+}
+
+impl Weight {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Quantized(q) => q.forward(x),
+            Weight::Dense(w) => {
+                let (b, t, k) = x.dims3()?;
+                x.reshape((b * t, k))?.matmul(&w.t()?)?.reshape((b, t, ()))
+            }
+        }
+    }
+}
+
+pub struct Layer {
+    pub attn_norm: Tensor,
+    pub wq: Weight,
+    pub wk: Weight,
+    pub wv: Weight,
+    pub wo: Weight,
+    pub ffn_norm: Tensor,
+    pub w_gate: Weight,
+    pub w_up: Weight,
+    pub w_down: Weight,
+    pub cache: KvCache,
+}
+
+pub struct Llama {
+    pub cfg: ModelConfig,
+    /// `(vocab, dim)` in the compute dtype.
+    pub embedding: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    pub output: Weight,
+    cos: Tensor,
+    sin: Tensor,
+    pub dtype: DType,
+    pub device: Device,
+    pub max_seq_len: usize,
+}
+
+impl Llama {
+    pub fn new(
+        cfg: ModelConfig,
+        embedding: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        output: Weight,
+        dtype: DType,
+        device: Device,
+        max_seq_len: usize,
+    ) -> candle_core::Result<Self> {
+        let (cos, sin) = cfg.rope_tables(max_seq_len);
+        let half = cfg.head_dim() / 2;
+        let cos = Tensor::from_vec(cos, (max_seq_len, half), &device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (max_seq_len, half), &device)?.to_dtype(dtype)?;
+        Ok(Self { cfg, embedding, layers, norm, output, cos, sin, dtype, device, max_seq_len })
+    }
+
+    pub fn reset(&mut self) {
+        for l in &mut self.layers {
+            l.cache.reset();
+        }
+    }
+
+    /// Runs `tokens` at positions `pos..`; returns f32 logits `(rows, vocab)` of the last position
+    /// (`all = false`) or of every position.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> candle_core::Result<Tensor> {
+        let t = tokens.len();
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embedding.index_select(&ids, 0)?.unsqueeze(0)?; // (1, t, dim)
+        let cos = self.cos.narrow(0, pos, t)?;
+        let sin = self.sin.narrow(0, pos, t)?;
+        let a = &self.cfg.arch;
+        let (heads, kv_heads, hd) = (a.heads, a.kv_heads, a.head_dim());
+        let n_rep = heads / kv_heads;
+        let eps = a.norm_eps as f32;
+        let mask = if t > 1 { Some(causal_mask(t, pos, n_rep, &self.device)?) } else { None };
+        let scale = 1.0 / (hd as f64).sqrt();
+
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let attn = {
+                let _span = tracing::trace_span!("attention", layer = i).entered();
+                let h = rms_norm(&x, &layer.attn_norm, eps)?;
+                let q = layer.wq.forward(&h)?.reshape((1, t, heads, hd))?.transpose(1, 2)?.contiguous()?;
+                let k = layer.wk.forward(&h)?.reshape((1, t, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
+                let v = layer.wv.forward(&h)?.reshape((1, t, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
+                let (q, k) = match self.cfg.rope_layout {
+                    RopeLayout::Interleaved => {
+                        (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?, candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?)
+                    }
+                    RopeLayout::HalfSplit => {
+                        (candle_nn::rotary_emb::rope(&q, &cos, &sin)?, candle_nn::rotary_emb::rope(&k, &cos, &sin)?)
+                    }
+                };
+                // Written in place into the preallocated cache; returns views of positions 0..pos+t.
+                let (k, v) = layer.cache.append(&k, &v)?;
+                // Query heads sharing a KV head become extra rows of one product: (1, kv, rep*t, hd).
+                let q = q.reshape((1, kv_heads, n_rep * t, hd))?;
+                let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+                let scores = match &mask {
+                    Some(m) => scores.broadcast_add(m)?,
+                    None => scores,
+                };
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(self.dtype)?;
+                let out = probs.matmul(&v)?; // (1, kv, rep*t, hd)
+                let out = out.reshape((1, heads, t, hd))?.transpose(1, 2)?.reshape((1, t, heads * hd))?;
+                layer.wo.forward(&out)?
+            };
+            x = (x + attn)?;
+            let mlp = {
+                let _span = tracing::trace_span!("mlp", layer = i).entered();
+                let h = rms_norm(&x, &layer.ffn_norm, eps)?;
+                let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
+                let up = layer.w_up.forward(&h)?;
+                layer.w_down.forward(&(gate * up)?)?
+            };
+            x = (x + mlp)?;
+        }
+        let x = if all { x } else { x.narrow(1, t - 1, 1)? };
+        let _span = tracing::trace_span!("output").entered();
+        let x = rms_norm(&x, &self.norm, eps)?;
+        let logits = self.output.forward(&x)?; // (1, rows, vocab)
+        logits.squeeze(0)?.to_dtype(DType::F32)
+    }
+}
+
+/// RMSNorm computed in f32 whatever the compute dtype (as Meta's reference does).
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    let dtype = x.dtype();
+    let y = candle_nn::ops::rms_norm(&x.to_dtype(DType::F32)?, weight, eps)?;
+    y.to_dtype(dtype)
+}
+
+/// Additive causal mask `(rep*t, pos+t)` for `t` new queries at `pos..pos+t`, repeated for the
+/// `rep` query heads folded into each KV head's rows.
+fn causal_mask(t: usize, pos: usize, rep: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let len = pos + t;
+    let mut m = Vec::with_capacity(rep * t * len);
+    for _ in 0..rep {
+        for i in 0..t {
+            m.extend((0..len).map(|j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 }));
+        }
+    }
+    Tensor::from_vec(m, (rep * t, len), device)
+}
+
+/// The last dimension's values of a 2-D f32 tensor, as rows.
+pub fn rows(logits: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    logits.to_dtype(DType::F32)?.to_vec2()
+}

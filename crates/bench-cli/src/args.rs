@@ -1,0 +1,202 @@
+//! The command-line options of the per-framework binaries, grouped by concern.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub benchmark: BenchmarkArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Model")]
+pub struct ModelArgs {
+    /// Registry model to run (see `cargo xtask list`). Default: smollm2-135m
+    #[arg(long, conflicts_with_all = ["size", "model_path"])]
+    pub model: Option<String>,
+
+    /// Llama 3 size from the registry, as in the original CLI
+    #[arg(long, value_enum, conflicts_with = "model_path")]
+    pub size: Option<Size>,
+
+    /// A model file or folder: .gguf, or *.safetensors with config.json (sharded or not)
+    #[arg(long)]
+    pub model_path: Option<PathBuf>,
+
+    /// Expected model type; it is detected from the files and a mismatch is an error
+    #[arg(long, value_enum)]
+    pub model_type: Option<ModelTypeArg>,
+
+    /// Download the registry model (and its tokenizer) if it is not in the cache
+    #[arg(long)]
+    pub download: bool,
+
+    /// Seeded random weights with the registry model's shape, for speed work (labelled synthetic)
+    #[arg(long)]
+    pub synthetic: bool,
+
+    /// Convert all weights to this dtype. Default: keep the file's own (GGUF blocks stay quantized;
+    /// f32 for synthetic weights)
+    #[arg(long, value_enum)]
+    pub dtype: Option<DTypeArg>,
+
+    /// Quantize the weights at load time. float16: every weight and the compute in f16.
+    /// int8 (one scale per output row) and nf4 (blocks of 64) apply to the layers' matrices
+    #[arg(long, value_enum)]
+    pub quantize: Option<QuantizeArg>,
+
+    /// Split the model across N devices (needs N GPUs)
+    #[arg(long, default_value_t = 1)]
+    pub shard: usize,
+
+    /// Longest sequence (prompt + generation) the KV cache holds; capped at the model's context
+    #[arg(long, default_value_t = 4096)]
+    pub max_seq_len: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sampling")]
+pub struct SamplingArgs {
+    /// One-shot generation of this prompt (with the model's chat template) instead of a chat
+    #[arg(long)]
+    pub prompt: Option<String>,
+
+    /// Most tokens to generate per answer
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+
+    /// Sampling temperature; 0 = greedy
+    #[arg(long, default_value_t = 0.85)]
+    pub temperature: f32,
+
+    /// Sample among the k most likely tokens only
+    #[arg(long)]
+    pub top_k: Option<usize>,
+
+    /// Nucleus sampling: the smallest set of tokens whose probability reaches p
+    #[arg(long)]
+    pub top_p: Option<f32>,
+
+    /// Random seed (sampling and synthetic weights)
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Benchmark")]
+pub struct BenchmarkArgs {
+    /// Measure instead of chatting: prefill + greedy decode, repeated
+    #[arg(long)]
+    pub benchmark: bool,
+
+    /// Framework to benchmark (the per-framework binaries run their own only)
+    #[arg(long)]
+    pub framework: Option<String>,
+
+    /// Measured iterations
+    #[arg(long, default_value_t = 20)]
+    pub iterations: usize,
+
+    /// Warm-up iterations, run first and discarded
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+
+    /// Tokens generated per iteration (end-of-sequence is ignored so every run generates as many)
+    #[arg(long, default_value_t = 128)]
+    pub gen_tokens: usize,
+
+    /// Benchmark prompt text (default: a fixed English paragraph)
+    #[arg(long)]
+    pub bench_prompt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Machine-readable JSON on stdout (logs stay on stderr)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the JSON result to this file (atomically)
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+
+    /// Print the time of every generated token
+    #[arg(long)]
+    pub timing: bool,
+
+    /// Write a Chrome trace (open it in Perfetto) with spans for prefill, each layer's attention
+    /// and MLP, and sampling
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Verbose logs on stderr
+    #[arg(long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Runtime")]
+pub struct RuntimeArgs {
+    /// CPU threads for the framework's kernels (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Size {
+    #[value(name = "1B", alias = "1b")]
+    B1,
+    #[value(name = "8B", alias = "8b")]
+    B8,
+    #[value(name = "70B", alias = "70b")]
+    B70,
+    #[value(name = "405B", alias = "405b")]
+    B405,
+}
+
+impl Size {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Size::B1 => "1B",
+            Size::B8 => "8B",
+            Size::B70 => "70B",
+            Size::B405 => "405B",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelTypeArg {
+    Llama,
+    Gpt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QuantizeArg {
+    Int8,
+    Nf4,
+    Float16,
+}

@@ -1,0 +1,329 @@
+//! The command line shared by every per-framework binary (`native-only`, `torch-only`): chat,
+//! one-shot generation and benchmark, driven by bench-core's loops. A binary is one line:
+//! `bench_cli::main(&MyBackend)`.
+
+pub mod args;
+pub mod resolve;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde::Serialize;
+
+use bench_core::backend::{Backend, LanguageModel};
+use bench_core::bench::{self, BenchConfig, BenchmarkResult, RunContext};
+use bench_core::chat::{encode_chat, ChatTemplate, Message, Role};
+use bench_core::generate::{generate, Generation};
+use bench_core::report;
+use bench_core::sampling::{Sampler, SamplingConfig};
+use bench_core::tokenizer::Tokenizer;
+
+pub use args::Cli;
+
+/// The default benchmark prompt: a fixed public-domain English paragraph (the opening of
+/// Melville's "Moby-Dick"), so every framework prefills the same tokens.
+pub const BENCH_PROMPT: &str = "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money \
+in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery \
+part of the world. It is a way I have of driving off the spleen and regulating the circulation. Whenever I find myself \
+growing grim about the mouth; whenever it is a damp, drizzly November in my soul; whenever I find myself involuntarily \
+pausing before coffin warehouses, and bringing up the rear of every funeral I meet; then, I account it high time to get \
+to sea as soon as I can.";
+
+/// Parses the command line and runs; errors are printed as `error: ...` with exit status 1.
+pub fn main(backend: &dyn Backend) -> ExitCode {
+    let cli = Cli::parse();
+    match run(backend, &cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Keeps the Chrome trace writer alive; on drop the trace is flushed and moved into place.
+struct Profile {
+    guard: Option<tracing_chrome::FlushGuard>,
+    tmp: PathBuf,
+    target: PathBuf,
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if let Err(e) = std::fs::rename(&self.tmp, &self.target) {
+            eprintln!("error: could not write the profile {}: {e}", self.target.display());
+        } else {
+            eprintln!("profile written to {} (open it in Perfetto)", self.target.display());
+        }
+    }
+}
+
+fn init_tracing(cli: &Cli) -> Result<Option<Profile>> {
+    use tracing_subscriber::prelude::*;
+    let level = if cli.output.debug { "debug" } else { "warn" };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()));
+    let mut profile = None;
+    let chrome = match &cli.output.profile {
+        Some(path) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            if !dir.is_dir() {
+                bail!("cannot write the profile {}: folder {} does not exist", path.display(), dir.display());
+            }
+            let tmp = dir.join(format!(".{}.partial", path.file_name().map(|s| s.to_string_lossy()).unwrap_or_default()));
+            let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new().file(&tmp).include_args(true).build();
+            profile = Some(Profile { guard: Some(guard), tmp, target: path.clone() });
+            Some(layer.with_filter(tracing_subscriber::filter::LevelFilter::TRACE))
+        }
+        None => None,
+    };
+    tracing_subscriber::registry().with(fmt).with(chrome).try_init().ok();
+    Ok(profile)
+}
+
+pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
+    if let Some(fw) = &cli.benchmark.framework {
+        if fw != backend.name() {
+            bail!("--framework {fw}: this binary runs the '{}' framework only; use `compare --framework {fw}` to pick frameworks", backend.name());
+        }
+    }
+    if cli.sampling.temperature < 0.0 || !cli.sampling.temperature.is_finite() {
+        bail!("--temperature must be 0 (greedy) or positive, got {}", cli.sampling.temperature);
+    }
+    if let Some(p) = cli.sampling.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            bail!("--top-p must be in (0, 1], got {p}");
+        }
+    }
+    if cli.runtime.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    let _profile = init_tracing(cli)?;
+
+    let resolved = resolve::resolve(cli)?;
+    tracing::debug!(tokenizer = resolved.tokenizer.description(), "resolved {}", resolved.label);
+    let load_start = Instant::now();
+    let mut model = backend.load(&resolved.spec).with_context(|| format!("loading {} on {}", resolved.label, backend.name()))?;
+    let load_time_s = load_start.elapsed().as_secs_f64();
+    let info = model.info();
+    let synthetic_note = if info.synthetic { " [SYNTHETIC WEIGHTS: random values, output is meaningless]" } else { "" };
+    eprintln!(
+        "{}: loaded {} ({}, {:.1} M parameters, {:.3} GB weights) in {:.2} s{synthetic_note}",
+        backend.name(),
+        resolved.label,
+        info.weights,
+        info.parameters as f64 / 1e6,
+        info.weight_bytes as f64 / 1e9,
+        load_time_s
+    );
+
+    if cli.benchmark.benchmark {
+        return run_benchmark(backend, cli, model.as_mut(), &resolved, load_time_s);
+    }
+    let sampling = SamplingConfig {
+        temperature: cli.sampling.temperature,
+        top_k: cli.sampling.top_k,
+        top_p: cli.sampling.top_p,
+        seed: cli.sampling.seed,
+    };
+    let template = ChatTemplate::for_tokenizer(&resolved.tokenizer);
+    if let Some(prompt) = &cli.sampling.prompt {
+        let messages = vec![Message::new(Role::User, prompt.clone())];
+        let ids = encode_chat(&resolved.tokenizer, &template, &messages)?;
+        let mut sampler = Sampler::new(sampling);
+        let out = answer(cli, model.as_mut(), &resolved.tokenizer, &ids, &mut sampler)?;
+        if cli.output.json {
+            print_generation_json(cli, backend, &resolved, &out, load_time_s)?;
+        }
+        return Ok(());
+    }
+    chat(cli, model.as_mut(), &resolved.tokenizer, &template, sampling)
+}
+
+/// Generates one answer, streaming it to stdout unless JSON was asked for.
+fn answer(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, ids: &[u32], sampler: &mut Sampler) -> Result<Generation> {
+    let stream = !cli.output.json;
+    let mut stdout = std::io::stdout().lock();
+    let out = generate(model, tokenizer, ids, sampler, cli.sampling.max_tokens, |piece| {
+        if stream {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }
+    })?;
+    if stream {
+        let _ = writeln!(stdout);
+    }
+    drop(stdout);
+    if cli.output.timing {
+        eprintln!(
+            "timing: prefill {} tokens {:.1} ms ({:.1} tok/s), first token {:.1} ms",
+            out.prompt_ids.len(),
+            out.prefill_s * 1e3,
+            out.prefill_tokens_per_s(),
+            out.first_token_s * 1e3
+        );
+        for (i, t) in out.token_times_s.iter().enumerate() {
+            eprintln!("timing: token {:4}: {:.2} ms", i + 2, t * 1e3);
+        }
+        eprintln!("timing: decode {:.2} tok/s over {} tokens", out.decode_tokens_per_s(), out.token_times_s.len());
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+struct GenerationJson<'a> {
+    framework: &'a str,
+    model: &'a str,
+    synthetic: bool,
+    prompt_ids: &'a [u32],
+    generated_ids: &'a [u32],
+    text: &'a str,
+    stop_reason: bench_core::generate::StopReason,
+    load_time_s: f64,
+    prefill_s: f64,
+    first_token_s: f64,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+    token_times_ms: Vec<f64>,
+}
+
+fn print_generation_json(cli: &Cli, backend: &dyn Backend, r: &resolve::Resolved, out: &Generation, load_time_s: f64) -> Result<()> {
+    let j = GenerationJson {
+        framework: backend.name(),
+        model: &r.label,
+        synthetic: r.spec.is_synthetic(),
+        prompt_ids: &out.prompt_ids,
+        generated_ids: &out.generated_ids,
+        text: &out.text,
+        stop_reason: out.stop_reason,
+        load_time_s,
+        prefill_s: out.prefill_s,
+        first_token_s: out.first_token_s,
+        prefill_tokens_per_s: out.prefill_tokens_per_s(),
+        decode_tokens_per_s: out.decode_tokens_per_s(),
+        token_times_ms: out.token_times_s.iter().map(|t| t * 1e3).collect(),
+    };
+    let text = serde_json::to_string_pretty(&j)?;
+    println!("{text}");
+    if let Some(path) = &cli.output.output {
+        report::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Interactive Q&A with history; with stdin not a terminal, one question per line.
+fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, template: &ChatTemplate, sampling: SamplingConfig) -> Result<()> {
+    let interactive = std::io::stdin().is_terminal();
+    let context = model.info().max_seq_len;
+    let mut sampler = Sampler::new(sampling);
+    let mut history: Vec<Message> = Vec::new();
+    if interactive {
+        eprintln!("Chat with the model ({} template). /exit or Ctrl-D to quit, /reset to forget the conversation.", template.name());
+    }
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            eprint!("\n> ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line.context("reading stdin")?;
+        let question = line.trim();
+        if question.is_empty() {
+            continue;
+        }
+        match question {
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history.clear();
+                continue;
+            }
+            _ => {}
+        }
+        history.push(Message::new(Role::User, question));
+        // Keep the conversation inside the context: drop the oldest turns until the prompt and a
+        // full answer fit.
+        let ids = loop {
+            let ids = encode_chat(tokenizer, template, &history)?;
+            if ids.len() + cli.sampling.max_tokens <= context || history.len() <= 1 {
+                break ids;
+            }
+            history.drain(..2.min(history.len() - 1));
+        };
+        let out = answer(cli, model, tokenizer, &ids, &mut sampler)?;
+        if cli.output.json {
+            println!("{}", serde_json::json!({"question": question, "answer": out.text, "generated_ids": out.generated_ids}));
+        }
+        history.push(Message::new(Role::Assistant, out.text.trim().to_string()));
+    }
+    Ok(())
+}
+
+fn run_benchmark(
+    backend: &dyn Backend,
+    cli: &Cli,
+    model: &mut dyn LanguageModel,
+    resolved: &resolve::Resolved,
+    load_time_s: f64,
+) -> Result<()> {
+    let text = cli.benchmark.bench_prompt.as_deref().unwrap_or(BENCH_PROMPT);
+    let t = Instant::now();
+    let prompt_tokens = resolved.tokenizer.encode(text, resolved.tokenizer.adds_bos())?;
+    let tokenize_time_s = t.elapsed().as_secs_f64();
+    let config = BenchConfig {
+        prompt_tokens,
+        gen_tokens: cli.benchmark.gen_tokens,
+        iterations: cli.benchmark.iterations,
+        warmup: cli.benchmark.warmup,
+    };
+    eprintln!(
+        "benchmark: {} prompt tokens, {} generated tokens, {} iterations + {} warm-up",
+        config.prompt_tokens.len(),
+        config.gen_tokens,
+        config.iterations,
+        config.warmup
+    );
+    let total = config.iterations + config.warmup;
+    let (samples, greedy) = bench::run(model, &config, |i, s, warm| {
+        eprintln!(
+            "  iteration {}/{}{}: prefill {:.1} ms, decode {:.2} tok/s",
+            i + 1,
+            total,
+            if warm { " (warm-up)" } else { "" },
+            s.prefill_s * 1e3,
+            s.decode_tokens_per_s()
+        );
+        if cli.output.timing {
+            let times: Vec<String> = s.token_times_s.iter().map(|t| format!("{:.2}", t * 1e3)).collect();
+            eprintln!("    token times (ms): {}", times.join(" "));
+        }
+    })?;
+    let info = model.info();
+    let ctx = RunContext {
+        framework: backend.name().to_string(),
+        model_size: resolved.label.clone(),
+        device: backend.device_info(&cli.runtime.device),
+        model: info,
+        load_time_s,
+        tokenize_time_s,
+        warmup: config.warmup,
+    };
+    let result = BenchmarkResult::from_samples(ctx, config.prompt_tokens.len(), samples, greedy);
+    let json = result.to_json();
+    if cli.output.json {
+        println!("{json}");
+    } else {
+        println!("{}", report::single_run_table(&result));
+    }
+    if let Some(path) = &cli.output.output {
+        report::write_atomic(path, json.as_bytes())?;
+    }
+    Ok(())
+}

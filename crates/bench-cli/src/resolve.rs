@@ -1,0 +1,145 @@
+//! From command-line options to weights and a tokenizer: registry names, paths, synthetic shapes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bench_core::backend::{DType, LoadSpec, Quantize, WeightSource};
+use bench_core::cache::Cache;
+use bench_core::download;
+use bench_core::files::{self, ModelFiles, ModelType, TokenizerLocation};
+use bench_core::gguf::GgufFile;
+use bench_core::registry::Registry;
+use bench_core::tokenizer::Tokenizer;
+
+use crate::args::{Cli, DTypeArg, ModelTypeArg, QuantizeArg};
+
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+const LLAMA3_TOKENIZER: &str = "llama3-tokenizer";
+
+pub struct Resolved {
+    pub spec: LoadSpec,
+    pub tokenizer: Tokenizer,
+    /// Registry name, or the file name for --model-path.
+    pub label: String,
+}
+
+fn ensure(registry: &Registry, cache: &Cache, name: &str, download_missing: bool) -> Result<Vec<PathBuf>> {
+    if download_missing {
+        Ok(download::fetch(registry, cache, name)?.paths().to_vec())
+    } else {
+        Ok(cache.require(registry, name)?)
+    }
+}
+
+/// The first model file of a registry entry's paths: the GGUF, or the folder of config.json.
+fn model_root(paths: &[PathBuf]) -> Result<PathBuf> {
+    if let Some(g) = paths.iter().find(|p| p.extension().is_some_and(|e| e == "gguf")) {
+        return Ok(g.clone());
+    }
+    if let Some(c) = paths.iter().find(|p| p.file_name().is_some_and(|f| f == "config.json")) {
+        return Ok(c.parent().unwrap_or(Path::new(".")).to_path_buf());
+    }
+    paths.first().cloned().context("registry entry has no files")
+}
+
+pub fn registry_model_name(cli: &Cli, registry: &Registry) -> Result<String> {
+    Ok(match (&cli.model.model, cli.model.size) {
+        (Some(name), _) => name.clone(),
+        (None, Some(size)) => registry.model_for_size(size.as_str())?.0.to_string(),
+        (None, None) => DEFAULT_MODEL.to_string(),
+    })
+}
+
+pub fn load_spec_options(cli: &Cli) -> (Option<DType>, Option<Quantize>) {
+    let dtype = cli.model.dtype.map(|d| match d {
+        DTypeArg::F32 => DType::F32,
+        DTypeArg::F16 => DType::F16,
+        DTypeArg::Bf16 => DType::BF16,
+    });
+    let quantize = cli.model.quantize.map(|q| match q {
+        QuantizeArg::Int8 => Quantize::Int8,
+        QuantizeArg::Nf4 => Quantize::Nf4,
+        QuantizeArg::Float16 => Quantize::Float16,
+    });
+    (dtype, quantize)
+}
+
+fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {
+    match &files.tokenizer {
+        TokenizerLocation::Gguf(p) => Ok(Tokenizer::from_gguf(&GgufFile::open(p)?)?),
+        TokenizerLocation::Json(p) => Ok(Tokenizer::from_json_file(p)?),
+        TokenizerLocation::Missing => {
+            let paths = ensure(registry, cache, LLAMA3_TOKENIZER, download_missing)
+                .context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?;
+            Ok(Tokenizer::from_json_file(&paths[0])?)
+        }
+    }
+}
+
+pub fn resolve(cli: &Cli) -> Result<Resolved> {
+    let registry = Registry::load()?;
+    let cache = Cache::from_env();
+    let (dtype, quantize) = load_spec_options(cli);
+    if cli.model.shard != 1 {
+        if cli.model.shard == 0 {
+            bail!("--shard must be at least 1");
+        }
+        bail!(
+            "--shard {} splits the model across {} GPUs; this build runs one device per process. Use --shard 1",
+            cli.model.shard,
+            cli.model.shard
+        );
+    }
+    let expected = cli.model.model_type.map(|t| match t {
+        ModelTypeArg::Llama => ModelType::Llama,
+        ModelTypeArg::Gpt => ModelType::Gpt,
+    });
+    let spec = |source| LoadSpec {
+        source,
+        dtype,
+        quantize,
+        device: cli.runtime.device.clone(),
+        max_seq_len: Some(cli.model.max_seq_len),
+        threads: cli.runtime.threads,
+    };
+
+    if cli.model.synthetic {
+        if cli.model.model_path.is_some() {
+            bail!("--synthetic makes random weights of a registry shape; use --model NAME or --size, not --model-path");
+        }
+        let name = registry_model_name(cli, &registry)?;
+        let entry = registry.model(&name)?;
+        if expected == Some(ModelType::Gpt) {
+            bail!(bench_core::Error::ModelTypeMismatch { expected: "gpt".into(), detected: "llama".into() });
+        }
+        let arch = entry.architecture.clone();
+        // A synthetic model still needs real token ids: Llama 3 shapes use the Llama 3 tokenizer,
+        // others their own files' tokenizer.
+        let tokenizer = if arch.vocab_size == 128_256 {
+            let paths = ensure(&registry, &cache, LLAMA3_TOKENIZER, cli.model.download)?;
+            Tokenizer::from_json_file(&paths[0])?
+        } else {
+            let paths = ensure(&registry, &cache, &name, cli.model.download)?;
+            let files = files::discover(&model_root(&paths)?)?;
+            tokenizer_for(&files, &registry, &cache, cli.model.download)?
+        };
+        return Ok(Resolved {
+            spec: spec(WeightSource::Synthetic { arch, seed: cli.sampling.seed }),
+            tokenizer,
+            label: format!("{name} (synthetic)"),
+        });
+    }
+
+    let (files, label) = match &cli.model.model_path {
+        Some(path) => (files::discover(path)?, path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+        None => {
+            let name = registry_model_name(cli, &registry)?;
+            registry.model(&name)?;
+            let paths = ensure(&registry, &cache, &name, cli.model.download)?;
+            (files::discover(&model_root(&paths)?)?, name)
+        }
+    };
+    files::check_model_type(&files, expected)?;
+    let tokenizer = tokenizer_for(&files, &registry, &cache, cli.model.download)?;
+    Ok(Resolved { spec: spec(WeightSource::Files(files)), tokenizer, label })
+}

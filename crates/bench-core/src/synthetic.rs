@@ -1,0 +1,73 @@
+//! Synthetic weights: seeded random values for any registry shape, for speed and memory work
+//! where real weights cannot be had (decode speed does not depend on the values). Every framework
+//! gets the very same numbers from here, so synthetic runs are comparable too. Anything loaded
+//! from here is reported as synthetic.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::registry::Architecture;
+
+/// Tensors of a LLaMA model with GGUF names and row-major shapes (`(out, in)` for matrices).
+pub fn tensor_shapes(arch: &Architecture) -> Vec<(String, Vec<usize>)> {
+    let (d, f, v) = (arch.dim, arch.ffn_dim, arch.vocab_size);
+    let kv = arch.kv_heads * arch.head_dim();
+    let mut t = vec![("token_embd.weight".to_string(), vec![v, d])];
+    for i in 0..arch.layers {
+        let p = format!("blk.{i}");
+        t.push((format!("{p}.attn_norm.weight"), vec![d]));
+        t.push((format!("{p}.attn_q.weight"), vec![d, d]));
+        t.push((format!("{p}.attn_k.weight"), vec![kv, d]));
+        t.push((format!("{p}.attn_v.weight"), vec![kv, d]));
+        t.push((format!("{p}.attn_output.weight"), vec![d, d]));
+        t.push((format!("{p}.ffn_norm.weight"), vec![d]));
+        t.push((format!("{p}.ffn_gate.weight"), vec![f, d]));
+        t.push((format!("{p}.ffn_up.weight"), vec![f, d]));
+        t.push((format!("{p}.ffn_down.weight"), vec![d, f]));
+    }
+    t.push(("output_norm.weight".to_string(), vec![d]));
+    if !arch.tied_embeddings {
+        t.push(("output.weight".to_string(), vec![v, d]));
+    }
+    t
+}
+
+/// The values of one synthetic tensor: norms are ones, matrices uniform in ±1/sqrt(fan-in) so
+/// activations keep a sane scale through the layers. Seeded by (`seed`, `name`).
+pub fn tensor_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    if name.ends_with("norm.weight") {
+        return vec![1.0; n];
+    }
+    // FNV-1a of the name, mixed with the seed: each tensor has its own stream.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in name.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let mut rng = SmallRng::seed_from_u64(h);
+    let fan_in = *shape.last().unwrap_or(&1) as f32;
+    let a = if name == "token_embd.weight" { 1.0 } else { 1.0 / fan_in.sqrt() };
+    (0..n).map(|_| rng.random_range(-a..a)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    #[test]
+    fn shapes_add_up_to_the_parameter_count_and_values_are_seeded() {
+        let r = Registry::load().unwrap();
+        for name in ["smollm2-135m", "llama3-1b", "llama3-8b"] {
+            let arch = &r.model(name).unwrap().architecture;
+            let total: u64 = tensor_shapes(arch).iter().map(|(_, s)| s.iter().product::<usize>() as u64).sum();
+            assert_eq!(total, arch.parameters(), "{name}");
+        }
+        let a = tensor_values(7, "blk.0.attn_q.weight", &[4, 16]);
+        assert_eq!(a, tensor_values(7, "blk.0.attn_q.weight", &[4, 16]));
+        assert_ne!(a, tensor_values(8, "blk.0.attn_q.weight", &[4, 16]));
+        assert_ne!(a, tensor_values(7, "blk.0.attn_k.weight", &[4, 16]));
+        assert!(a.iter().all(|v| v.abs() <= 0.25));
+        assert!(tensor_values(7, "output_norm.weight", &[3]).iter().all(|&v| v == 1.0));
+    }
+}
