@@ -1,0 +1,273 @@
+//! The correctness suite every framework must pass (burn's pattern: one suite, every backend).
+//!
+//! A backend crate instantiates it in its tests with
+//! `backend_conformance::conformance_suite!(my_crate::MyBackend);`, which expands to one
+//! `#[test]` per check below. The checks use the real SmolLM2 GGUF and compare against logits from
+//! an independent NumPy implementation (`tests/reference/llama_numpy.py`, weights dequantized by
+//! the `gguf` package), never against the code under test.
+
+pub mod fixtures;
+
+use std::path::Path;
+
+use bench_core::backend::{Backend, DType, LoadSpec, WeightSource};
+use bench_core::files::{self, ModelFiles, TokenizerLocation, WeightFormat};
+use bench_core::generate::generate;
+use bench_core::registry::Registry;
+use bench_core::sampling::{argmax, top_k, Sampler, SamplingConfig};
+
+/// Max |Δ| allowed between an f32 framework and the float64 reference, in logit units. SmolLM2's
+/// logits span about ±30; native measured 1.1e-4, so this leaves room for other summation orders
+/// while catching any real error (a wrong RoPE or mask moves logits by whole units).
+pub const F32_LOGIT_TOLERANCE: f32 = 2e-3;
+
+pub fn spec(source: WeightSource, dtype: Option<DType>) -> LoadSpec {
+    LoadSpec { source, dtype, quantize: None, device: "cpu".into(), max_seq_len: Some(512), threads: None }
+}
+
+pub fn gguf_source(path: &Path) -> WeightSource {
+    WeightSource::Files(ModelFiles { weights: WeightFormat::Gguf(path.to_path_buf()), tokenizer: TokenizerLocation::Gguf(path.to_path_buf()) })
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "vocabulary sizes differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// With every weight dequantized to f32, the logits at the first generated position (and every
+/// prompt position) match the NumPy reference: same top-1, small max |Δ|.
+pub fn f32_logits_match_reference(backend: &dyn Backend) {
+    let gguf = fixtures::smollm2_gguf();
+    let prompts = fixtures::question_prompts();
+    let reference = fixtures::reference_logits(&gguf, &prompts);
+    let mut model = backend.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
+    let mut worst = 0.0f32;
+    for (ids, want) in prompts.iter().zip(&reference) {
+        model.reset();
+        let last = model.forward(ids, 0).unwrap();
+        let want_last = want.last().unwrap();
+        assert_eq!(argmax(&last), argmax(want_last), "top-1 differs from the reference");
+        worst = worst.max(max_abs_diff(&last, want_last));
+        model.reset();
+        let all = model.forward_all(ids, 0).unwrap();
+        assert_eq!(all.len(), ids.len());
+        for (got, want) in all.iter().zip(want) {
+            worst = worst.max(max_abs_diff(got, want));
+        }
+    }
+    println!(
+        "conformance[{}]: f32 logits vs NumPy reference: {} prompts, {} positions, top-1 agrees, max |Δ| = {worst:.2e}",
+        backend.name(),
+        prompts.len(),
+        prompts.iter().map(Vec::len).sum::<usize>()
+    );
+    assert!(worst < F32_LOGIT_TOLERANCE, "max |Δ| {worst} exceeds {F32_LOGIT_TOLERANCE}");
+}
+
+/// Greedy decoding, one token at a time through the KV cache, reproduces the reference's
+/// logits at every step (the reference runs the whole sequence without a cache).
+pub fn kv_cache_decode_matches_reference(backend: &dyn Backend) {
+    let gguf = fixtures::smollm2_gguf();
+    let prompt = fixtures::question_prompts().remove(0);
+    let mut model = backend.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
+    let mut ids = prompt.clone();
+    let mut logits = model.forward(&prompt, 0).unwrap();
+    for _ in 0..8 {
+        let next = argmax(&logits);
+        ids.push(next);
+        logits = model.forward(&[next], ids.len() - 1).unwrap();
+    }
+    let reference = fixtures::reference_logits(&gguf, &[ids.clone()]).remove(0);
+    let want = reference.last().unwrap();
+    let d = max_abs_diff(&logits, want);
+    println!("conformance[{}]: 8 cached decode steps vs reference without cache: max |Δ| = {d:.2e}", backend.name());
+    assert!(d < F32_LOGIT_TOLERANCE, "max |Δ| {d}");
+    assert_eq!(argmax(&logits), argmax(want));
+}
+
+/// `--temperature 0 --dtype f32`: the answer to "What is the capital of France?" names Paris.
+pub fn greedy_answer_mentions_paris(backend: &dyn Backend) {
+    let gguf = fixtures::smollm2_gguf();
+    let tok = fixtures::smollm2_tokenizer();
+    let prompt = fixtures::question_prompts().remove(0);
+    let mut model = backend.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
+    let mut sampler = Sampler::new(SamplingConfig::greedy());
+    let out = generate(model.as_mut(), &tok, &prompt, &mut sampler, 32, |_| {}).unwrap();
+    println!("conformance[{}]: greedy answer: {:?}", backend.name(), out.text);
+    assert!(out.text.contains("Paris"), "answer {:?} does not mention Paris", out.text);
+}
+
+/// In the GGUF's own quantized form the top-5 at the first generated position overlaps the f32
+/// reference's top-5 (quantized activations flip near-ties, so exact text is not compared).
+pub fn quantized_top5_overlaps_reference(backend: &dyn Backend) {
+    let gguf = fixtures::smollm2_gguf();
+    let prompts = fixtures::question_prompts();
+    let reference = fixtures::reference_logits(&gguf, &prompts);
+    let mut model = backend.load(&spec(gguf_source(&gguf), None)).unwrap();
+    for (ids, want) in prompts.iter().zip(&reference) {
+        model.reset();
+        let got = model.forward(ids, 0).unwrap();
+        let (g, w) = (top_k(&got, 5), top_k(want.last().unwrap(), 5));
+        let common = g.iter().filter(|t| w.contains(t)).count();
+        println!("conformance[{}]: quantized top-5 {g:?} vs reference {w:?}: {common} in common", backend.name());
+        assert!(common >= 3 && w.contains(&g[0]), "quantized top-5 {g:?} vs reference {w:?}");
+    }
+}
+
+/// Synthetic weights at the real Llama 3.2 1B shape: a forward runs, and the reported model
+/// memory is exactly parameters x 4 bytes (f32, tied embedding stored once).
+pub fn synthetic_llama3_1b_shape(backend: &dyn Backend) {
+    let arch = Registry::load().unwrap().model("llama3-1b").unwrap().architecture.clone();
+    let mut s = spec(WeightSource::Synthetic { arch: arch.clone(), seed: 7 }, Some(DType::F32));
+    s.max_seq_len = Some(64);
+    let mut model = backend.load(&s).unwrap();
+    let info = model.info();
+    assert!(info.synthetic);
+    assert_eq!(info.parameters, 1_235_814_400);
+    assert_eq!(info.weight_bytes, arch.parameters() * 4, "model memory must be the weight bytes");
+    let logits = model.forward(&[128000, 9906, 1917], 0).unwrap();
+    assert_eq!(logits.len(), 128_256);
+    assert!(logits.iter().all(|v| v.is_finite()));
+    let next = model.forward(&[argmax(&logits)], 3).unwrap();
+    assert!(next.iter().all(|v| v.is_finite()));
+    println!(
+        "conformance[{}]: synthetic Llama 3.2 1B shape: {} parameters, {:.3} GB f32 weights, forward ok",
+        backend.name(),
+        info.parameters,
+        info.weight_bytes as f64 / 1e9
+    );
+}
+
+/// A hand-made tiny LLaMA GGUF (F32 weights) matches the NumPy reference at every position.
+pub fn tiny_gguf_matches_reference(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    fixtures::GgufBuilder::tiny_llama("llama").write(&path);
+    let ids = vec![1u32, 5, 9, 30, 2, 17];
+    let reference = fixtures::reference_logits(&path, &[ids.clone()]).remove(0);
+    let mut model = backend.load(&spec(gguf_source(&path), None)).unwrap();
+    let got = model.forward_all(&ids, 0).unwrap();
+    let worst = got.iter().zip(&reference).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "tiny model max |Δ| {worst}");
+}
+
+fn load_err(backend: &dyn Backend, source: WeightSource) -> String {
+    match backend.load(&spec(source, None)) {
+        Ok(_) => panic!("loading should have failed"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A GGUF cut short is rejected, naming truncation.
+pub fn truncated_gguf_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.gguf");
+    let bytes = std::fs::read(fixtures::smollm2_gguf()).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_err(backend, gguf_source(&path));
+    assert!(err.contains("truncated"), "{err}");
+}
+
+pub fn unsupported_architecture_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mamba.gguf");
+    fixtures::GgufBuilder::tiny_llama("mamba").write(&path);
+    let err = load_err(backend, gguf_source(&path));
+    assert!(err.contains("unsupported architecture 'mamba'"), "{err}");
+    // bench-core's detection says the same before any backend is involved.
+    let files = files::discover(&path).unwrap();
+    let err = files::check_model_type(&files, None).unwrap_err().to_string();
+    assert!(err.contains("unsupported architecture 'mamba'"), "{err}");
+}
+
+pub fn unsupported_tensor_type_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("iq.gguf");
+    // ggml type 20 (IQ4_NL) is not supported by either framework here.
+    fixtures::GgufBuilder::tiny_llama("llama").retype("blk.0.attn_q.weight", 20, vec![0; 64]).write(&path);
+    let err = load_err(backend, gguf_source(&path));
+    assert!(err.contains("blk.0.attn_q.weight") && err.contains("ggml type 20"), "{err}");
+}
+
+pub fn corrupt_safetensors_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type":"llama","hidden_size":8,"intermediate_size":16,"num_attention_heads":2,"num_hidden_layers":1,
+            "num_key_value_heads":1,"vocab_size":32}"#,
+    )
+    .unwrap();
+    // A header length far past the end of the file, then garbage.
+    let mut bytes = (1u64 << 40).to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"{not json");
+    std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
+    let files = files::discover(dir.path()).unwrap();
+    let err = load_err(backend, WeightSource::Files(files));
+    assert!(err.contains("safetensors") && err.contains("model.safetensors"), "{err}");
+}
+
+pub fn prompt_longer_than_context_is_an_error(backend: &dyn Backend) {
+    let gguf = fixtures::smollm2_gguf();
+    let tok = fixtures::smollm2_tokenizer();
+    let mut s = spec(gguf_source(&gguf), None);
+    s.max_seq_len = Some(16);
+    let mut model = backend.load(&s).unwrap();
+    let prompt: Vec<u32> = (0..20).map(|i| 100 + i).collect();
+    let mut sampler = Sampler::new(SamplingConfig::greedy());
+    let err = generate(model.as_mut(), &tok, &prompt, &mut sampler, 4, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("20 tokens") && err.contains("context holds 16"), "{err}");
+    // The model itself refuses positions past its cache too.
+    let err = model.forward(&prompt, 0).unwrap_err().to_string();
+    assert!(err.contains("context"), "{err}");
+}
+
+/// Expands to one `#[test]` per conformance check for the given backend value.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:expr) => {
+        #[test]
+        fn f32_logits_match_reference() {
+            $crate::f32_logits_match_reference(&$backend)
+        }
+        #[test]
+        fn kv_cache_decode_matches_reference() {
+            $crate::kv_cache_decode_matches_reference(&$backend)
+        }
+        #[test]
+        fn greedy_answer_mentions_paris() {
+            $crate::greedy_answer_mentions_paris(&$backend)
+        }
+        #[test]
+        fn quantized_top5_overlaps_reference() {
+            $crate::quantized_top5_overlaps_reference(&$backend)
+        }
+        #[test]
+        fn synthetic_llama3_1b_shape() {
+            $crate::synthetic_llama3_1b_shape(&$backend)
+        }
+        #[test]
+        fn tiny_gguf_matches_reference() {
+            $crate::tiny_gguf_matches_reference(&$backend)
+        }
+        #[test]
+        fn truncated_gguf_is_an_error() {
+            $crate::truncated_gguf_is_an_error(&$backend)
+        }
+        #[test]
+        fn unsupported_architecture_is_an_error() {
+            $crate::unsupported_architecture_is_an_error(&$backend)
+        }
+        #[test]
+        fn unsupported_tensor_type_is_an_error() {
+            $crate::unsupported_tensor_type_is_an_error(&$backend)
+        }
+        #[test]
+        fn corrupt_safetensors_is_an_error() {
+            $crate::corrupt_safetensors_is_an_error(&$backend)
+        }
+        #[test]
+        fn prompt_longer_than_context_is_an_error() {
+            $crate::prompt_longer_than_context_is_an_error(&$backend)
+        }
+    };
+}
