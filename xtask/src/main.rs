@@ -2,6 +2,11 @@
 //!
 //! - `download <name>...`: fetch registry models and assets into the cache (verified, atomic).
 //! - `list`: what the registry has and what is in the cache.
+//! - `setup-torch`: install libtorch 2.11.0 (for tch 0.24.0) from the pinned PyPI wheels into the
+//!   cache and link it at `.libtorch` in the repository, where `.cargo/config.toml` points `LIBTORCH`.
+//! - `test`: install what the tests need, then run the whole workspace's tests.
+
+mod torch;
 
 use std::process::ExitCode;
 
@@ -28,6 +33,14 @@ enum Command {
     },
     /// List the registry's models and assets and whether each is in the cache.
     List,
+    /// Install libtorch 2.11.0 (PyPI wheels, no network beyond the package registry) for the torch framework.
+    SetupTorch,
+    /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +73,24 @@ fn run(cli: Cli) -> Result<()> {
                         }
                     }
                 }
+            }
+        }
+        Command::SetupTorch => {
+            let dir = torch::setup()?;
+            println!("libtorch ready: {}", dir.display());
+        }
+        Command::Test { args } => {
+            torch::setup()?;
+            for name in ["smollm2-135m", "llama3-tokenizer", "tokenizer-references"] {
+                download::fetch(&registry, &cache, name)?;
+            }
+            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(torch::repo_root())
+                .args(["test", "--workspace"])
+                .args(&args)
+                .status()?;
+            if !status.success() {
+                anyhow::bail!("tests failed ({status})");
             }
         }
         Command::List => {

@@ -1,0 +1,103 @@
+//! llama3-bench's `torch` framework: a LLaMA 3 written from scratch with libtorch ops through
+//! `tch`, independent of the native (candle) framework. It reads model files through bench-core
+//! only (GGUF reader, safetensors via the `safetensors` crate) and never depends on candle.
+
+mod dequant;
+mod load;
+pub mod model;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bench_core::backend::{Backend, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
+use bench_core::{Error, Result};
+
+pub use dequant::dequantize;
+
+pub const LIBTORCH_VERSION: &str = "2.11.0";
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TorchBackend;
+
+/// Runs libtorch code, turning a C++ exception (which tch raises as a panic) into an error.
+pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+        let first = msg.lines().next().unwrap_or("unknown error").to_string();
+        Err(Error::Backend(format!("libtorch failed while {what}: {first}")))
+    })
+}
+
+impl Backend for TorchBackend {
+    fn name(&self) -> &'static str {
+        "torch"
+    }
+
+    fn device_info(&self, device: &str) -> DeviceInfo {
+        DeviceInfo {
+            framework: "torch (libtorch via tch)".into(),
+            framework_version: format!("libtorch {LIBTORCH_VERSION}, tch 0.24.0"),
+            device: device.to_string(),
+            threads: tch::get_num_threads().max(1) as usize,
+            cpu: bench_core::backend::cpu_model(),
+        }
+    }
+
+    fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>> {
+        Ok(Box::new(load::load_model(spec)?))
+    }
+}
+
+pub struct TorchModel {
+    pub(crate) model: model::TorchLlama,
+    pub(crate) info: ModelInfo,
+    /// Tokens in the KV cache since the last reset.
+    pub(crate) cached: usize,
+}
+
+impl TorchModel {
+    fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidInput("forward called with no tokens".into()));
+        }
+        if pos + tokens.len() > self.model.max_seq_len {
+            return Err(Error::InvalidInput(format!(
+                "{} tokens at position {pos} exceed the context of {} tokens",
+                tokens.len(),
+                self.model.max_seq_len
+            )));
+        }
+        if pos != self.cached {
+            return Err(Error::InvalidInput(format!("forward at position {pos}, but the cache holds {} tokens", self.cached)));
+        }
+        let vocab = self.info.architecture.vocab_size as u32;
+        if let Some(bad) = tokens.iter().find(|&&t| t >= vocab) {
+            return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        let model = &mut self.model;
+        let rows = guarded("running the model", || {
+            let logits = tch::no_grad(|| model.forward(tokens, pos, all));
+            Vec::<Vec<f32>>::try_from(&logits).map_err(|e| Error::Backend(format!("reading logits: {e}")))
+        })?;
+        self.cached = pos + tokens.len();
+        Ok(rows)
+    }
+}
+
+impl LanguageModel for TorchModel {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Logits> {
+        Ok(self.run(tokens, pos, false)?.pop().unwrap_or_default())
+    }
+
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<Logits>> {
+        self.run(tokens, pos, true)
+    }
+
+    fn reset(&mut self) {
+        self.model.reset();
+        self.cached = 0;
+    }
+
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+}

@@ -1,0 +1,145 @@
+//! The LLaMA 3 forward pass written with libtorch ops, from Meta's reference `llama/model.py`:
+//! RMSNorm (in f32), grouped-query attention through `scaled_dot_product_attention` with
+//! `enable_gqa` (K/V are never repeated), rotary embeddings from bench-core's frequency table
+//! (Llama 3 scaling included), SwiGLU, and a KV cache preallocated once and written in place
+//! (`narrow(..).copy_(..)`).
+
+use bench_core::config::{ModelConfig, RopeLayout};
+use tch::{Device, Kind, Tensor};
+
+pub struct Layer {
+    pub attn_norm: Tensor,
+    pub wq: Tensor,
+    pub wk: Tensor,
+    pub wv: Tensor,
+    pub wo: Tensor,
+    pub ffn_norm: Tensor,
+    pub w_gate: Tensor,
+    pub w_up: Tensor,
+    pub w_down: Tensor,
+}
+
+pub struct TorchLlama {
+    pub cfg: ModelConfig,
+    pub embedding: Tensor,
+    pub layers: Vec<Layer>,
+    pub norm: Tensor,
+    /// `(vocab, dim)`; the embedding itself when tied.
+    pub output: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    k_cache: Vec<Tensor>,
+    v_cache: Vec<Tensor>,
+    pub kind: Kind,
+    pub device: Device,
+    pub max_seq_len: usize,
+}
+
+impl TorchLlama {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cfg: ModelConfig,
+        embedding: Tensor,
+        layers: Vec<Layer>,
+        norm: Tensor,
+        output: Tensor,
+        kind: Kind,
+        device: Device,
+        max_seq_len: usize,
+    ) -> Self {
+        let (cos, sin) = cfg.rope_tables(max_seq_len);
+        let half = (cfg.head_dim() / 2) as i64;
+        let table = |v: Vec<f32>| Tensor::from_slice(&v).view([max_seq_len as i64, half]).to_device(device);
+        let a = &cfg.arch;
+        let shape = [1, a.kv_heads as i64, max_seq_len as i64, a.head_dim() as i64];
+        let k_cache = (0..a.layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
+        let v_cache = (0..a.layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
+        Self { cos: table(cos), sin: table(sin), cfg, embedding, layers, norm, output, k_cache, v_cache, kind, device, max_seq_len }
+    }
+
+    /// Rotates `x` `(1, heads, t, hd)` for positions `pos..pos+t`, in f32.
+    fn rope(&self, x: &Tensor, pos: usize, t: usize) -> Tensor {
+        let cos = self.cos.narrow(0, pos as i64, t as i64);
+        let sin = self.sin.narrow(0, pos as i64, t as i64);
+        let x = x.to_kind(Kind::Float);
+        let size = x.size();
+        let hd = size[3];
+        let (x0, x1) = match self.cfg.rope_layout {
+            // pairs (x[2i], x[2i+1])
+            RopeLayout::Interleaved => {
+                let p = x.view([size[0], size[1], size[2], hd / 2, 2]);
+                (p.select(4, 0), p.select(4, 1))
+            }
+            // pairs (x[i], x[i + hd/2])
+            RopeLayout::HalfSplit => (x.narrow(3, 0, hd / 2), x.narrow(3, hd / 2, hd / 2)),
+        };
+        let r0 = &x0 * &cos - &x1 * &sin;
+        let r1 = &x0 * &sin + &x1 * &cos;
+        let out = match self.cfg.rope_layout {
+            RopeLayout::Interleaved => Tensor::stack(&[r0, r1], 4).view([size[0], size[1], size[2], hd]),
+            RopeLayout::HalfSplit => Tensor::cat(&[r0, r1], 3),
+        };
+        out.to_kind(self.kind)
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
+        let xf = x.to_kind(Kind::Float);
+        let ms = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        ((xf * (ms + self.cfg.arch.norm_eps).rsqrt()) * w).to_kind(self.kind)
+    }
+
+    pub fn reset(&mut self) {
+        // Positions are always written before they are read; nothing to clear.
+    }
+
+    /// Logits `(rows, vocab)` in f32 for the last position or every position.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Tensor {
+        let t = tokens.len();
+        let a = &self.cfg.arch;
+        let (heads, kv_heads, hd) = (a.heads as i64, a.kv_heads as i64, a.head_dim() as i64);
+        let ids: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
+        let ids = Tensor::from_slice(&ids).to_device(self.device);
+        let mut x = self.embedding.index_select(0, &ids).unsqueeze(0); // (1, t, dim)
+        let total = (pos + t) as i64;
+        // Causal masking: none needed for one new token; `is_causal` when the whole sequence is new;
+        // an explicit mask (true = attend) for a chunk after cached positions.
+        let mask = (t > 1 && pos > 0).then(|| {
+            let q = Tensor::arange_start(pos as i64, total, (Kind::Int64, self.device)).unsqueeze(1);
+            let k = Tensor::arange(total, (Kind::Int64, self.device)).unsqueeze(0);
+            k.le_tensor(&q)
+        });
+        for i in 0..self.layers.len() {
+            let layer = &self.layers[i];
+            let h = self.rms_norm(&x, &layer.attn_norm);
+            let q = h.linear::<Tensor>(&layer.wq, None).view([1, t as i64, heads, hd]).transpose(1, 2);
+            let k = h.linear::<Tensor>(&layer.wk, None).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
+            let v = h.linear::<Tensor>(&layer.wv, None).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
+            let q = self.rope(&q, pos, t);
+            let k = self.rope(&k, pos, t);
+            self.k_cache[i].narrow(2, pos as i64, t as i64).copy_(&k);
+            self.v_cache[i].narrow(2, pos as i64, t as i64).copy_(&v);
+            let keys = self.k_cache[i].narrow(2, 0, total);
+            let values = self.v_cache[i].narrow(2, 0, total);
+            let attn = Tensor::scaled_dot_product_attention(
+                &q,
+                &keys,
+                &values,
+                mask.as_ref(),
+                0.0,
+                t > 1 && pos == 0,
+                None,
+                true,
+            );
+            let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
+            let layer = &self.layers[i];
+            x = x + attn.linear::<Tensor>(&layer.wo, None);
+            let h = self.rms_norm(&x, &layer.ffn_norm);
+            let gate = h.linear::<Tensor>(&layer.w_gate, None).silu();
+            let up = h.linear::<Tensor>(&layer.w_up, None);
+            x = x + (gate * up).linear::<Tensor>(&layer.w_down, None);
+        }
+        let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
+        let x = self.rms_norm(&x, &self.norm);
+        x.linear::<Tensor>(&self.output, None).squeeze_dim(0).to_kind(Kind::Float)
+    }
+}

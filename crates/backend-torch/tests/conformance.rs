@@ -1,0 +1,3 @@
+//! The shared conformance suite, run against the torch (libtorch) framework.
+
+backend_conformance::conformance_suite!(backend_torch::TorchBackend);
