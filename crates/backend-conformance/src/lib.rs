@@ -6,6 +6,7 @@
 //! an independent NumPy implementation (`tests/reference/llama_numpy.py`, weights dequantized by
 //! the `gguf` package), never against the code under test.
 
+pub mod cli;
 pub mod fixtures;
 
 use std::path::Path;
@@ -268,6 +269,54 @@ macro_rules! conformance_suite {
         #[test]
         fn prompt_longer_than_context_is_an_error() {
             $crate::prompt_longer_than_context_is_an_error(&$backend)
+        }
+    };
+}
+
+/// Expands to one `#[test]` per command-line check for the binary at the given path
+/// (use `env!("CARGO_BIN_EXE_<name>")`).
+#[macro_export]
+macro_rules! cli_suite {
+    ($bin:expr) => {
+        #[test]
+        fn greedy_prompt_json_mentions_paris() {
+            $crate::cli::greedy_prompt_json_mentions_paris(std::path::Path::new($bin))
+        }
+        #[test]
+        fn benchmark_json_is_a_benchmark_result() {
+            $crate::cli::benchmark_json_is_a_benchmark_result(std::path::Path::new($bin))
+        }
+        #[test]
+        fn chat_reads_one_question_per_line_from_a_pipe() {
+            $crate::cli::chat_reads_one_question_per_line_from_a_pipe(std::path::Path::new($bin))
+        }
+        #[test]
+        fn profile_writes_a_chrome_trace() {
+            $crate::cli::profile_writes_a_chrome_trace(std::path::Path::new($bin))
+        }
+        #[test]
+        fn missing_path_is_a_clear_error() {
+            $crate::cli::missing_path_is_a_clear_error(std::path::Path::new($bin))
+        }
+        #[test]
+        fn empty_directory_is_a_clear_error() {
+            $crate::cli::empty_directory_is_a_clear_error(std::path::Path::new($bin))
+        }
+        #[test]
+        fn model_type_mismatch_uses_the_original_message() {
+            $crate::cli::model_type_mismatch_uses_the_original_message(std::path::Path::new($bin))
+        }
+        #[test]
+        fn prompt_longer_than_the_context_is_a_clear_error() {
+            $crate::cli::prompt_longer_than_the_context_is_a_clear_error(std::path::Path::new($bin))
+        }
+        #[test]
+        fn unknown_model_and_offline_download_are_clear_errors() {
+            $crate::cli::unknown_model_and_offline_download_are_clear_errors(std::path::Path::new($bin))
+        }
+        #[test]
+        fn pickle_checkpoints_are_refused() {
+            $crate::cli::pickle_checkpoints_are_refused(std::path::Path::new($bin))
         }
     };
 }

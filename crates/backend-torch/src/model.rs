@@ -109,6 +109,7 @@ impl TorchLlama {
             k.le_tensor(&q)
         });
         for i in 0..self.layers.len() {
+            let attn_span = tracing::trace_span!("attention", layer = i).entered();
             let layer = &self.layers[i];
             let h = self.rms_norm(&x, &layer.attn_norm);
             let q = h.linear::<Tensor>(&layer.wq, None).view([1, t as i64, heads, hd]).transpose(1, 2);
@@ -133,12 +134,15 @@ impl TorchLlama {
             let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
             let layer = &self.layers[i];
             x = x + attn.linear::<Tensor>(&layer.wo, None);
+            drop(attn_span);
+            let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
             let h = self.rms_norm(&x, &layer.ffn_norm);
             let gate = h.linear::<Tensor>(&layer.w_gate, None).silu();
             let up = h.linear::<Tensor>(&layer.w_up, None);
             x = x + (gate * up).linear::<Tensor>(&layer.w_down, None);
         }
         let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
+        let _span = tracing::trace_span!("output").entered();
         let x = self.rms_norm(&x, &self.norm);
         x.linear::<Tensor>(&self.output, None).squeeze_dim(0).to_kind(Kind::Float)
     }
