@@ -40,7 +40,7 @@ fn repo_root() -> PathBuf {
 
 /// A Python with numpy and gguf (pinned in tests/reference/requirements.txt), in a virtual
 /// environment in the cache folder, created on first use.
-fn reference_python() -> PathBuf {
+pub fn reference_python() -> PathBuf {
     let venv = Cache::from_env().root().join("pyref");
     let python = venv.join("bin/python");
     let reqs = repo_root().join("tests/reference/requirements.txt");
