@@ -291,7 +291,7 @@ fn run_benchmark(
         config.warmup
     );
     let total = config.iterations + config.warmup;
-    let (samples, greedy) = bench::run(model, &config, |i, s, warm| {
+    let (samples, greedy) = bench::run_detailed(model, &config, |i, s, warm| {
         eprintln!(
             "  iteration {}/{}{}: prefill {:.1} ms, decode {:.2} tok/s",
             i + 1,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{DeviceInfo, LanguageModel, ModelInfo};
 use crate::memory;
-use crate::sampling::argmax;
+use crate::sampling::argmax_with_margin;
 use crate::stats::Summary;
 use crate::{Error, Result};
 
@@ -51,12 +51,30 @@ impl IterationSample {
 }
 
 /// Runs the benchmark; `on_iteration(index, sample, warmup)` is called after each iteration.
-/// Returns the measured samples and the greedy tokens of the first iteration.
+/// Returns the measured samples and the greedy tokens of the first measured iteration.
 pub fn run(
     model: &mut dyn LanguageModel,
     config: &BenchConfig,
-    mut on_iteration: impl FnMut(usize, &IterationSample, bool),
+    on_iteration: impl FnMut(usize, &IterationSample, bool),
 ) -> Result<(Vec<IterationSample>, Vec<u32>)> {
+    let (samples, greedy) = run_detailed(model, config, on_iteration)?;
+    Ok((samples, greedy.tokens))
+}
+
+/// The greedy tokens of one iteration, with each one's logit margin over the runner-up (how
+/// close the choice was: a divergence between frameworks at a tiny margin is a near-tie).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GreedyTrace {
+    pub tokens: Vec<u32>,
+    pub margins: Vec<f32>,
+}
+
+/// [`run`], also returning the first measured iteration's logit margins.
+pub fn run_detailed(
+    model: &mut dyn LanguageModel,
+    config: &BenchConfig,
+    mut on_iteration: impl FnMut(usize, &IterationSample, bool),
+) -> Result<(Vec<IterationSample>, GreedyTrace)> {
     if config.prompt_tokens.is_empty() {
         return Err(Error::InvalidInput("the benchmark prompt is empty".into()));
     }
@@ -73,7 +91,7 @@ pub fn run(
         )));
     }
     let mut samples = Vec::with_capacity(config.iterations);
-    let mut greedy = Vec::new();
+    let mut greedy = GreedyTrace::default();
     for i in 0..config.warmup + config.iterations {
         let warm = i < config.warmup;
         let (sample, tokens) = one_iteration(model, config)?;
@@ -88,27 +106,29 @@ pub fn run(
     Ok((samples, greedy))
 }
 
-fn one_iteration(model: &mut dyn LanguageModel, config: &BenchConfig) -> Result<(IterationSample, Vec<u32>)> {
+fn one_iteration(model: &mut dyn LanguageModel, config: &BenchConfig) -> Result<(IterationSample, GreedyTrace)> {
     model.reset();
     let n = config.prompt_tokens.len();
     let start = Instant::now();
     let logits = model.forward(&config.prompt_tokens, 0)?;
     let prefill_s = start.elapsed().as_secs_f64();
-    let mut token = argmax(&logits);
+    let (mut token, margin) = argmax_with_margin(&logits);
     let first_token_s = start.elapsed().as_secs_f64();
-    let mut tokens = vec![token];
+    let mut trace = GreedyTrace { tokens: vec![token], margins: vec![margin] };
     let mut token_times_s = Vec::with_capacity(config.gen_tokens.saturating_sub(1));
     let mut last = Instant::now();
     for step in 1..config.gen_tokens {
         let logits = model.forward(&[token], n + step - 1)?;
-        token = argmax(&logits);
+        let (next, margin) = argmax_with_margin(&logits);
+        token = next;
         let now = Instant::now();
         token_times_s.push((now - last).as_secs_f64());
         last = now;
-        tokens.push(token);
+        trace.tokens.push(token);
+        trace.margins.push(margin);
     }
     let total_s = start.elapsed().as_secs_f64();
-    Ok((IterationSample { prefill_s, first_token_s, token_times_s, total_s }, tokens))
+    Ok((IterationSample { prefill_s, first_token_s, token_times_s, total_s }, trace))
 }
 
 /// Everything a benchmark run reports. The first twelve fields are the original project's; times
@@ -157,6 +177,9 @@ pub struct BenchmarkResult {
     pub device: DeviceInfo,
     /// Greedy tokens of the first measured iteration (for cross-framework checks).
     pub greedy_tokens: Vec<u32>,
+    /// Each greedy token's logit margin over the runner-up.
+    #[serde(default)]
+    pub greedy_margins: Vec<f32>,
     pub samples: Vec<IterationSample>,
 }
 
@@ -172,7 +195,7 @@ pub struct RunContext {
 }
 
 impl BenchmarkResult {
-    pub fn from_samples(ctx: RunContext, prompt_tokens: usize, samples: Vec<IterationSample>, greedy_tokens: Vec<u32>) -> Self {
+    pub fn from_samples(ctx: RunContext, prompt_tokens: usize, samples: Vec<IterationSample>, greedy: GreedyTrace) -> Self {
         let token_times: Vec<f64> = samples.iter().flat_map(|s| s.token_times_s.iter().copied()).collect();
         let ttft: Vec<f64> = samples.iter().map(|s| s.first_token_s).collect();
         let tps: Vec<f64> = samples.iter().map(IterationSample::decode_tokens_per_s).collect();
@@ -210,7 +233,8 @@ impl BenchmarkResult {
             synthetic: ctx.model.synthetic,
             model: ctx.model,
             device: ctx.device,
-            greedy_tokens,
+            greedy_tokens: greedy.tokens,
+            greedy_margins: greedy.margins,
             samples,
         }
     }
@@ -316,7 +340,8 @@ mod tests {
             tokenize_time_s: 0.0,
             warmup: 0,
         };
-        let r = BenchmarkResult::from_samples(ctx, 10, samples, vec![1, 2, 3]);
+        let trace = GreedyTrace { tokens: vec![1, 2, 3], margins: vec![0.5, 0.25, 1.0] };
+        let r = BenchmarkResult::from_samples(ctx, 10, samples, trace);
         assert_eq!(r.iterations, 2);
         assert!((r.total_time - 1.5).abs() < 1e-12);
         assert!((r.first_token_time - 0.45).abs() < 1e-12);
@@ -330,6 +355,7 @@ mod tests {
         assert_eq!(r.generated_tokens, 3);
         let back = BenchmarkResult::from_json(&r.to_json()).unwrap();
         assert_eq!(back.greedy_tokens, r.greedy_tokens);
+        assert_eq!(back.greedy_margins, vec![0.5, 0.25, 1.0]);
         assert_eq!(back.samples, r.samples);
         let err = BenchmarkResult::from_json(&r.to_json().replacen("\"schema_version\": 1", "\"schema_version\": 99", 1)).unwrap_err();
         assert!(err.to_string().contains("schema version 99"), "{err}");

@@ -87,6 +87,21 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// The best logit's index and its margin over the runner-up (one pass, as cheap as argmax).
+pub fn argmax_with_margin(logits: &[f32]) -> (u32, f32) {
+    let (mut best, mut best_v, mut second_v) = (0usize, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_v {
+            second_v = best_v;
+            best = i;
+            best_v = v;
+        } else if v > second_v {
+            second_v = v;
+        }
+    }
+    (best as u32, best_v - second_v)
+}
+
 /// The `k` highest logits' indices, best first.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
@@ -131,6 +146,12 @@ mod tests {
         let mut s = Sampler::new(SamplingConfig { temperature: 1.0, top_k: None, top_p: Some(0.8), seed: 1 });
         let seen: std::collections::HashSet<u32> = (0..400).map(|_| s.sample(&logits)).collect();
         assert_eq!(seen, [0u32, 1].into_iter().collect());
+    }
+
+    #[test]
+    fn margin_is_best_minus_second() {
+        assert_eq!(argmax_with_margin(&[1.0, 4.0, 2.5, 3.0]), (1, 1.0));
+        assert_eq!(argmax_with_margin(&[5.0, 1.0]), (0, 4.0));
     }
 
     #[test]

@@ -1,0 +1,76 @@
+//! Running one framework's benchmark in its own process (`native-only`, `torch-only`): no shared
+//! thread pools, allocators or peak-memory counters between frameworks. A framework that cannot
+//! run comes back as [`Unavailable`] with the reason and the fix, never as a failure of the rest.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use bench_core::bench::BenchmarkResult;
+use bench_core::comparison::Unavailable;
+
+/// Where the per-framework binaries are: next to this executable, or `LLAMA3_BENCH_BIN_DIR`.
+pub fn binary_for(framework: &str) -> PathBuf {
+    let dir = std::env::var_os("LLAMA3_BENCH_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_else(|| PathBuf::from("."))
+    });
+    dir.join(format!("{framework}-only"))
+}
+
+fn build_fix(framework: &str) -> String {
+    match framework {
+        "torch" => "run `cargo xtask setup-torch && cargo build --release -p torch-only` (or `cargo xtask compare`, which does both)".into(),
+        other => format!("run `cargo build --release -p {other}-only`"),
+    }
+}
+
+/// Runs `{framework}-only --benchmark --json ARGS`, streaming its progress to stderr.
+pub fn run(framework: &str, args: &[String]) -> Result<BenchmarkResult, Unavailable> {
+    let bin = binary_for(framework);
+    let unavailable = |reason: String, fix: String| Unavailable { framework: framework.into(), reason, fix };
+    if !bin.is_file() {
+        return Err(unavailable(format!("{} is not built", bin.display()), build_fix(framework)));
+    }
+    let mut child = Command::new(&bin)
+        .args(["--benchmark", "--json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| unavailable(format!("could not start {}: {e}", bin.display()), build_fix(framework)))?;
+    let stderr = child.stderr.take().unwrap();
+    let fw = framework.to_string();
+    let relay = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{fw}] {line}");
+            lines.push(line);
+        }
+        lines
+    });
+    let out = child.wait_with_output().map_err(|e| unavailable(format!("waiting for {}: {e}", bin.display()), String::new()))?;
+    let log = relay.join().unwrap_or_default();
+    if !out.status.success() {
+        let last = log.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if out.status.signal() == Some(9) {
+                return Err(unavailable(
+                    "killed by the system (out of memory?)".into(),
+                    "use a smaller model, --dtype f16/bf16, or a machine with more memory".into(),
+                ));
+            }
+        }
+        let fix = if last.contains("error while loading shared libraries") {
+            build_fix(framework)
+        } else {
+            "see the error above; the same command with the per-framework binary reproduces it".into()
+        };
+        let reason = last.strip_prefix("error: ").unwrap_or(&last).to_string();
+        return Err(unavailable(format!("failed ({}): {reason}", out.status), fix));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    BenchmarkResult::from_json(&text).map_err(|e| unavailable(format!("its output is not a BenchmarkResult: {e}"), build_fix(framework)))
+}

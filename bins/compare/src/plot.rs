@@ -1,0 +1,85 @@
+//! `--plot FILE.svg`: per-token latency over the generation for each framework (mean over
+//! iterations at each position), and decode throughput bars with 95% confidence whiskers.
+
+use bench_core::comparison::Comparison;
+use plotters::prelude::*;
+
+const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
+
+/// Mean latency (ms) of each generated position across iterations.
+fn latency_curve(r: &bench_core::bench::BenchmarkResult) -> Vec<(f64, f64)> {
+    let n = r.samples.iter().map(|s| s.token_times_s.len()).min().unwrap_or(0);
+    (0..n)
+        .map(|i| {
+            let mean = r.samples.iter().map(|s| s.token_times_s[i]).sum::<f64>() / r.samples.len() as f64;
+            ((i + 2) as f64, mean * 1e3) // position i is the (i+2)-th generated token
+        })
+        .collect()
+}
+
+pub fn render_svg(c: &Comparison) -> Result<String, String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let synthetic = if c.results.iter().any(|r| r.synthetic) { " [SYNTHETIC WEIGHTS]" } else { "" };
+        let root = root
+            .titled(&format!("llama3-bench: {} on {} ({} threads){synthetic}", c.settings.model, c.machine.cpu, c.settings.threads), ("sans-serif", 18))
+            .map_err(|e| e.to_string())?;
+        let (left, right) = root.split_horizontally(680);
+
+        let curves: Vec<_> = c.results.iter().map(latency_curve).collect();
+        let max_x = curves.iter().flat_map(|v| v.last().map(|p| p.0)).fold(2.0, f64::max);
+        let max_y = curves.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.15;
+        let mut chart = ChartBuilder::on(&left)
+            .caption("Per-token latency (mean over iterations)", ("sans-serif", 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(1f64..max_x + 1.0, 0f64..max_y)
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc("generated token").y_desc("latency (ms)").draw().map_err(|e| e.to_string())?;
+        for (i, (r, curve)) in c.results.iter().zip(&curves).enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(curve.iter().copied(), color.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(r.framework.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
+
+        let n = c.results.len().max(1);
+        let top = c.results.iter().map(|r| r.tokens_per_second.mean + r.tokens_per_second.ci95).fold(0.0, f64::max).max(1e-3) * 1.2;
+        let names: Vec<String> = c.results.iter().map(|r| r.framework.clone()).collect();
+        let mut bars = ChartBuilder::on(&right)
+            .caption("Decode throughput (tok/s, 95% CI)", ("sans-serif", 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top)
+            .map_err(|e| e.to_string())?;
+        bars.configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+            })
+            .y_desc("tokens / second")
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, r) in c.results.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let (m, ci) = (r.tokens_per_second.mean, r.tokens_per_second.ci95);
+            let x = i as f64;
+            bars.draw_series(std::iter::once(Rectangle::new([(x + 0.2, 0.0), (x + 0.8, m)], color.filled()))).map_err(|e| e.to_string())?;
+            bars.draw_series(std::iter::once(PathElement::new(vec![(x + 0.5, m - ci), (x + 0.5, m + ci)], BLACK.stroke_width(2))))
+                .map_err(|e| e.to_string())?;
+            bars.draw_series(std::iter::once(Text::new(format!("{m:.1}"), (x + 0.55, m + top * 0.04), ("sans-serif", 14))))
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}

@@ -1,0 +1,25 @@
+//! The comparison as a Markdown section (for READMEs and pull requests).
+
+use bench_core::comparison::Comparison;
+
+pub struct Markdown;
+
+impl super::Format for Markdown {
+    fn render(&self, c: &Comparison) -> String {
+        let mut out = String::new();
+        for line in super::setup_lines(c) {
+            out.push_str(&format!("- {line}\n"));
+        }
+        out.push('\n');
+        out.push_str(&format!("| {} |\n", super::table::HEADER.join(" | ")));
+        out.push_str(&format!("|{}\n", "---|".repeat(super::table::HEADER.len())));
+        for r in super::rows(c) {
+            out.push_str(&format!("| {} |\n", super::table::cells(&r).join(" | ")));
+        }
+        out.push('\n');
+        for line in super::summary_lines(c) {
+            out.push_str(&format!("- {line}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,58 @@
+//! The table for people: the original project's columns, extended.
+
+use bench_core::comparison::Comparison;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
+
+pub struct Table;
+
+pub(crate) const HEADER: [&str; 9] = [
+    "Framework",
+    "Avg Latency (ms)",
+    "Avg Throughput (tok/s)",
+    "Peak Memory (GB)",
+    "First Token (ms)",
+    "Prefill (tok/s)",
+    "p50 / p99 (ms)",
+    "Model (GB)",
+    "Bandwidth (GB/s)",
+];
+
+pub(crate) fn cells(r: &super::Row) -> Vec<String> {
+    vec![
+        format!("{}{}", r.framework, if r.synthetic { " [synthetic]" } else { "" }),
+        format!("{:.2} ± {:.2}", r.avg_latency_ms, r.latency_ci_ms),
+        format!("{:.2} ± {:.2}", r.avg_throughput, r.throughput_ci),
+        format!("{:.3}", r.peak_memory_gb),
+        format!("{:.1}", r.first_token_ms),
+        format!("{:.1}", r.prefill_tps),
+        format!("{:.2} / {:.2}", r.p50_ms, r.p99_ms),
+        format!("{:.3}", r.model_memory_gb),
+        format!("{:.2}", r.bandwidth_gbs),
+    ]
+}
+
+impl super::Format for Table {
+    fn render(&self, c: &Comparison) -> String {
+        let mut out = super::setup_lines(c).join("\n");
+        out.push_str("\n\n");
+        if !c.results.is_empty() {
+            let mut t = Grid::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(HEADER.to_vec());
+            for r in super::rows(c) {
+                t.add_row(cells(&r));
+            }
+            out.push_str(&t.to_string());
+            out.push_str("\n± = 95% confidence interval of the mean. Bandwidth = weight bytes read per token x tok/s");
+            if let Some(b) = c.machine.memory_bandwidth_gbs {
+                out.push_str(&format!(" (machine copy bandwidth {b:.1} GB/s)"));
+            }
+            out.push_str(".\n\n");
+        }
+        for line in super::summary_lines(c) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+}

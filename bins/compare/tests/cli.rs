@@ -1,0 +1,121 @@
+//! `compare` as a user runs it, on the real SmolLM2 GGUF, with both per-framework binaries.
+//! `cargo test --workspace` builds `native-only` and `torch-only` next to `compare`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bench_core::comparison::Comparison;
+
+const QUICK: [&str; 7] = ["--iterations", "2", "--warmup", "0", "--gen-tokens", "4", "--no-bandwidth"];
+
+fn compare_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_compare"))
+}
+
+fn require(bin: &str) -> PathBuf {
+    let p = compare_bin().parent().unwrap().join(bin);
+    assert!(p.is_file(), "{} is not built: run the tests with `cargo test --workspace`", p.display());
+    p
+}
+
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], bin_dir: Option<&Path>) -> Output {
+    backend_conformance::fixtures::smollm2_gguf();
+    let mut c = Command::new(compare_bin());
+    c.args(args);
+    if let Some(d) = bin_dir {
+        c.env("LLAMA3_BENCH_BIN_DIR", d);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn json_has_one_result_per_framework_ratios_and_the_cross_check() {
+    require("native-only");
+    require("torch-only");
+    let o = run(&[&["--model", "smollm2-135m", "--format", "json"][..], &QUICK[..]].concat(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
+    let names: Vec<_> = c.results.iter().map(|r| r.framework.as_str()).collect();
+    assert_eq!(names, ["native", "torch"]);
+    assert!(c.unavailable.is_empty());
+    for r in &c.results {
+        assert_eq!((r.iterations, r.generated_tokens, r.device.threads), (2, 4, c.settings.threads));
+        assert_eq!(r.model.compute_dtype.as_str() == "f32" || r.model.compute_dtype == "float", true, "{}", r.model.compute_dtype);
+    }
+    assert_eq!(c.results[0].prompt_tokens, c.results[1].prompt_tokens, "same prompt for both");
+    for metric in ["throughput", "latency", "memory", "first_token", "prefill"] {
+        assert!(c.ratios.iter().any(|r| r.metric == metric && r.ratio >= 1.0), "ratio for {metric}");
+    }
+    let x = c.cross_check.unwrap();
+    assert!(x.agree && x.compared_tokens == 4, "{x:?}");
+}
+
+#[test]
+fn native_alone_runs_without_libtorch_and_torch_missing_is_reported() {
+    // A folder with native-only only: what a machine that never installed libtorch has.
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(require("native-only"), dir.path().join("native-only")).unwrap();
+    let o = run(&[&["--framework", "native", "--format", "json"][..], &QUICK[..]].concat(), Some(dir.path()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
+    assert_eq!(c.results.len(), 1);
+
+    let o = run(&QUICK, Some(dir.path()));
+    assert_eq!(o.status.code(), Some(2), "torch unavailable -> exit 2: {}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("native") && table.contains("torch unavailable") && table.contains("cargo xtask setup-torch"), "{table}");
+}
+
+#[test]
+fn model_type_mismatch_uses_the_original_message() {
+    let gguf = backend_conformance::fixtures::smollm2_gguf();
+    let o = run(&["--model-type", "gpt", "--model-path", gguf.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("Model type mismatch: expected 'gpt' but detected 'llama'"), "{}", stderr(&o));
+}
+
+#[test]
+fn formats_files_plot_and_baseline_regressions() {
+    require("native-only");
+    let dir = tempfile::tempdir().unwrap();
+    let (json, csv, md, svg) = (dir.path().join("r.json"), dir.path().join("r.csv"), dir.path().join("r.md"), dir.path().join("p.svg"));
+    let base = [&["--framework", "native"][..], &QUICK[..]].concat();
+    let with = |extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|s| s.to_string()).collect() };
+    let o = run(&with(&["--format", "json", "--output", json.to_str().unwrap(), "--plot", svg.to_str().unwrap()]), None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let saved = Comparison::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(saved.results.len(), 1);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("Per-token latency") && plot.contains("native"));
+
+    let o = run(&with(&["--format", "csv", "--output", csv.to_str().unwrap()]), None);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.starts_with("framework,avg_latency_ms") && text.lines().nth(1).unwrap().starts_with("native,"));
+
+    let o = run(&with(&["--format", "markdown", "--output", md.to_str().unwrap()]), None);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(std::fs::read_to_string(&md).unwrap().contains("| Framework | Avg Latency (ms) | Avg Throughput (tok/s) | Peak Memory (GB)"));
+
+    // A doctored baseline claiming 10x the measured throughput: the real run must be flagged.
+    let mut fast = saved.clone();
+    for r in &mut fast.results {
+        r.tokens_per_second.mean *= 10.0;
+        r.tokens_per_second.ci95 = 0.01;
+    }
+    let doctored = dir.path().join("doctored-baseline.json");
+    std::fs::write(&doctored, serde_json::to_string(&fast).unwrap()).unwrap();
+    let o = run(&with(&["--baseline", doctored.to_str().unwrap()]), None);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("REGRESSION native throughput"), "{}", stderr(&o));
+
+    // Unwritable output: clear error, nothing left behind.
+    let o = run(&with(&["--output", "/nonexistent-dir/r.txt"]), None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}

@@ -1,0 +1,214 @@
+//! A comparison of frameworks: their results, the ratios between them with a verdict on whether
+//! each difference is larger than the noise, the frameworks that could not run, and the greedy
+//! tokens cross-check. This is the data every report format renders.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bench::BenchmarkResult;
+use crate::machine::MachineInfo;
+use crate::stats::Summary;
+use crate::{Error, Result};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Settings {
+    pub model: String,
+    pub dtype: String,
+    pub quantize: Option<String>,
+    pub iterations: usize,
+    pub warmup: usize,
+    pub gen_tokens: usize,
+    pub threads: usize,
+    pub device: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unavailable {
+    pub framework: String,
+    pub reason: String,
+    pub fix: String,
+}
+
+/// `better` beats `worse` on `metric` by `ratio` (>= 1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ratio {
+    pub metric: String,
+    pub better: String,
+    pub worse: String,
+    pub ratio: f64,
+    /// Whether the two 95% confidence intervals do not overlap; `None` where there is no noise
+    /// estimate (a single measurement, e.g. peak memory).
+    pub beyond_noise: Option<bool>,
+}
+
+impl Ratio {
+    /// The original project's phrasing: "native is 1.6x faster in throughput".
+    pub fn sentence(&self) -> String {
+        let (b, r, w) = (&self.better, self.ratio, &self.worse);
+        let core = match self.metric.as_str() {
+            "throughput" => format!("{b} is {r:.2}x faster in throughput than {w}"),
+            "latency" => format!("{b} has {r:.2}x lower per-token latency than {w}"),
+            "memory" => format!("{b} uses {r:.2}x less memory than {w}"),
+            "first_token" => format!("{b} is {r:.2}x faster to the first token than {w}"),
+            "prefill" => format!("{b} is {r:.2}x faster in prefill than {w}"),
+            other => format!("{b} is {r:.2}x better in {other} than {w}"),
+        };
+        let noise = match self.beyond_noise {
+            Some(true) => " (beyond noise)",
+            Some(false) => " (within noise: not a real difference)",
+            None => " (single measurement)",
+        };
+        format!("{core}{noise}")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Divergence {
+    pub position: usize,
+    /// (framework, token, its margin over the runner-up)
+    pub tokens: Vec<(String, u32, f32)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CrossCheck {
+    pub frameworks: Vec<String>,
+    pub compared_tokens: usize,
+    pub agree: bool,
+    pub divergence: Option<Divergence>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Comparison {
+    pub schema_version: u32,
+    pub machine: MachineInfo,
+    pub settings: Settings,
+    pub results: Vec<BenchmarkResult>,
+    pub unavailable: Vec<Unavailable>,
+    pub ratios: Vec<Ratio>,
+    pub cross_check: Option<CrossCheck>,
+}
+
+fn ratio(metric: &str, a: (&str, f64, Option<&Summary>), b: (&str, f64, Option<&Summary>), higher_is_better: bool) -> Option<Ratio> {
+    let (a_name, a_v, a_s) = a;
+    let (b_name, b_v, b_s) = b;
+    if !(a_v > 0.0 && b_v > 0.0 && a_v.is_finite() && b_v.is_finite()) {
+        return None;
+    }
+    let a_wins = if higher_is_better { a_v >= b_v } else { a_v <= b_v };
+    let (better, worse, r) = if a_wins { (a_name, b_name, a_v.max(b_v) / a_v.min(b_v)) } else { (b_name, a_name, a_v.max(b_v) / a_v.min(b_v)) };
+    let beyond_noise = match (a_s, b_s) {
+        (Some(x), Some(y)) if x.n > 1 && y.n > 1 => Some(x.differs_from(y)),
+        _ => None,
+    };
+    Some(Ratio { metric: metric.into(), better: better.into(), worse: worse.into(), ratio: r, beyond_noise })
+}
+
+/// Ratios between every pair of results.
+pub fn ratios(results: &[BenchmarkResult]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for (i, a) in results.iter().enumerate() {
+        for b in &results[i + 1..] {
+            let (an, bn) = (a.framework.as_str(), b.framework.as_str());
+            out.extend(ratio("throughput", (an, a.tokens_per_second.mean, Some(&a.tokens_per_second)), (bn, b.tokens_per_second.mean, Some(&b.tokens_per_second)), true));
+            out.extend(ratio("latency", (an, a.token_latency_ms.mean, Some(&a.token_latency_ms)), (bn, b.token_latency_ms.mean, Some(&b.token_latency_ms)), false));
+            out.extend(ratio("first_token", (an, a.first_token_latency_ms.mean, Some(&a.first_token_latency_ms)), (bn, b.first_token_latency_ms.mean, Some(&b.first_token_latency_ms)), false));
+            out.extend(ratio("prefill", (an, a.prefill_tokens_per_second, Some(&a.prefill_tokens_per_second_stats)), (bn, b.prefill_tokens_per_second, Some(&b.prefill_tokens_per_second_stats)), true));
+            out.extend(ratio("memory", (an, a.peak_memory_gb, None), (bn, b.peak_memory_gb, None), false));
+        }
+    }
+    out
+}
+
+/// Compares the frameworks' greedy tokens; reports the first position where they differ.
+pub fn cross_check(results: &[BenchmarkResult]) -> Option<CrossCheck> {
+    if results.len() < 2 {
+        return None;
+    }
+    let n = results.iter().map(|r| r.greedy_tokens.len()).min().unwrap_or(0);
+    let divergence = (0..n).find(|&i| results.iter().any(|r| r.greedy_tokens[i] != results[0].greedy_tokens[i])).map(|position| Divergence {
+        position,
+        tokens: results
+            .iter()
+            .map(|r| (r.framework.clone(), r.greedy_tokens[position], r.greedy_margins.get(position).copied().unwrap_or(f32::NAN)))
+            .collect(),
+    });
+    Some(CrossCheck {
+        frameworks: results.iter().map(|r| r.framework.clone()).collect(),
+        compared_tokens: n,
+        agree: divergence.is_none(),
+        divergence,
+    })
+}
+
+impl Comparison {
+    pub fn new(machine: MachineInfo, settings: Settings, results: Vec<BenchmarkResult>, unavailable: Vec<Unavailable>) -> Self {
+        let ratios = ratios(&results);
+        let cross_check = cross_check(&results);
+        Self { schema_version: SCHEMA_VERSION, machine, settings, results, unavailable, ratios, cross_check }
+    }
+
+    pub fn from_json(text: &str) -> Result<Self> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::InvalidInput(format!("not a comparison JSON: {e}")))?;
+        let version = v.get("schema_version").and_then(|s| s.as_u64()).unwrap_or(0);
+        if version != SCHEMA_VERSION as u64 {
+            return Err(Error::InvalidInput(format!("comparison schema version {version}; this build reads version {SCHEMA_VERSION}")));
+        }
+        serde_json::from_value(v).map_err(|e| Error::InvalidInput(format!("not a comparison JSON: {e}")))
+    }
+}
+
+/// A metric that got worse than a saved baseline by more than the noise.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Regression {
+    pub framework: String,
+    pub metric: String,
+    pub baseline: f64,
+    pub current: f64,
+    pub change_percent: f64,
+}
+
+/// Throughput and latency of each framework present in both, flagged when worse beyond noise.
+pub fn regressions(baseline: &Comparison, current: &Comparison) -> Vec<Regression> {
+    let mut out = Vec::new();
+    for cur in &current.results {
+        let Some(base) = baseline.results.iter().find(|b| b.framework == cur.framework) else { continue };
+        let checks: [(&str, &Summary, &Summary, bool); 2] = [
+            ("throughput (tok/s)", &base.tokens_per_second, &cur.tokens_per_second, true),
+            ("token latency (ms)", &base.token_latency_ms, &cur.token_latency_ms, false),
+        ];
+        for (metric, b, c, higher_is_better) in checks {
+            let worse = if higher_is_better { c.mean < b.mean } else { c.mean > b.mean };
+            if worse && c.differs_from(b) {
+                out.push(Regression {
+                    framework: cur.framework.clone(),
+                    metric: metric.into(),
+                    baseline: b.mean,
+                    current: c.mean,
+                    change_percent: (c.mean - b.mean) / b.mean * 100.0,
+                });
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_phrasing_and_noise() {
+        let fast = Summary::of(&[20.0, 20.2, 19.8, 20.1]);
+        let slow = Summary::of(&[10.0, 10.1, 9.9, 10.0]);
+        let r = ratio("throughput", ("native", fast.mean, Some(&fast)), ("torch", slow.mean, Some(&slow)), true).unwrap();
+        assert_eq!(r.better, "native");
+        assert!((r.ratio - 2.0).abs() < 0.02);
+        assert_eq!(r.sentence(), "native is 2.00x faster in throughput than torch (beyond noise)");
+        let close = Summary::of(&[19.9, 20.3, 19.7, 20.2]);
+        let r = ratio("throughput", ("native", fast.mean, Some(&fast)), ("torch", close.mean, Some(&close)), true).unwrap();
+        assert_eq!(r.beyond_noise, Some(false));
+        let m = ratio("memory", ("native", 1.0, None), ("torch", 0.5, None), false).unwrap();
+        assert_eq!(m.sentence(), "torch uses 2.00x less memory than native (single measurement)");
+    }
+}
