@@ -5,6 +5,8 @@
 //! - `setup-torch`: install libtorch 2.11.0 (for tch 0.24.0) from the pinned PyPI wheels into the
 //!   cache and link it at `.libtorch` in the repository, where `.cargo/config.toml` points `LIBTORCH`.
 //! - `test`: install what the tests need, then run the whole workspace's tests.
+//! - `compare` (alias `bench`): the main job on a fresh machine: install libtorch and the default
+//!   model if missing, build the release binaries, run `compare` with the given arguments.
 
 mod torch;
 
@@ -35,6 +37,13 @@ enum Command {
     List,
     /// Install libtorch 2.11.0 (PyPI wheels, no network beyond the package registry) for the torch framework.
     SetupTorch,
+    /// The main job: install what is missing (libtorch, the model), build, and compare the frameworks.
+    #[command(alias = "bench")]
+    Compare {
+        /// Arguments for `compare` (see `compare --help`), e.g. --iterations 5 --plot out.svg
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -51,6 +60,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs cargo in the repository root.
+fn cargo(command: &[&str], args: &[&str]) -> Result<()> {
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(torch::repo_root())
+        .args(command)
+        .args(args)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("cargo {} failed ({status})", command.join(" "));
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -79,19 +101,36 @@ fn run(cli: Cli) -> Result<()> {
             let dir = torch::setup()?;
             println!("libtorch ready: {}", dir.display());
         }
+        Command::Compare { args } => {
+            // libtorch is optional: without it compare reports torch as unavailable.
+            let torch_ok = match torch::setup() {
+                Ok(_) => true,
+                Err(e) => {
+                    eprintln!("warning: libtorch could not be installed ({e:#}); comparing without torch");
+                    false
+                }
+            };
+            let wants_download = !args.iter().any(|a| a == "--model-path" || a == "--synthetic");
+            if wants_download {
+                let model = args.iter().position(|a| a == "--model").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "smollm2-135m".into());
+                download::fetch(&registry, &cache, &model)?;
+            }
+            let mut packages = vec!["-p", "native-only", "-p", "compare"];
+            if torch_ok {
+                packages.extend(["-p", "torch-only"]);
+            }
+            cargo(&["build", "--release"], &packages)?;
+            let status = std::process::Command::new(torch::repo_root().join("target/release/compare")).args(&args).status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
         Command::Test { args } => {
             torch::setup()?;
             for name in ["smollm2-135m", "llama3-tokenizer", "tokenizer-references"] {
                 download::fetch(&registry, &cache, name)?;
             }
-            let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .current_dir(torch::repo_root())
-                .args(["test", "--workspace"])
-                .args(&args)
-                .status()?;
-            if !status.success() {
-                anyhow::bail!("tests failed ({status})");
-            }
+            let mut rest: Vec<&str> = vec!["--workspace"];
+            rest.extend(args.iter().map(String::as_str));
+            cargo(&["test"], &rest)?;
         }
         Command::List => {
             println!("cache: {}", cache.root().display());

@@ -75,6 +75,8 @@ struct Builder {
     bytes: u64,
     bytes_per_token: u64,
     kinds: BTreeMap<String, usize>,
+    /// For weights converted at load: what they were in the file.
+    source_desc: Option<String>,
 }
 
 fn tensor_bytes(t: &Tensor) -> u64 {
@@ -127,7 +129,11 @@ impl Builder {
             }
         };
         let max_seq_len = spec.cache_len(&self.cfg);
-        let weights = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
+        let kinds = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
+        let weights = match &self.source_desc {
+            Some(src) => format!("{} (dequantized from {src})", format!("{:?}", self.dtype).to_lowercase()),
+            None => kinds,
+        };
         let info = ModelInfo {
             name,
             parameters: self.cfg.arch.parameters(),
@@ -225,7 +231,7 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) 
         let q = qtensor_from_ggml(gdt, gguf.tensor_bytes(info)?, info.shape(), dev).map_err(candle_err)?;
         Ok((q, info.ggml_type))
     };
-    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new() };
+    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
     let mut get = |b: &mut Builder, name: &str| -> Result<Weight> {
         let (q, ty) = qtensor(name)?;
         match dtype {
@@ -240,6 +246,13 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) 
         }
     };
     let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { qtensor(name)?.0.dequantize(dev).map_err(candle_err) };
+    if dtype.is_some() {
+        let mut types: BTreeMap<String, usize> = BTreeMap::new();
+        for t in &gguf.tensors {
+            *types.entry(t.ggml_type.to_string().to_lowercase()).or_default() += 1;
+        }
+        b.source_desc = Some(format!("gguf {}", types.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ")));
+    }
     let cache_len = spec.cache_len(&cfg);
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for i in 0..cfg.arch.layers {
@@ -279,7 +292,7 @@ fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: O
     if !matches!(compute, DType::F32 | DType::F16 | DType::BF16) {
         return Err(Error::NotImplemented(format!("safetensors weights of dtype {:?}; use f32, f16 or bf16", compute)));
     }
-    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new() };
+    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
     let get = |b: &mut Builder, name: &str| -> Result<Weight> {
         b.kind(format!("{compute:?}").to_lowercase());
         Ok(Weight::Dense(load(name)?.to_dtype(compute).map_err(candle_err)?))
@@ -321,7 +334,7 @@ fn load_synthetic(arch: &bench_core::registry::Architecture, seed: u64, spec: &L
             .and_then(|t| t.to_dtype(dt))
             .map_err(candle_err)
     };
-    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new() };
+    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
     let get = |b: &mut Builder, name: &str| -> Result<Weight> {
         b.kind(format!("synthetic {compute:?}").to_lowercase());
         Ok(Weight::Dense(make(name, compute)?))
