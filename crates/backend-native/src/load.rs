@@ -11,7 +11,7 @@ use bench_core::backend::{DType as BDType, LoadSpec, ModelInfo, Quantize, Weight
 use bench_core::config::ModelConfig;
 use bench_core::files::WeightFormat;
 use bench_core::gguf::{GgmlType, GgufFile};
-use bench_core::{synthetic, Error, Result};
+use bench_core::{quant, synthetic, Error, Result};
 
 use crate::model::{Layer, Llama, Weight};
 use crate::{candle_err, NativeModel};
@@ -33,7 +33,8 @@ fn device(spec: &str) -> Result<Device> {
     }
 }
 
-/// The dtype weights are converted to, from `--dtype` and `--quantize`.
+/// The dtype weights are converted to, from `--dtype` and `--quantize`. int8 and nf4 quantize
+/// the layers' matrices and keep everything else (and the compute) in this dtype, f32 by default.
 fn requested_dtype(spec: &LoadSpec) -> Result<Option<BDType>> {
     match spec.quantize {
         None => Ok(spec.dtype),
@@ -44,10 +45,42 @@ fn requested_dtype(spec: &LoadSpec) -> Result<Option<BDType>> {
                 other.as_str()
             ))),
         },
-        Some(q) => Err(Error::NotImplemented(format!(
-            "--quantize {} on the native framework (use --dtype f32|f16|bf16, or a GGUF's own quantization)",
-            format!("{q:?}").to_lowercase()
-        ))),
+        Some(Quantize::Int8 | Quantize::Nf4) => Ok(Some(spec.dtype.unwrap_or(BDType::F32))),
+    }
+}
+
+/// A layer matrix (not the embedding or the output head): what --quantize int8|nf4 applies to.
+fn is_layer_matrix(name: &str) -> bool {
+    (name.starts_with("blk.") || name.starts_with("model.layers.")) && !name.contains("norm")
+}
+
+/// Quantizes a float matrix with bench-core's int8 / NF4 formats when `--quantize` asks for it.
+fn maybe_quantize(spec: &LoadSpec, name: &str, w: Tensor) -> Result<Weight> {
+    let q = match spec.quantize {
+        Some(q @ (Quantize::Int8 | Quantize::Nf4)) if is_layer_matrix(name) => q,
+        _ => return Ok(Weight::Dense(w)),
+    };
+    let dev = w.device().clone();
+    let (rows, cols) = w.dims2().map_err(candle_err)?;
+    let values: Vec<f32> = w.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1()).map_err(candle_err)?;
+    drop(w);
+    match q {
+        Quantize::Int8 => {
+            let m = quant::quantize_int8(&values, rows, cols);
+            let codes: Vec<u8> = m.q.iter().map(|&v| (v as i16 + 128) as u8).collect();
+            Ok(Weight::Int8 {
+                q: Tensor::from_vec(codes, (rows, cols), &dev).map_err(candle_err)?,
+                scales: Tensor::from_vec(m.scales, (rows, 1), &dev).map_err(candle_err)?,
+            })
+        }
+        _ => {
+            let m = quant::quantize_nf4(&values, rows, cols, name)?;
+            Ok(Weight::Nf4 {
+                packed: Tensor::from_vec(m.packed, (rows, cols / 2), &dev).map_err(candle_err)?,
+                absmax: Tensor::from_vec(m.absmax, (rows, cols / quant::NF4_BLOCK, 1), &dev).map_err(candle_err)?,
+                codebook: Tensor::new(&quant::NF4_CODEBOOK, &dev).map_err(candle_err)?,
+            })
+        }
     }
 }
 
@@ -87,6 +120,16 @@ fn weight_bytes(w: &Weight) -> u64 {
     match w {
         Weight::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
         Weight::Quantized(QMatMul::Tensor(t)) | Weight::Quantized(QMatMul::TensorF16(t)) | Weight::Dense(t) => tensor_bytes(t),
+        Weight::Int8 { q, scales } => tensor_bytes(q) + tensor_bytes(scales),
+        Weight::Nf4 { packed, absmax, .. } => tensor_bytes(packed) + tensor_bytes(absmax),
+    }
+}
+
+fn weight_kind(w: &Weight, float: &str) -> String {
+    match w {
+        Weight::Int8 { .. } => "int8".into(),
+        Weight::Nf4 { .. } => "nf4".into(),
+        _ => float.into(),
     }
 }
 
@@ -240,8 +283,10 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) 
                 Ok(Weight::Quantized(QMatMul::from_qtensor(q).map_err(candle_err)?))
             }
             Some(dt) => {
-                b.kind(dt.as_str());
-                Ok(Weight::Dense(q.dequantize(dev).and_then(|t| t.to_dtype(to_candle_dtype(dt))).map_err(candle_err)?))
+                let dense = q.dequantize(dev).and_then(|t| t.to_dtype(to_candle_dtype(dt))).map_err(candle_err)?;
+                let w = maybe_quantize(spec, name, dense)?;
+                b.kind(weight_kind(&w, dt.as_str()));
+                Ok(w)
             }
         }
     };
@@ -294,8 +339,9 @@ fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: O
     }
     let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
     let get = |b: &mut Builder, name: &str| -> Result<Weight> {
-        b.kind(format!("{compute:?}").to_lowercase());
-        Ok(Weight::Dense(load(name)?.to_dtype(compute).map_err(candle_err)?))
+        let w = maybe_quantize(spec, name, load(name)?.to_dtype(compute).map_err(candle_err)?)?;
+        b.kind(weight_kind(&w, &format!("{compute:?}").to_lowercase()));
+        Ok(w)
     };
     let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { load(name)?.to_dtype(DType::F32).map_err(candle_err) };
     let cache_len = spec.cache_len(&cfg);
@@ -336,8 +382,9 @@ fn load_synthetic(arch: &bench_core::registry::Architecture, seed: u64, spec: &L
     };
     let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
     let get = |b: &mut Builder, name: &str| -> Result<Weight> {
-        b.kind(format!("synthetic {compute:?}").to_lowercase());
-        Ok(Weight::Dense(make(name, compute)?))
+        let w = maybe_quantize(spec, name, make(name, compute)?)?;
+        b.kind(weight_kind(&w, &format!("synthetic {compute:?}").to_lowercase()));
+        Ok(w)
     };
     let norm = |_: &mut Builder, name: &str| make(name, DType::F32);
     let cache_len = spec.cache_len(&cfg);

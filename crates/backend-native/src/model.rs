@@ -14,19 +14,39 @@ use candle_nn::kv_cache::KvCache;
 
 use bench_core::config::{ModelConfig, RopeLayout};
 
-/// A weight matrix `(out, in)`: ggml blocks kept quantized, or a dense tensor.
+/// A weight matrix `(out, in)`: ggml blocks kept quantized, a dense tensor, or bench-core's
+/// int8 / NF4 formats, which stay quantized in memory and are expanded to the compute dtype
+/// inside each product (candle has no int8 or NF4 matmul).
 pub enum Weight {
     Quantized(QMatMul),
     Dense(Tensor),
+    /// Codes stored as `u8` = q + 128 (candle has no i8); `scales` is `(out, 1)`.
+    Int8 { q: Tensor, scales: Tensor },
+    /// `packed` `(out, in/2)` u8, high nibble first; `absmax` `(out, in/64, 1)`; `codebook` (16).
+    Nf4 { packed: Tensor, absmax: Tensor, codebook: Tensor },
 }
 
 impl Weight {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dense = |w: &Tensor| -> candle_core::Result<Tensor> {
+            let (b, t, k) = x.dims3()?;
+            x.reshape((b * t, k))?.matmul(&w.t()?)?.reshape((b, t, ()))
+        };
         match self {
             Weight::Quantized(q) => q.forward(x),
-            Weight::Dense(w) => {
-                let (b, t, k) = x.dims3()?;
-                x.reshape((b * t, k))?.matmul(&w.t()?)?.reshape((b, t, ()))
+            Weight::Dense(w) => dense(w),
+            Weight::Int8 { q, scales } => {
+                let w = (q.to_dtype(DType::F32)? - 128.0)?.broadcast_mul(scales)?;
+                dense(&w.to_dtype(x.dtype())?)
+            }
+            Weight::Nf4 { packed, absmax, codebook } => {
+                let (rows, half) = packed.dims2()?;
+                let p = packed.to_dtype(DType::F32)?;
+                let hi = (&p / 16.0)?.floor()?;
+                let lo = (p - (&hi * 16.0)?)?;
+                let idx = Tensor::stack(&[hi, lo], 2)?.reshape(rows * half * 2)?.to_dtype(DType::U32)?;
+                let w = codebook.index_select(&idx, 0)?.reshape((rows, half * 2 / 64, 64))?.broadcast_mul(absmax)?;
+                dense(&w.reshape((rows, half * 2))?.to_dtype(x.dtype())?)
             }
         }
     }

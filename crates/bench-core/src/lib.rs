@@ -20,6 +20,8 @@ pub mod generate;
 pub mod gguf;
 pub mod machine;
 pub mod memory;
+pub mod perplexity;
+pub mod quant;
 pub mod registry;
 pub mod report;
 pub mod sampling;
