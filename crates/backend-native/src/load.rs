@@ -173,9 +173,14 @@ impl Builder {
         };
         let max_seq_len = spec.cache_len(&self.cfg);
         let kinds = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
-        let weights = match &self.source_desc {
-            Some(src) => format!("{} (dequantized from {src})", format!("{:?}", self.dtype).to_lowercase()),
+        let dtype = format!("{:?}", self.dtype).to_lowercase();
+        let float = match &self.source_desc {
+            Some(src) => format!("{dtype} (dequantized from {src})"),
             None => kinds,
+        };
+        let weights = match self.kinds.keys().find(|k| *k == "int8" || *k == "nf4") {
+            Some(q) => format!("{q} layer matrices; embedding/head {float}"),
+            None => float,
         };
         let info = ModelInfo {
             name,

@@ -10,10 +10,10 @@ use bench_core::config::ModelConfig;
 use bench_core::files::WeightFormat;
 use bench_core::gguf::GgufFile;
 use bench_core::registry::Architecture;
-use bench_core::{synthetic, Error, Result};
+use bench_core::{quant, synthetic, Error, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::{Layer, TorchLlama};
+use crate::model::{Layer, TorchLlama, Weight};
 use crate::{dequant, guarded, TorchModel};
 
 fn kind_of(d: DType) -> Kind {
@@ -49,10 +49,34 @@ fn requested_dtype(spec: &LoadSpec) -> Result<Option<DType>> {
             None | Some(DType::F16) => Ok(Some(DType::F16)),
             Some(other) => Err(Error::InvalidInput(format!("--quantize float16 conflicts with --dtype {}; pass one of them", other.as_str()))),
         },
-        Some(q) => Err(Error::NotImplemented(format!(
-            "--quantize {} on the torch framework (use --dtype f32|f16|bf16)",
-            format!("{q:?}").to_lowercase()
-        ))),
+        Some(Quantize::Int8 | Quantize::Nf4) => Ok(Some(spec.dtype.unwrap_or(DType::F32))),
+    }
+}
+
+/// Turns a layer matrix into bench-core's int8 / NF4 format when `--quantize` asks for it
+/// (the embedding and the output head stay in the compute dtype).
+fn layer_weight(spec: &LoadSpec, name: &str, w: Tensor) -> Result<Weight> {
+    let dev = w.device();
+    let size = w.size();
+    let (rows, cols) = (size[0] as usize, size[1] as usize);
+    let values = || Vec::<f32>::try_from(&w.to_kind(Kind::Float).to_device(Device::Cpu).reshape([-1])).map_err(|e| Error::Backend(e.to_string()));
+    match spec.quantize {
+        Some(Quantize::Int8) => {
+            let m = quant::quantize_int8(&values()?, rows, cols);
+            Ok(Weight::Int8 {
+                q: Tensor::from_slice(&m.q).view([rows as i64, cols as i64]).to_device(dev),
+                scales: Tensor::from_slice(&m.scales).view([rows as i64, 1]).to_device(dev),
+            })
+        }
+        Some(Quantize::Nf4) => {
+            let m = quant::quantize_nf4(&values()?, rows, cols, name)?;
+            Ok(Weight::Nf4 {
+                packed: Tensor::from_slice(&m.packed).view([rows as i64, cols as i64 / 2]).to_device(dev),
+                absmax: Tensor::from_slice(&m.absmax).view([rows as i64, (cols / quant::NF4_BLOCK) as i64, 1]).to_device(dev),
+                codebook: Tensor::from_slice(&quant::NF4_CODEBOOK).to_device(dev),
+            })
+        }
+        _ => Ok(Weight::Dense(w)),
     }
 }
 
@@ -94,35 +118,43 @@ fn build(
     let shapes = expected_shapes(&cfg.arch);
     let mut bytes = 0u64;
     let mut per_token = 0u64;
-    let mut take = |n: &str, k: Kind| -> Result<Tensor> {
+    let mut quantized_bytes = 0u64;
+    let mut fetch = |n: &str, k: Kind| -> Result<Tensor> {
         let t = get(n)?.ok_or_else(|| Error::ModelFiles(format!("missing tensor {n}")))?;
         let want: Vec<i64> = shapes[n].iter().map(|&d| d as i64).collect();
         if t.size() != want {
             return Err(Error::ModelFiles(format!("tensor {n} has shape {:?}, expected {want:?}", t.size())));
         }
-        let t = t.to_kind(k).to_device(dev);
-        let b = (t.numel() * k.elt_size_in_bytes()) as u64;
+        Ok(t.to_kind(k).to_device(dev))
+    };
+    let mut layers = Vec::with_capacity(cfg.arch.layers);
+    for i in 0..cfg.arch.layers {
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        let mut matrix = |s: &str| -> Result<Weight> {
+            let name = p(s);
+            let w = layer_weight(spec, &name, fetch(&name, kind)?)?;
+            quantized_bytes += w.bytes();
+            Ok(w)
+        };
+        let (wq, wk, wv, wo) = (matrix("attn_q")?, matrix("attn_k")?, matrix("attn_v")?, matrix("attn_output")?);
+        let (w_gate, w_up, w_down) = (matrix("ffn_gate")?, matrix("ffn_up")?, matrix("ffn_down")?);
+        layers.push(Layer { attn_norm: fetch(&p("attn_norm"), Kind::Float)?, wq, wk, wv, wo, ffn_norm: fetch(&p("ffn_norm"), Kind::Float)?, w_gate, w_up, w_down });
+    }
+    let tensor_bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+    for l in &layers {
+        bytes += tensor_bytes(&l.attn_norm) + tensor_bytes(&l.ffn_norm);
+    }
+    bytes += quantized_bytes;
+    per_token += bytes;
+    let mut take = |n: &str, k: Kind| -> Result<Tensor> {
+        let t = fetch(n, k)?;
+        let b = tensor_bytes(&t);
         bytes += b;
         if n != "token_embd.weight" {
             per_token += b;
         }
         Ok(t)
     };
-    let mut layers = Vec::with_capacity(cfg.arch.layers);
-    for i in 0..cfg.arch.layers {
-        let p = |s: &str| format!("blk.{i}.{s}.weight");
-        layers.push(Layer {
-            attn_norm: take(&p("attn_norm"), Kind::Float)?,
-            wq: take(&p("attn_q"), kind)?,
-            wk: take(&p("attn_k"), kind)?,
-            wv: take(&p("attn_v"), kind)?,
-            wo: take(&p("attn_output"), kind)?,
-            ffn_norm: take(&p("ffn_norm"), Kind::Float)?,
-            w_gate: take(&p("ffn_gate"), kind)?,
-            w_up: take(&p("ffn_up"), kind)?,
-            w_down: take(&p("ffn_down"), kind)?,
-        });
-    }
     let norm = take("output_norm.weight", Kind::Float)?;
     let embedding = take("token_embd.weight", kind)?;
     let emb_bytes = (embedding.numel() * kind.elt_size_in_bytes()) as u64;
@@ -134,6 +166,11 @@ fn build(
     });
     per_token += emb_bytes / cfg.arch.vocab_size as u64;
     let max_seq_len = spec.cache_len(&cfg);
+    let weights_desc = match spec.quantize {
+        Some(Quantize::Int8) => format!("int8 layer matrices; embedding/head {weights_desc}"),
+        Some(Quantize::Nf4) => format!("nf4 layer matrices; embedding/head {weights_desc}"),
+        _ => weights_desc,
+    };
     let info = ModelInfo {
         name,
         parameters: cfg.arch.parameters(),

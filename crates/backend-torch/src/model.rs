@@ -7,16 +7,53 @@
 use bench_core::config::{ModelConfig, RopeLayout};
 use tch::{Device, Kind, Tensor};
 
+/// A weight matrix `(out, in)`: dense, or bench-core's int8 / NF4 formats kept quantized in
+/// memory and expanded to the compute dtype inside each product (the same numerics as native).
+pub enum Weight {
+    Dense(Tensor),
+    /// int8 codes and `(out, 1)` f32 scales.
+    Int8 { q: Tensor, scales: Tensor },
+    /// `packed` `(out, in/2)` uint8, high nibble first; `absmax` `(out, in/64, 1)`; `codebook` (16).
+    Nf4 { packed: Tensor, absmax: Tensor, codebook: Tensor },
+}
+
+impl Weight {
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        match self {
+            Weight::Dense(w) => x.linear::<Tensor>(w, None),
+            Weight::Int8 { q, scales } => x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None),
+            Weight::Nf4 { packed, absmax, codebook } => {
+                let size = packed.size();
+                let (rows, cols) = (size[0], size[1] * 2);
+                let hi = packed.bitwise_right_shift_tensor_scalar(4);
+                let lo = packed.bitwise_and(0x0F);
+                let idx = Tensor::stack(&[hi, lo], 2).view([rows * cols]).to_kind(Kind::Int64);
+                let w = codebook.index_select(0, &idx).view([rows, cols / 64, 64]) * absmax;
+                x.linear::<Tensor>(&w.view([rows, cols]).to_kind(x.kind()), None)
+            }
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        let b = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+        match self {
+            Weight::Dense(w) => b(w),
+            Weight::Int8 { q, scales } => b(q) + b(scales),
+            Weight::Nf4 { packed, absmax, .. } => b(packed) + b(absmax),
+        }
+    }
+}
+
 pub struct Layer {
     pub attn_norm: Tensor,
-    pub wq: Tensor,
-    pub wk: Tensor,
-    pub wv: Tensor,
-    pub wo: Tensor,
+    pub wq: Weight,
+    pub wk: Weight,
+    pub wv: Weight,
+    pub wo: Weight,
     pub ffn_norm: Tensor,
-    pub w_gate: Tensor,
-    pub w_up: Tensor,
-    pub w_down: Tensor,
+    pub w_gate: Weight,
+    pub w_up: Weight,
+    pub w_down: Weight,
 }
 
 pub struct TorchLlama {
@@ -112,9 +149,9 @@ impl TorchLlama {
             let attn_span = tracing::trace_span!("attention", layer = i).entered();
             let layer = &self.layers[i];
             let h = self.rms_norm(&x, &layer.attn_norm);
-            let q = h.linear::<Tensor>(&layer.wq, None).view([1, t as i64, heads, hd]).transpose(1, 2);
-            let k = h.linear::<Tensor>(&layer.wk, None).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
-            let v = h.linear::<Tensor>(&layer.wv, None).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
+            let q = layer.wq.apply(&h).view([1, t as i64, heads, hd]).transpose(1, 2);
+            let k = layer.wk.apply(&h).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
+            let v = layer.wv.apply(&h).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
             let q = self.rope(&q, pos, t);
             let k = self.rope(&k, pos, t);
             self.k_cache[i].narrow(2, pos as i64, t as i64).copy_(&k);
@@ -133,13 +170,13 @@ impl TorchLlama {
             );
             let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
             let layer = &self.layers[i];
-            x = x + attn.linear::<Tensor>(&layer.wo, None);
+            x = x + layer.wo.apply(&attn);
             drop(attn_span);
             let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
             let h = self.rms_norm(&x, &layer.ffn_norm);
-            let gate = h.linear::<Tensor>(&layer.w_gate, None).silu();
-            let up = h.linear::<Tensor>(&layer.w_up, None);
-            x = x + (gate * up).linear::<Tensor>(&layer.w_down, None);
+            let gate = layer.w_gate.apply(&h).silu();
+            let up = layer.w_up.apply(&h);
+            x = x + layer.w_down.apply(&(gate * up));
         }
         let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
         let _span = tracing::trace_span!("output").entered();

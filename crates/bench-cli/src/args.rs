@@ -14,6 +14,8 @@ pub struct Cli {
     #[command(flatten)]
     pub benchmark: BenchmarkArgs,
     #[command(flatten)]
+    pub evaluation: EvaluationArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
@@ -52,7 +54,8 @@ pub struct ModelArgs {
     pub dtype: Option<DTypeArg>,
 
     /// Quantize the weights at load time. float16: every weight and the compute in f16.
-    /// int8 (one scale per output row) and nf4 (blocks of 64) apply to the layers' matrices
+    /// int8 (symmetric, one scale per output row) and nf4 (4-bit NormalFloat, blocks of 64) apply
+    /// to the layers' matrices; the embedding, output head and norms stay in --dtype (f32)
     #[arg(long, value_enum)]
     pub quantize: Option<QuantizeArg>,
 
@@ -119,6 +122,18 @@ pub struct BenchmarkArgs {
     /// Benchmark prompt text (default: a fixed English paragraph)
     #[arg(long)]
     pub bench_prompt: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Evaluation")]
+pub struct EvaluationArgs {
+    /// Perplexity over a text file, in windows of --max-seq-len tokens (KV cache per window)
+    #[arg(long, value_name = "FILE")]
+    pub perplexity: Option<PathBuf>,
+
+    /// Score at most this many tokens of the text (default: all)
+    #[arg(long)]
+    pub perplexity_tokens: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -126,6 +126,9 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     if cli.benchmark.benchmark {
         return run_benchmark(backend, cli, model.as_mut(), &resolved, load_time_s);
     }
+    if let Some(path) = &cli.evaluation.perplexity {
+        return run_perplexity(backend, cli, model.as_mut(), &resolved, path);
+    }
     let sampling = SamplingConfig {
         temperature: cli.sampling.temperature,
         top_k: cli.sampling.top_k,
@@ -262,6 +265,45 @@ fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, templat
             println!("{}", serde_json::json!({"question": question, "answer": out.text, "generated_ids": out.generated_ids}));
         }
         history.push(Message::new(Role::Assistant, out.text.trim().to_string()));
+    }
+    Ok(())
+}
+
+fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageModel, resolved: &resolve::Resolved, path: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading the perplexity text {}", path.display()))?;
+    let mut tokens = resolved.tokenizer.encode(&text, resolved.tokenizer.adds_bos())?;
+    if let Some(n) = cli.evaluation.perplexity_tokens {
+        tokens.truncate(n.max(2));
+    }
+    let window = model.info().max_seq_len;
+    eprintln!("perplexity: {} tokens of {} in windows of {window}", tokens.len(), path.display());
+    let start = Instant::now();
+    let p = bench_core::perplexity::perplexity(model, &tokens, window, |done, total| eprintln!("  window {done}/{total}"))?;
+    let info = model.info();
+    let j = serde_json::json!({
+        "framework": backend.name(),
+        "model": resolved.label,
+        "weights": info.weights,
+        "weight_bytes": info.weight_bytes,
+        "quantize": cli.model.quantize.map(|q| format!("{q:?}").to_lowercase()),
+        "text": path.display().to_string(),
+        "perplexity": p.perplexity,
+        "mean_nll": p.mean_nll,
+        "tokens_scored": p.tokens_scored,
+        "windows": p.windows,
+        "window_len": p.window_len,
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    if cli.output.json {
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        println!(
+            "perplexity {:.4} over {} tokens ({} windows of up to {}), {} [{}]",
+            p.perplexity, p.tokens_scored, p.windows, p.window_len, backend.name(), info.weights
+        );
+    }
+    if let Some(out) = &cli.output.output {
+        report::write_atomic(out, serde_json::to_string_pretty(&j)?.as_bytes())?;
     }
     Ok(())
 }
