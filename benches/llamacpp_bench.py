@@ -3,9 +3,9 @@
 for comparing against a mature engine. Run by hand (llama-cpp-python builds llama.cpp from
 source, ~25 minutes on 2 cores): never part of CI.
 
-usage: llamacpp_bench.py MODEL.gguf PROMPT_IDS_JSON [--threads 2] [--gen 128] [--iterations 5]
-  PROMPT_IDS_JSON: a file with the prompt token ids, e.g. from
-  `native-only --benchmark --json` (its "samples" are not needed; pass --prompt-ids-from RESULT.json)
+usage: llamacpp_bench.py MODEL.gguf TEXT_FILE [--threads 2] [--gen 128] [--iterations 5]
+  TEXT_FILE: the benchmark prompt text (bench-cli's BENCH_PROMPT); llama.cpp tokenizes it without
+  BOS, as bench-core does for SmolLM2 (both tokenizers reproduce llama.cpp's reference cases).
 """
 import argparse
 import json
@@ -16,14 +16,14 @@ from llama_cpp import Llama
 
 ap = argparse.ArgumentParser()
 ap.add_argument("model")
-ap.add_argument("prompt_ids", help="JSON file: a list of token ids")
+ap.add_argument("text", help="file with the prompt text")
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--gen", type=int, default=128)
 ap.add_argument("--iterations", type=int, default=5)
 a = ap.parse_args()
 
-ids = json.load(open(a.prompt_ids))
 llm = Llama(model_path=a.model, n_ctx=1024, n_threads=a.threads, n_threads_batch=a.threads, n_batch=512, verbose=False)
+ids = llm.tokenize(open(a.text).read().encode(), add_bos=False, special=False)
 prefill, decode = [], []
 for it in range(a.iterations + 1):
     llm.reset()

@@ -93,6 +93,10 @@ struct OutputArgs {
     /// A saved `--format json` comparison: flag throughput/latency regressions beyond noise
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// With --baseline: smallest change (percent) that counts as a regression, on top of being
+    /// beyond the noise (separate runs on a shared machine drift by a few percent)
+    #[arg(long, default_value_t = 5.0)]
+    regression_threshold: f64,
     /// Write an SVG plot: per-token latency over the generation, and throughput bars
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -242,9 +246,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(path) = &cli.output.baseline {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading baseline {}: {e}", path.display()))?;
         let base = Comparison::from_json(&text)?;
-        let found = comparison::regressions(&base, &comparison);
+        let found = comparison::regressions(&base, &comparison, cli.output.regression_threshold);
         if found.is_empty() {
-            eprintln!("baseline {}: no regression beyond noise", path.display());
+            eprintln!("baseline {}: no regression beyond noise and {}%", path.display(), cli.output.regression_threshold);
         }
         for r in &found {
             eprintln!(

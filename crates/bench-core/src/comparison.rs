@@ -168,8 +168,10 @@ pub struct Regression {
     pub change_percent: f64,
 }
 
-/// Throughput and latency of each framework present in both, flagged when worse beyond noise.
-pub fn regressions(baseline: &Comparison, current: &Comparison) -> Vec<Regression> {
+/// Throughput and latency of each framework present in both, flagged when worse beyond noise
+/// (non-overlapping 95% intervals) and by more than `min_percent`: the intervals are within one
+/// run, and separate runs on a shared machine drift by a few percent.
+pub fn regressions(baseline: &Comparison, current: &Comparison, min_percent: f64) -> Vec<Regression> {
     let mut out = Vec::new();
     for cur in &current.results {
         let Some(base) = baseline.results.iter().find(|b| b.framework == cur.framework) else { continue };
@@ -179,7 +181,8 @@ pub fn regressions(baseline: &Comparison, current: &Comparison) -> Vec<Regressio
         ];
         for (metric, b, c, higher_is_better) in checks {
             let worse = if higher_is_better { c.mean < b.mean } else { c.mean > b.mean };
-            if worse && c.differs_from(b) {
+            let change = ((c.mean - b.mean) / b.mean * 100.0).abs();
+            if worse && c.differs_from(b) && change > min_percent {
                 out.push(Regression {
                     framework: cur.framework.clone(),
                     metric: metric.into(),
