@@ -152,6 +152,68 @@ pub fn tiny_gguf_matches_reference(backend: &dyn Backend) {
     assert!(worst < 1e-4, "tiny model max |Δ| {worst}");
 }
 
+/// `--quantize int8|nf4`: the layers' matrices take the expected bytes (int8: 1 byte a value +
+/// one f32 scale a row; nf4: half a byte + one f32 absmax per 64), the rest stays f32, and the
+/// predictions stay close to the f32 model's (KL divergence and top-1 on the test prompts).
+pub fn quantized_int8_and_nf4_memory_and_quality(backend: &dyn Backend) {
+    use bench_core::backend::Quantize;
+    let gguf = fixtures::smollm2_gguf();
+    let prompts = fixtures::question_prompts();
+    let mut f32_model = backend.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
+    let reference: Vec<Vec<f32>> = prompts.iter().map(|p| { f32_model.reset(); f32_model.forward(p, 0).unwrap() }).collect();
+    let f32_bytes = f32_model.info().weight_bytes;
+    drop(f32_model);
+    let arch = Registry::load().unwrap().model("smollm2-135m").unwrap().architecture.clone();
+    let kv = arch.kv_heads * arch.head_dim();
+    // (rows, cols) of every layer matrix.
+    let per_layer = [(arch.dim, arch.dim), (kv, arch.dim), (kv, arch.dim), (arch.dim, arch.dim), (arch.ffn_dim, arch.dim), (arch.ffn_dim, arch.dim), (arch.dim, arch.ffn_dim)];
+    let matrices: Vec<(usize, usize)> = (0..arch.layers).flat_map(|_| per_layer).collect();
+    let values: u64 = matrices.iter().map(|(r, c)| (r * c) as u64).sum();
+    let rest = f32_bytes - 4 * values;
+    // Bounds from measurement (native: int8 0.004, nf4 0.52 nats; SmolLM2 is already 4-bit Q4_1,
+    // so NF4 requantizes quantized values): an order of magnitude would mean a real bug.
+    for (q, max_kl) in [(Quantize::Int8, 0.05), (Quantize::Nf4, 1.0)] {
+        let mut s = spec(gguf_source(&gguf), None);
+        s.quantize = Some(q);
+        let mut m = backend.load(&s).unwrap();
+        let quantized: u64 = match q {
+            Quantize::Int8 => matrices.iter().map(|(r, c)| (r * c + 4 * r) as u64).sum(),
+            _ => matrices.iter().map(|(r, c)| (r * c / 2 + 4 * r * c / 64) as u64).sum(),
+        };
+        assert_eq!(m.info().weight_bytes, rest + quantized, "{q:?} weight bytes");
+        let (mut kl, mut top1) = (0.0, 0);
+        for (p, want) in prompts.iter().zip(&reference) {
+            m.reset();
+            let got = m.forward(p, 0).unwrap();
+            kl += bench_core::sampling::kl_divergence(want, &got) / prompts.len() as f64;
+            top1 += usize::from(argmax(&got) == argmax(want));
+        }
+        println!(
+            "conformance[{}]: {q:?}: matrices {:.3}x of f32, whole model {:.3}x; mean KL vs f32 {kl:.4} nats, top-1 {top1}/{}",
+            backend.name(),
+            quantized as f64 / (4 * values) as f64,
+            m.info().weight_bytes as f64 / f32_bytes as f64,
+            prompts.len()
+        );
+        assert!(kl < max_kl, "{q:?}: KL {kl}");
+        assert!(top1 >= prompts.len() - 1, "{q:?}: top-1 agreement {top1}/{}", prompts.len());
+    }
+}
+
+/// `--quantize nf4` on a model whose rows do not split into 64-value blocks is a clear error.
+pub fn nf4_with_indivisible_rows_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    fixtures::GgufBuilder::tiny_llama("llama").write(&path);
+    let mut s = spec(gguf_source(&path), None);
+    s.quantize = Some(bench_core::backend::Quantize::Nf4);
+    let err = match backend.load(&s) {
+        Ok(_) => panic!("nf4 on rows of 8 must fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("blocks of 64") && err.contains("rows of 8") && err.contains("int8"), "{err}");
+}
+
 fn load_err(backend: &dyn Backend, source: WeightSource) -> String {
     match backend.load(&spec(source, None)) {
         Ok(_) => panic!("loading should have failed"),
@@ -249,6 +311,14 @@ macro_rules! conformance_suite {
         #[test]
         fn tiny_gguf_matches_reference() {
             $crate::tiny_gguf_matches_reference(&$backend)
+        }
+        #[test]
+        fn quantized_int8_and_nf4_memory_and_quality() {
+            $crate::quantized_int8_and_nf4_memory_and_quality(&$backend)
+        }
+        #[test]
+        fn nf4_with_indivisible_rows_is_an_error() {
+            $crate::nf4_with_indivisible_rows_is_an_error(&$backend)
         }
         #[test]
         fn truncated_gguf_is_an_error() {

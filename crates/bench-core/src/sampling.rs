@@ -117,6 +117,12 @@ pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
     logits.iter().map(|&v| v as f64 - lse).collect()
 }
 
+/// KL(p || q) in nats between the softmax distributions of two logit vectors (`p` the reference).
+pub fn kl_divergence(p_logits: &[f32], q_logits: &[f32]) -> f64 {
+    let (lp, lq) = (log_softmax(p_logits), log_softmax(q_logits));
+    lp.iter().zip(&lq).map(|(a, b)| a.exp() * (a - b)).sum::<f64>().max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +158,15 @@ mod tests {
     fn margin_is_best_minus_second() {
         assert_eq!(argmax_with_margin(&[1.0, 4.0, 2.5, 3.0]), (1, 1.0));
         assert_eq!(argmax_with_margin(&[5.0, 1.0]), (0, 4.0));
+    }
+
+    #[test]
+    fn kl_of_hand_computed_distributions() {
+        // p = softmax([0, ln 3]) = (0.25, 0.75), q = (0.5, 0.5):
+        // KL = 0.25 ln(0.5) + 0.75 ln(1.5) = 0.1308120...
+        let kl = kl_divergence(&[0.0, 3f32.ln()], &[1.0, 1.0]);
+        assert!((kl - 0.130_812_035).abs() < 1e-6, "{kl}");
+        assert_eq!(kl_divergence(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
     }
 
     #[test]

@@ -54,3 +54,31 @@ fn greedy_generations_are_identical() {
     }
     println!("parity native vs torch: {} prompts x 32 greedy tokens identical", prompts.len());
 }
+
+#[test]
+fn quantized_logits_and_perplexity_agree() {
+    use bench_core::backend::Quantize;
+    let gguf = fixtures::smollm2_gguf();
+    let prompt = fixtures::question_prompts().remove(1);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/genesis-1-4-kjv.txt")).unwrap();
+    let tokens: Vec<u32> = fixtures::smollm2_tokenizer().encode(&text, false).unwrap().into_iter().take(384).collect();
+    for q in [None, Some(Quantize::Float16), Some(Quantize::Int8), Some(Quantize::Nf4)] {
+        let mut s = spec(gguf_source(&gguf), if q.is_none() { Some(DType::F32) } else { None });
+        s.quantize = q;
+        s.max_seq_len = Some(128);
+        let (mut logits, mut ppl) = (vec![], vec![]);
+        for fw in frameworks() {
+            let mut m = fw.load(&s).unwrap();
+            logits.push(m.forward(&prompt, 0).unwrap());
+            ppl.push(bench_core::perplexity::perplexity(m.as_mut(), &tokens, 128, |_, _| {}).unwrap().perplexity);
+        }
+        let scale = logits[1].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let rel = logits[0].iter().zip(&logits[1]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;
+        let ppl_diff = (ppl[0] - ppl[1]).abs() / ppl[1];
+        println!("parity native vs torch, quantize {q:?}: logits max relative |Δ| {rel:.2e}; perplexity {:.4} vs {:.4} ({:.3}%)", ppl[0], ppl[1], ppl_diff * 100.0);
+        // f16 compute rounds differently in each framework; the others compute in f32.
+        let tol = if q == Some(Quantize::Float16) { 2e-2 } else { REL_TOLERANCE };
+        assert!(rel < tol, "{q:?}: {rel}");
+        assert!(ppl_diff < 0.01, "{q:?}: perplexity differs by {:.2}%", ppl_diff * 100.0);
+    }
+}
