@@ -26,6 +26,11 @@ fn build_fix(framework: &str) -> String {
 
 /// Runs `{framework}-only --benchmark --json ARGS`, streaming its progress to stderr.
 pub fn run(framework: &str, args: &[String]) -> Result<BenchmarkResult, Unavailable> {
+    run_labelled(framework, framework, args)
+}
+
+/// [`run`], with `label` in front of the relayed log lines (e.g. "native int8").
+pub fn run_labelled(framework: &str, label: &str, args: &[String]) -> Result<BenchmarkResult, Unavailable> {
     let bin = binary_for(framework);
     let unavailable = |reason: String, fix: String| Unavailable { framework: framework.into(), reason, fix };
     if !bin.is_file() {
@@ -40,7 +45,7 @@ pub fn run(framework: &str, args: &[String]) -> Result<BenchmarkResult, Unavaila
         .spawn()
         .map_err(|e| unavailable(format!("could not start {}: {e}", bin.display()), build_fix(framework)))?;
     let stderr = child.stderr.take().unwrap();
-    let fw = framework.to_string();
+    let fw = label.to_string();
     let relay = std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use bench_core::comparison::{self, Comparison, Settings};
+use bench_core::comparison::{self, Comparison, Quality, Settings, Unavailable};
 use bench_core::files::{self, ModelType};
 use bench_core::machine::MachineInfo;
 use bench_core::report::write_atomic;
@@ -54,7 +54,9 @@ struct ModelArgs {
     /// Weight and compute dtype, the same for every framework
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DType,
-    /// Load-time quantization, the same for every framework
+    /// Load-time quantization, the same for every framework; `all` sweeps none, float16, int8 and
+    /// nf4. Quantized runs also report KL divergence and top-1 agreement against the same
+    /// framework's f32 run on the benchmark prompt
     #[arg(long, value_enum)]
     quantize: Option<Quantize>,
     /// Split the model across N devices
@@ -121,6 +123,7 @@ enum Quantize {
     Int8,
     Nf4,
     Float16,
+    All,
 }
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum OutputFormat {
@@ -132,6 +135,13 @@ enum OutputFormat {
 
 fn name_of<T: ValueEnum>(v: T) -> String {
     v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
+}
+
+/// A private folder for the runs' logit dumps (removed at the end).
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("llama3-bench-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 fn main() -> ExitCode {
@@ -178,10 +188,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         "--device".into(),
         cli.bench.device.clone(),
     ];
-    match cli.model.quantize {
-        Some(q) => args.extend(["--quantize".into(), name_of(q)]),
-        None => args.extend(["--dtype".into(), name_of(cli.model.dtype)]),
-    }
     if let Some(m) = &cli.model.model {
         args.extend(["--model".into(), m.clone()]);
     }
@@ -199,24 +205,79 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 
     let machine = MachineInfo::probe(!cli.output.no_bandwidth);
+    let levels: Vec<Option<String>> = match cli.model.quantize {
+        None => vec![None],
+        Some(Quantize::All) => [None, Some(Quantize::Float16), Some(Quantize::Int8), Some(Quantize::Nf4)].into_iter().map(|q| q.map(name_of)).collect(),
+        Some(q) => vec![Some(name_of(q))],
+    };
+    let dumps = tempfile_dir()?;
     let mut results = Vec::new();
-    let mut unavailable = Vec::new();
-    for fw in &frameworks {
-        eprintln!("== {fw} ==");
-        match compare::child::run(fw, &args) {
-            Ok(r) => results.push(r),
-            Err(u) => {
-                eprintln!("{fw} unavailable: {}", u.reason);
-                unavailable.push(u);
+    let mut unavailable: Vec<Unavailable> = Vec::new();
+    let mut quality = Vec::new();
+    'frameworks: for fw in &frameworks {
+        let mut reference: Option<PathBuf> = None;
+        for level in &levels {
+            let label = match level {
+                None => fw.clone(),
+                Some(q) => format!("{fw} {q}"),
+            };
+            eprintln!("== {label} ==");
+            let dump = dumps.join(format!("{fw}-{}.f32", level.as_deref().unwrap_or("none")));
+            let mut a = args.clone();
+            match level {
+                None => a.extend(["--dtype".into(), name_of(cli.model.dtype)]),
+                Some(q) => a.extend(["--quantize".into(), q.clone()]),
             }
+            a.extend(["--dump-logits".into(), dump.display().to_string()]);
+            let r = match compare::child::run_labelled(fw, &label, &a) {
+                Ok(r) => r,
+                Err(mut u) => {
+                    eprintln!("{label} unavailable: {}", u.reason);
+                    u.framework = label;
+                    let fatal = level.is_none() || u.reason.contains("is not built");
+                    unavailable.push(u);
+                    if fatal {
+                        continue 'frameworks;
+                    }
+                    continue;
+                }
+            };
+            if let Some(q) = level {
+                // Quality against this framework's own f32 run: measured for the sweep, or a
+                // single untimed-for-reporting f32 pass when only a quantized level was asked for.
+                if reference.is_none() {
+                    let ref_dump = dumps.join(format!("{fw}-reference.f32"));
+                    let mut a = args.clone();
+                    for (flag, value) in [("--iterations", "1"), ("--warmup", "0"), ("--gen-tokens", "1")] {
+                        if let Some(i) = a.iter().position(|x| x == flag) {
+                            a[i + 1] = value.into();
+                        }
+                    }
+                    a.extend(["--dtype".into(), "f32".into(), "--dump-logits".into(), ref_dump.display().to_string()]);
+                    eprintln!("== {fw} f32 reference (for quality only) ==");
+                    if compare::child::run_labelled(fw, &format!("{fw} f32 reference"), &a).is_ok() {
+                        reference = Some(ref_dump);
+                    }
+                }
+                if let Some(ref_path) = &reference {
+                    let read = |p: &PathBuf| -> Result<Vec<f32>> {
+                        Ok(std::fs::read(p)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+                    };
+                    quality.push(Quality::measure(fw, q, &read(ref_path)?, &read(&dump)?, r.model.architecture.vocab_size)?);
+                }
+            } else {
+                reference = Some(dump.clone());
+            }
+            results.push(r);
         }
     }
+    let _ = std::fs::remove_dir_all(&dumps);
     let model_label = results.first().map(|r| r.model_size.clone()).unwrap_or_else(|| {
         cli.model.model.clone().or(cli.model.size.clone()).or(cli.model.model_path.as_ref().map(|p| p.display().to_string())).unwrap_or_else(|| "smollm2-135m".into())
     });
     let settings = Settings {
         model: model_label,
-        dtype: if cli.model.quantize.is_some() { "per --quantize".into() } else { name_of(cli.model.dtype) },
+        dtype: name_of(cli.model.dtype),
         quantize: cli.model.quantize.map(name_of),
         iterations: cli.bench.iterations,
         warmup: cli.bench.warmup,
@@ -224,7 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         threads,
         device: cli.bench.device.clone(),
     };
-    let comparison = Comparison::new(machine, settings, results, unavailable);
+    let comparison = Comparison::new(machine, settings, results, unavailable, quality);
 
     let rendered = match cli.output.format {
         OutputFormat::Table => report::Table.render(&comparison),

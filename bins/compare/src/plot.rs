@@ -7,6 +7,10 @@ use plotters::prelude::*;
 const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
 
 /// Mean latency (ms) of each generated position across iterations.
+fn label(r: &bench_core::bench::BenchmarkResult) -> String {
+    if r.level() == "none" { r.framework.clone() } else { format!("{} {}", r.framework, r.level()) }
+}
+
 fn latency_curve(r: &bench_core::bench::BenchmarkResult) -> Vec<(f64, f64)> {
     let n = r.samples.iter().map(|s| s.token_times_s.len()).min().unwrap_or(0);
     (0..n)
@@ -44,14 +48,14 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
             chart
                 .draw_series(LineSeries::new(curve.iter().copied(), color.stroke_width(2)))
                 .map_err(|e| e.to_string())?
-                .label(r.framework.clone())
+                .label(label(r))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
         chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
 
         let n = c.results.len().max(1);
         let top = c.results.iter().map(|r| r.tokens_per_second.mean + r.tokens_per_second.ci95).fold(0.0, f64::max).max(1e-3) * 1.2;
-        let names: Vec<String> = c.results.iter().map(|r| r.framework.clone()).collect();
+        let names: Vec<String> = c.results.iter().map(label).collect();
         let mut bars = ChartBuilder::on(&right)
             .caption("Decode throughput (tok/s, 95% CI)", ("sans-serif", 15))
             .margin(12)

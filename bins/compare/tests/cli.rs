@@ -50,7 +50,8 @@ fn json_has_one_result_per_framework_ratios_and_the_cross_check() {
     for metric in ["throughput", "latency", "memory", "first_token", "prefill"] {
         assert!(c.ratios.iter().any(|r| r.metric == metric && r.ratio >= 1.0), "ratio for {metric}");
     }
-    let x = c.cross_check.unwrap();
+    assert_eq!(c.cross_checks.len(), 1);
+    let x = &c.cross_checks[0];
     assert!(x.agree && x.compared_tokens == 4, "{x:?}");
 }
 
@@ -96,7 +97,7 @@ fn formats_files_plot_and_baseline_regressions() {
     assert_eq!(o.status.code(), Some(0));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 2);
-    assert!(text.starts_with("framework,avg_latency_ms") && text.lines().nth(1).unwrap().starts_with("native,"));
+    assert!(text.starts_with("framework,quantize,avg_latency_ms") && text.lines().nth(1).unwrap().starts_with("native,none,"));
 
     let o = run(&with(&["--format", "markdown", "--output", md.to_str().unwrap()]), None);
     assert_eq!(o.status.code(), Some(0));
@@ -118,4 +119,31 @@ fn formats_files_plot_and_baseline_regressions() {
     let o = run(&with(&["--output", "/nonexistent-dir/r.txt"]), None);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+#[test]
+fn quantize_all_sweeps_levels_with_quality_against_f32() {
+    require("native-only");
+    require("torch-only");
+    let o = run(&[&["--quantize", "all", "--format", "json"][..], &QUICK[..]].concat(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
+    let runs: Vec<(String, String)> = c.results.iter().map(|r| (r.framework.clone(), r.level().to_string())).collect();
+    for fw in ["native", "torch"] {
+        for level in ["none", "float16", "int8", "nf4"] {
+            assert!(runs.contains(&(fw.to_string(), level.to_string())), "{fw} {level} missing: {runs:?}");
+        }
+    }
+    assert_eq!(c.quality.len(), 6, "float16, int8 and nf4 for both frameworks");
+    let q = |fw: &str, l: &str| c.quality.iter().find(|q| q.framework == fw && q.quantize == l).unwrap().clone();
+    for fw in ["native", "torch"] {
+        assert!(q(fw, "int8").kl_divergence < q(fw, "nf4").kl_divergence, "int8 is closer to f32 than nf4");
+        assert!(q(fw, "int8").top1_agreement > 0.8);
+    }
+    // Same quantized numbers in both frameworks: their quality agrees.
+    assert!((q("native", "nf4").kl_divergence - q("torch", "nf4").kl_divergence).abs() < 1e-3);
+    // Model memory: int8 and nf4 hold less than f32.
+    let mem = |fw: &str, l: &str| c.results.iter().find(|r| r.framework == fw && r.level() == l).unwrap().model_memory_gb;
+    assert!(mem("native", "nf4") < mem("native", "int8") && mem("native", "int8") < mem("native", "none"));
+    assert_eq!(c.cross_checks.len(), 4, "a cross-check per level");
 }

@@ -122,6 +122,11 @@ pub struct BenchmarkArgs {
     /// Benchmark prompt text (default: a fixed English paragraph)
     #[arg(long)]
     pub bench_prompt: Option<String>,
+
+    /// After the benchmark, write the logits of every prompt position (f32, little-endian,
+    /// positions x vocabulary) to this file; `compare` uses them to measure quantization quality
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub dump_logits: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

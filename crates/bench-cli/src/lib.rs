@@ -356,7 +356,15 @@ fn run_benchmark(
         load_time_s,
         tokenize_time_s,
         warmup: config.warmup,
+        quantize: cli.model.quantize.map(|q| format!("{q:?}").to_lowercase()),
     };
+    if let Some(path) = &cli.benchmark.dump_logits {
+        // Untimed, after the measurements: every prompt position's logits, for quality checks.
+        model.reset();
+        let rows = model.forward_all(&config.prompt_tokens, 0)?;
+        let bytes: Vec<u8> = rows.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+        report::write_atomic(path, &bytes)?;
+    }
     let result = BenchmarkResult::from_samples(ctx, config.prompt_tokens.len(), samples, greedy);
     let json = result.to_json();
     if cli.output.json {

@@ -173,6 +173,9 @@ pub struct BenchmarkResult {
     pub load_time_s: f64,
     pub tokenize_time_s: f64,
     pub synthetic: bool,
+    /// Load-time quantization (`int8`, `nf4`, `float16`), `None` for plain weights.
+    #[serde(default)]
+    pub quantize: Option<String>,
     pub model: ModelInfo,
     pub device: DeviceInfo,
     /// Greedy tokens of the first measured iteration (for cross-framework checks).
@@ -192,9 +195,15 @@ pub struct RunContext {
     pub load_time_s: f64,
     pub tokenize_time_s: f64,
     pub warmup: usize,
+    pub quantize: Option<String>,
 }
 
 impl BenchmarkResult {
+    /// The quantization level this run belongs to in a comparison ("none" for plain weights).
+    pub fn level(&self) -> &str {
+        self.quantize.as_deref().unwrap_or("none")
+    }
+
     pub fn from_samples(ctx: RunContext, prompt_tokens: usize, samples: Vec<IterationSample>, greedy: GreedyTrace) -> Self {
         let token_times: Vec<f64> = samples.iter().flat_map(|s| s.token_times_s.iter().copied()).collect();
         let ttft: Vec<f64> = samples.iter().map(|s| s.first_token_s).collect();
@@ -231,6 +240,7 @@ impl BenchmarkResult {
             load_time_s: ctx.load_time_s,
             tokenize_time_s: ctx.tokenize_time_s,
             synthetic: ctx.model.synthetic,
+            quantize: ctx.quantize,
             model: ctx.model,
             device: ctx.device,
             greedy_tokens: greedy.tokens,
@@ -339,6 +349,7 @@ mod tests {
             load_time_s: 1.0,
             tokenize_time_s: 0.0,
             warmup: 0,
+            quantize: None,
         };
         let trace = GreedyTrace { tokens: vec![1, 2, 3], margins: vec![0.5, 0.25, 1.0] };
         let r = BenchmarkResult::from_samples(ctx, 10, samples, trace);

@@ -30,9 +30,11 @@ pub struct Unavailable {
     pub fix: String,
 }
 
-/// `better` beats `worse` on `metric` by `ratio` (>= 1).
+/// `better` beats `worse` on `metric` by `ratio` (>= 1), both at quantization level `quantize`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Ratio {
+    #[serde(default = "none")]
+    pub quantize: String,
     pub metric: String,
     pub better: String,
     pub worse: String,
@@ -59,7 +61,51 @@ impl Ratio {
             Some(false) => " (within noise: not a real difference)",
             None => " (single measurement)",
         };
-        format!("{core}{noise}")
+        let level = if self.quantize == "none" { String::new() } else { format!("[{}] ", self.quantize) };
+        format!("{level}{core}{noise}")
+    }
+}
+
+fn none() -> String {
+    "none".into()
+}
+
+/// What a quantization costs in quality: the quantized run's predictions on the benchmark prompt
+/// against the same framework's f32 run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Quality {
+    pub framework: String,
+    pub quantize: String,
+    /// Mean over prompt positions of KL(f32 || quantized), nats.
+    pub kl_divergence: f64,
+    /// Fraction of prompt positions whose top-1 token equals the f32 run's.
+    pub top1_agreement: f64,
+    pub positions: usize,
+}
+
+impl Quality {
+    /// From two `positions x vocab` logit matrices (row-major).
+    pub fn measure(framework: &str, quantize: &str, reference: &[f32], quantized: &[f32], vocab: usize) -> Result<Self> {
+        if vocab == 0 || reference.len() != quantized.len() || reference.len() % vocab != 0 {
+            return Err(Error::InvalidInput(format!(
+                "logit dumps differ in size ({} vs {} values, vocabulary {vocab})",
+                reference.len(),
+                quantized.len()
+            )));
+        }
+        let positions = reference.len() / vocab;
+        let (mut kl, mut agree) = (0.0, 0usize);
+        for (r, q) in reference.chunks(vocab).zip(quantized.chunks(vocab)) {
+            kl += crate::sampling::kl_divergence(r, q);
+            agree += usize::from(crate::sampling::argmax(r) == crate::sampling::argmax(q));
+        }
+        Ok(Self {
+            framework: framework.into(),
+            quantize: quantize.into(),
+            kl_divergence: kl / positions as f64,
+            top1_agreement: agree as f64 / positions as f64,
+            positions,
+        })
     }
 }
 
@@ -72,6 +118,8 @@ pub struct Divergence {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CrossCheck {
+    #[serde(default = "none")]
+    pub quantize: String,
     pub frameworks: Vec<String>,
     pub compared_tokens: usize,
     pub agree: bool,
@@ -86,7 +134,10 @@ pub struct Comparison {
     pub results: Vec<BenchmarkResult>,
     pub unavailable: Vec<Unavailable>,
     pub ratios: Vec<Ratio>,
-    pub cross_check: Option<CrossCheck>,
+    /// One per quantization level with two or more frameworks.
+    pub cross_checks: Vec<CrossCheck>,
+    #[serde(default)]
+    pub quality: Vec<Quality>,
 }
 
 fn ratio(metric: &str, a: (&str, f64, Option<&Summary>), b: (&str, f64, Option<&Summary>), higher_is_better: bool) -> Option<Ratio> {
@@ -101,20 +152,24 @@ fn ratio(metric: &str, a: (&str, f64, Option<&Summary>), b: (&str, f64, Option<&
         (Some(x), Some(y)) if x.n > 1 && y.n > 1 => Some(x.differs_from(y)),
         _ => None,
     };
-    Some(Ratio { metric: metric.into(), better: better.into(), worse: worse.into(), ratio: r, beyond_noise })
+    Some(Ratio { quantize: none(), metric: metric.into(), better: better.into(), worse: worse.into(), ratio: r, beyond_noise })
 }
 
-/// Ratios between every pair of results.
+/// Ratios between every pair of results at the same quantization level.
 pub fn ratios(results: &[BenchmarkResult]) -> Vec<Ratio> {
-    let mut out = Vec::new();
+    let mut out: Vec<Ratio> = Vec::new();
     for (i, a) in results.iter().enumerate() {
-        for b in &results[i + 1..] {
+        for b in results[i + 1..].iter().filter(|b| b.level() == a.level()) {
+            let first = out.len();
             let (an, bn) = (a.framework.as_str(), b.framework.as_str());
             out.extend(ratio("throughput", (an, a.tokens_per_second.mean, Some(&a.tokens_per_second)), (bn, b.tokens_per_second.mean, Some(&b.tokens_per_second)), true));
             out.extend(ratio("latency", (an, a.token_latency_ms.mean, Some(&a.token_latency_ms)), (bn, b.token_latency_ms.mean, Some(&b.token_latency_ms)), false));
             out.extend(ratio("first_token", (an, a.first_token_latency_ms.mean, Some(&a.first_token_latency_ms)), (bn, b.first_token_latency_ms.mean, Some(&b.first_token_latency_ms)), false));
             out.extend(ratio("prefill", (an, a.prefill_tokens_per_second, Some(&a.prefill_tokens_per_second_stats)), (bn, b.prefill_tokens_per_second, Some(&b.prefill_tokens_per_second_stats)), true));
             out.extend(ratio("memory", (an, a.peak_memory_gb, None), (bn, b.peak_memory_gb, None), false));
+            for r in &mut out[first..] {
+                r.quantize = a.level().to_string();
+            }
         }
     }
     out
@@ -134,6 +189,7 @@ pub fn cross_check(results: &[BenchmarkResult]) -> Option<CrossCheck> {
             .collect(),
     });
     Some(CrossCheck {
+        quantize: results[0].level().to_string(),
         frameworks: results.iter().map(|r| r.framework.clone()).collect(),
         compared_tokens: n,
         agree: divergence.is_none(),
@@ -141,11 +197,25 @@ pub fn cross_check(results: &[BenchmarkResult]) -> Option<CrossCheck> {
     })
 }
 
+/// The quantization levels present, in order of first appearance.
+pub fn levels(results: &[BenchmarkResult]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in results {
+        if !out.iter().any(|l| l == r.level()) {
+            out.push(r.level().to_string());
+        }
+    }
+    out
+}
+
 impl Comparison {
-    pub fn new(machine: MachineInfo, settings: Settings, results: Vec<BenchmarkResult>, unavailable: Vec<Unavailable>) -> Self {
+    pub fn new(machine: MachineInfo, settings: Settings, results: Vec<BenchmarkResult>, unavailable: Vec<Unavailable>, quality: Vec<Quality>) -> Self {
         let ratios = ratios(&results);
-        let cross_check = cross_check(&results);
-        Self { schema_version: SCHEMA_VERSION, machine, settings, results, unavailable, ratios, cross_check }
+        let cross_checks = levels(&results)
+            .iter()
+            .filter_map(|l| cross_check(&results.iter().filter(|r| r.level() == l).cloned().collect::<Vec<_>>()))
+            .collect();
+        Self { schema_version: SCHEMA_VERSION, machine, settings, results, unavailable, ratios, cross_checks, quality }
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
@@ -174,7 +244,7 @@ pub struct Regression {
 pub fn regressions(baseline: &Comparison, current: &Comparison, min_percent: f64) -> Vec<Regression> {
     let mut out = Vec::new();
     for cur in &current.results {
-        let Some(base) = baseline.results.iter().find(|b| b.framework == cur.framework) else { continue };
+        let Some(base) = baseline.results.iter().find(|b| b.framework == cur.framework && b.level() == cur.level()) else { continue };
         let checks: [(&str, &Summary, &Summary, bool); 2] = [
             ("throughput (tok/s)", &base.tokens_per_second, &cur.tokens_per_second, true),
             ("token latency (ms)", &base.token_latency_ms, &cur.token_latency_ms, false),
@@ -184,7 +254,7 @@ pub fn regressions(baseline: &Comparison, current: &Comparison, min_percent: f64
             let change = ((c.mean - b.mean) / b.mean * 100.0).abs();
             if worse && c.differs_from(b) && change > min_percent {
                 out.push(Regression {
-                    framework: cur.framework.clone(),
+                    framework: if cur.level() == "none" { cur.framework.clone() } else { format!("{} [{}]", cur.framework, cur.level()) },
                     metric: metric.into(),
                     baseline: b.mean,
                     current: c.mean,
@@ -212,6 +282,8 @@ mod tests {
         let r = ratio("throughput", ("native", fast.mean, Some(&fast)), ("torch", close.mean, Some(&close)), true).unwrap();
         assert_eq!(r.beyond_noise, Some(false));
         let m = ratio("memory", ("native", 1.0, None), ("torch", 0.5, None), false).unwrap();
+        let q = Quality::measure("native", "int8", &[0.0, 3f32.ln(), 5.0, 1.0], &[1.0, 1.0, 5.0, 1.0], 2).unwrap();
+        assert!((q.kl_divergence - 0.130_812_035 / 2.0).abs() < 1e-6 && q.top1_agreement == 0.5 && q.positions == 2, "{q:?}");
         assert_eq!(m.sentence(), "torch uses 2.00x less memory than native (single measurement)");
     }
 }

@@ -15,13 +15,14 @@ fn field(s: &str) -> String {
 impl super::Format for Csv {
     fn render(&self, c: &Comparison) -> String {
         let mut out = String::from(
-            "framework,avg_latency_ms,latency_ci95_ms,p50_latency_ms,p99_latency_ms,avg_throughput_tok_s,throughput_ci95_tok_s,\
-             first_token_ms,prefill_tok_s,peak_memory_gb,model_memory_gb,bandwidth_gb_s,weights,synthetic\n",
+            "framework,quantize,avg_latency_ms,latency_ci95_ms,p50_latency_ms,p99_latency_ms,avg_throughput_tok_s,throughput_ci95_tok_s,\
+             first_token_ms,prefill_tok_s,peak_memory_gb,model_memory_gb,bandwidth_gb_s,kl_vs_f32_nats,top1_vs_f32,weights,synthetic\n",
         );
         for r in super::rows(c) {
             out.push_str(&format!(
-                "{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3},{:.4},{:.4},{:.3},{},{}\n",
+                "{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3},{:.4},{:.4},{:.3},{},{},{},{}\n",
                 field(&r.framework),
+                field(&r.quantize),
                 r.avg_latency_ms,
                 r.latency_ci_ms,
                 r.p50_ms,
@@ -33,6 +34,8 @@ impl super::Format for Csv {
                 r.peak_memory_gb,
                 r.model_memory_gb,
                 r.bandwidth_gbs,
+                r.quality.map(|q| format!("{:.6}", q.0)).unwrap_or_default(),
+                r.quality.map(|q| format!("{:.4}", q.1)).unwrap_or_default(),
                 field(&r.weights),
                 r.synthetic
             ));

@@ -11,10 +11,12 @@ impl super::Format for Markdown {
             out.push_str(&format!("- {line}\n"));
         }
         out.push('\n');
-        out.push_str(&format!("| {} |\n", super::table::HEADER.join(" | ")));
-        out.push_str(&format!("|{}\n", "---|".repeat(super::table::HEADER.len())));
+        let q = super::quantized(c);
+        let header = super::table::header(q);
+        out.push_str(&format!("| {} |\n", header.join(" | ")));
+        out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
         for r in super::rows(c) {
-            out.push_str(&format!("| {} |\n", super::table::cells(&r).join(" | ")));
+            out.push_str(&format!("| {} |\n", super::table::row_cells(&r, q).join(" | ")));
         }
         out.push('\n');
         for line in super::summary_lines(c) {

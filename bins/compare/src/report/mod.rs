@@ -20,6 +20,9 @@ pub trait Format {
 /// The numbers every row shows, in display units, shared by the table, CSV and Markdown formats.
 pub(crate) struct Row {
     pub framework: String,
+    pub quantize: String,
+    /// (KL vs f32 in nats, top-1 agreement) for quantized runs.
+    pub quality: Option<(f64, f64)>,
     pub avg_latency_ms: f64,
     pub avg_throughput: f64,
     pub throughput_ci: f64,
@@ -40,6 +43,12 @@ pub(crate) fn rows(c: &Comparison) -> Vec<Row> {
         .iter()
         .map(|r| Row {
             framework: r.framework.clone(),
+            quantize: r.level().to_string(),
+            quality: c
+                .quality
+                .iter()
+                .find(|q| q.framework == r.framework && q.quantize == r.level())
+                .map(|q| (q.kl_divergence, q.top1_agreement)),
             avg_latency_ms: r.token_latency_ms.mean,
             avg_throughput: r.tokens_per_second.mean,
             throughput_ci: r.tokens_per_second.ci95,
@@ -57,14 +66,20 @@ pub(crate) fn rows(c: &Comparison) -> Vec<Row> {
         .collect()
 }
 
+/// Whether any run is quantized (then the table shows the level and the quality columns).
+pub(crate) fn quantized(c: &Comparison) -> bool {
+    c.results.iter().any(|r| r.quantize.is_some())
+}
+
 /// The lines under the table: speedups, the cross-check, what could not run.
 pub(crate) fn summary_lines(c: &Comparison) -> Vec<String> {
     let mut lines: Vec<String> = c.ratios.iter().map(|r| r.sentence()).collect();
-    if let Some(x) = &c.cross_check {
+    for x in &c.cross_checks {
+        let level = if x.quantize == "none" { String::new() } else { format!("[{}] ", x.quantize) };
         lines.push(match &x.divergence {
-            None => format!("correctness: greedy tokens agree across {} for all {} generated tokens", x.frameworks.join(", "), x.compared_tokens),
+            None => format!("{level}correctness: greedy tokens agree across {} for all {} generated tokens", x.frameworks.join(", "), x.compared_tokens),
             Some(d) => format!(
-                "correctness: greedy tokens DIVERGE at generated position {}: {} (logit margin = top-1 minus runner-up; a small margin is a near-tie)",
+                "{level}correctness: greedy tokens DIVERGE at generated position {}: {} (logit margin = top-1 minus runner-up; a small margin is a near-tie)",
                 d.position,
                 d.tokens.iter().map(|(f, t, m)| format!("{f} chose {t} (margin {m:.3})")).collect::<Vec<_>>().join(", ")
             ),
@@ -72,6 +87,9 @@ pub(crate) fn summary_lines(c: &Comparison) -> Vec<String> {
     }
     for u in &c.unavailable {
         lines.push(format!("{} unavailable: {}. Fix: {}", u.framework, u.reason, u.fix));
+    }
+    if !c.quality.is_empty() {
+        lines.push("quality: KL = mean KL divergence (nats) of each quantized run's next-token distribution from the same framework's f32 run, over every benchmark-prompt position; top-1 = share of positions with the same top token".into());
     }
     if c.results.iter().any(|r| r.synthetic) {
         lines.push("SYNTHETIC WEIGHTS: random values of the model's shape; speed and memory are real, outputs are not".into());
@@ -105,8 +123,9 @@ pub(crate) fn setup_lines(c: &Comparison) -> Vec<String> {
         ),
     ];
     for r in &c.results {
+        let level = if r.level() == "none" { String::new() } else { format!(" [{}]", r.level()) };
         lines.push(format!(
-            "{}: {} | weights {} | compute {} | {} prompt tokens | {} threads",
+            "{}{level}: {} | weights {} | compute {} | {} prompt tokens | {} threads",
             r.framework, r.device.framework_version, r.model.weights, r.model.compute_dtype, r.prompt_tokens, r.device.threads
         ));
     }

@@ -17,6 +17,29 @@ pub(crate) const HEADER: [&str; 9] = [
     "Bandwidth (GB/s)",
 ];
 
+pub(crate) const QUANT_HEADER: [&str; 3] = ["Quant", "KL vs f32 (nats)", "Top-1 vs f32"];
+
+pub(crate) fn header(quantized: bool) -> Vec<&'static str> {
+    let mut h = HEADER.to_vec();
+    if quantized {
+        h.splice(1..1, QUANT_HEADER[..1].iter().copied());
+        h.extend(&QUANT_HEADER[1..]);
+    }
+    h
+}
+
+pub(crate) fn row_cells(r: &super::Row, quantized: bool) -> Vec<String> {
+    let mut c = cells(r);
+    if quantized {
+        c.insert(1, r.quantize.clone());
+        match r.quality {
+            Some((kl, top1)) => c.extend([format!("{kl:.4}"), format!("{:.1}%", top1 * 100.0)]),
+            None => c.extend(["-".to_string(), "-".to_string()]),
+        }
+    }
+    c
+}
+
 pub(crate) fn cells(r: &super::Row) -> Vec<String> {
     vec![
         format!("{}{}", r.framework, if r.synthetic { " [synthetic]" } else { "" }),
@@ -38,9 +61,10 @@ impl super::Format for Table {
         if !c.results.is_empty() {
             let mut t = Grid::new();
             t.load_preset(UTF8_FULL_CONDENSED);
-            t.set_header(HEADER.to_vec());
+            let q = super::quantized(c);
+            t.set_header(header(q));
             for r in super::rows(c) {
-                t.add_row(cells(&r));
+                t.add_row(row_cells(&r, q));
             }
             out.push_str(&t.to_string());
             out.push_str("\n± = 95% confidence interval of the mean. Bandwidth = weight bytes read per token x tok/s");
