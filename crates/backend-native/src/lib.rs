@@ -50,21 +50,8 @@ pub(crate) fn candle_err(e: candle_core::Error) -> Error {
 
 impl NativeModel {
     fn check_range(&self, tokens: &[u32], pos: usize) -> Result<()> {
-        if tokens.is_empty() {
-            return Err(Error::InvalidInput("forward called with no tokens".into()));
-        }
-        if pos + tokens.len() > self.model.max_seq_len {
-            return Err(Error::InvalidInput(format!(
-                "{} tokens at position {pos} exceed the context of {} tokens",
-                tokens.len(),
-                self.model.max_seq_len
-            )));
-        }
-        let vocab = self.info.architecture.vocab_size as u32;
-        if let Some(bad) = tokens.iter().find(|&&t| t >= vocab) {
-            return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
-        }
-        Ok(())
+        let cached = self.model.layers.first().map(|l| l.cache.current_seq_len()).unwrap_or(0);
+        bench_core::backend::check_forward_args(tokens, pos, cached, self.model.max_seq_len, self.info.architecture.vocab_size)
     }
 }
 

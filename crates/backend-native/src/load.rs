@@ -33,22 +33,6 @@ fn device(spec: &str) -> Result<Device> {
     }
 }
 
-/// The dtype weights are converted to, from `--dtype` and `--quantize`. int8 and nf4 quantize
-/// the layers' matrices and keep everything else (and the compute) in this dtype, f32 by default.
-fn requested_dtype(spec: &LoadSpec) -> Result<Option<BDType>> {
-    match spec.quantize {
-        None => Ok(spec.dtype),
-        Some(Quantize::Float16) => match spec.dtype {
-            None | Some(BDType::F16) => Ok(Some(BDType::F16)),
-            Some(other) => Err(Error::InvalidInput(format!(
-                "--quantize float16 conflicts with --dtype {}; pass one of them",
-                other.as_str()
-            ))),
-        },
-        Some(Quantize::Int8 | Quantize::Nf4) => Ok(Some(spec.dtype.unwrap_or(BDType::F32))),
-    }
-}
-
 /// A layer matrix (not the embedding or the output head): what --quantize int8|nf4 applies to.
 fn is_layer_matrix(name: &str) -> bool {
     (name.starts_with("blk.") || name.starts_with("model.layers.")) && !name.contains("norm")
@@ -90,7 +74,7 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
     let dev = device(&spec.device)?;
-    let dtype = requested_dtype(spec)?;
+    let dtype = spec.float_dtype()?;
     match &spec.source {
         WeightSource::Files(files) => match &files.weights {
             WeightFormat::Gguf(path) => load_gguf(path, spec, dtype, &dev),
@@ -262,15 +246,7 @@ fn candle_ggml_dtype(t: GgmlType, name: &str) -> Result<GgmlDType> {
 
 fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
     let gguf = GgufFile::open(path)?;
-    match gguf.architecture() {
-        Some("llama") | None => {}
-        Some(other) => {
-            return Err(Error::ModelFiles(format!(
-                "{}: unsupported architecture '{other}'; the native framework runs LLaMA-architecture models",
-                path.display()
-            )))
-        }
-    }
+    gguf.require_llama("native")?;
     let cfg = ModelConfig::from_gguf(&gguf)?;
     let compute = dtype.map(to_candle_dtype).unwrap_or(DType::F32);
     let qtensor = |name: &str| -> Result<(QTensor, GgmlType)> {

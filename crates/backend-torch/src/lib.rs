@@ -56,23 +56,7 @@ pub struct TorchModel {
 
 impl TorchModel {
     fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
-        if tokens.is_empty() {
-            return Err(Error::InvalidInput("forward called with no tokens".into()));
-        }
-        if pos + tokens.len() > self.model.max_seq_len {
-            return Err(Error::InvalidInput(format!(
-                "{} tokens at position {pos} exceed the context of {} tokens",
-                tokens.len(),
-                self.model.max_seq_len
-            )));
-        }
-        if pos != self.cached {
-            return Err(Error::InvalidInput(format!("forward at position {pos}, but the cache holds {} tokens", self.cached)));
-        }
-        let vocab = self.info.architecture.vocab_size as u32;
-        if let Some(bad) = tokens.iter().find(|&&t| t >= vocab) {
-            return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
-        }
+        bench_core::backend::check_forward_args(tokens, pos, self.cached, self.model.max_seq_len, self.info.architecture.vocab_size)?;
         let model = &mut self.model;
         let rows = guarded("running the model", || {
             let logits = tch::no_grad(|| model.forward(tokens, pos, all));

@@ -42,17 +42,6 @@ fn device(spec: &str) -> Result<Device> {
     Ok(Device::Cuda(cuda_index))
 }
 
-fn requested_dtype(spec: &LoadSpec) -> Result<Option<DType>> {
-    match spec.quantize {
-        None => Ok(spec.dtype),
-        Some(Quantize::Float16) => match spec.dtype {
-            None | Some(DType::F16) => Ok(Some(DType::F16)),
-            Some(other) => Err(Error::InvalidInput(format!("--quantize float16 conflicts with --dtype {}; pass one of them", other.as_str()))),
-        },
-        Some(Quantize::Int8 | Quantize::Nf4) => Ok(Some(spec.dtype.unwrap_or(DType::F32))),
-    }
-}
-
 /// Turns a layer matrix into bench-core's int8 / NF4 format when `--quantize` asks for it
 /// (the embedding and the output head stay in the compute dtype).
 fn layer_weight(spec: &LoadSpec, name: &str, w: Tensor) -> Result<Weight> {
@@ -85,7 +74,7 @@ pub fn load_model(spec: &LoadSpec) -> Result<TorchModel> {
         tch::set_num_threads(n as i32);
     }
     let dev = device(&spec.device)?;
-    let dtype = requested_dtype(spec)?;
+    let dtype = spec.float_dtype()?;
     guarded("loading the model", || {
         tch::no_grad(|| match &spec.source {
             WeightSource::Files(files) => match &files.weights {
@@ -189,15 +178,7 @@ fn build(
 
 fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
     let gguf = GgufFile::open(path)?;
-    match gguf.architecture() {
-        Some("llama") | None => {}
-        Some(other) => {
-            return Err(Error::ModelFiles(format!(
-                "{}: unsupported architecture '{other}'; the torch framework runs LLaMA-architecture models",
-                path.display()
-            )))
-        }
-    }
+    gguf.require_llama("torch")?;
     let cfg = ModelConfig::from_gguf(&gguf)?;
     // No ggml kernels in libtorch: blocks are dequantized once at load, to f32 unless asked otherwise.
     let kind = kind_of(dtype.unwrap_or(DType::F32));

@@ -79,6 +79,45 @@ impl LoadSpec {
     pub fn cache_len(&self, cfg: &ModelConfig) -> usize {
         self.max_seq_len.unwrap_or(4096).min(cfg.arch.context_length).max(1)
     }
+
+    /// The float dtype weights are held and computed in, from `--dtype` and `--quantize`:
+    /// `None` keeps the file's own storage. float16 means f16 everywhere; int8 and nf4 quantize
+    /// the layer matrices and keep the rest (and the compute) in `--dtype`, f32 by default.
+    pub fn float_dtype(&self) -> crate::Result<Option<DType>> {
+        match self.quantize {
+            None => Ok(self.dtype),
+            Some(Quantize::Float16) => match self.dtype {
+                None | Some(DType::F16) => Ok(Some(DType::F16)),
+                Some(other) => Err(crate::Error::InvalidInput(format!(
+                    "--quantize float16 conflicts with --dtype {}; pass one of them",
+                    other.as_str()
+                ))),
+            },
+            Some(Quantize::Int8 | Quantize::Nf4) => Ok(Some(self.dtype.unwrap_or(DType::F32))),
+        }
+    }
+}
+
+/// The checks every `LanguageModel::forward` makes before running: tokens present, inside the
+/// vocabulary, at the position the cache is at, and within the cache.
+pub fn check_forward_args(tokens: &[u32], pos: usize, cached: usize, max_seq_len: usize, vocab: usize) -> crate::Result<()> {
+    use crate::Error;
+    if tokens.is_empty() {
+        return Err(Error::InvalidInput("forward called with no tokens".into()));
+    }
+    if pos + tokens.len() > max_seq_len {
+        return Err(Error::InvalidInput(format!(
+            "{} tokens at position {pos} exceed the context of {max_seq_len} tokens",
+            tokens.len()
+        )));
+    }
+    if pos != cached {
+        return Err(Error::InvalidInput(format!("forward at position {pos}, but the cache holds {cached} tokens")));
+    }
+    if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
+    }
+    Ok(())
 }
 
 /// What a framework runs on.

@@ -382,6 +382,17 @@ impl GgufFile {
         self.get_str("general.architecture")
     }
 
+    /// Fails unless the file is a LLaMA-architecture model (or does not say).
+    pub fn require_llama(&self, framework: &str) -> Result<()> {
+        match self.architecture() {
+            Some("llama") | None => Ok(()),
+            Some(other) => Err(Error::ModelFiles(format!(
+                "{}: unsupported architecture '{other}'; the {framework} framework runs LLaMA-architecture models",
+                self.path.display()
+            ))),
+        }
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
