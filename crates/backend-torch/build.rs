@@ -1,11 +1,20 @@
 //! Gives executables that link libtorch (this crate's tests, torch-only, framework-parity, which
 //! name this script as their `build`) an rpath to `$LIBTORCH/lib`, so they run without
 //! LD_LIBRARY_PATH. LIBTORCH comes from .cargo/config.toml (`cargo xtask setup-torch`).
+//!
+//! `LLAMA3_BENCH_TORCH_CUDA=1` keeps `libtorch_cuda.so` linked: rustc links with `--as-needed`,
+//! which drops it (no Rust code names its symbols) and libtorch then sees no GPU. Off by default
+//! because its CUDA dependencies (cuBLAS, cuDNN, ...) are only on GPU machines; a binary built
+//! with it needs them at start-up (see ../../shared/GPU.md).
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LLAMA3_BENCH_TORCH_CUDA");
     if let Ok(libtorch) = std::env::var("LIBTORCH") {
         let lib = std::path::Path::new(&libtorch).join("lib");
         let lib = lib.canonicalize().unwrap_or(lib);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    }
+    if std::env::var("LLAMA3_BENCH_TORCH_CUDA").is_ok_and(|v| v == "1") {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch_cpu,-ltorch,-lc10,--as-needed,--allow-shlib-undefined");
     }
 }
