@@ -131,7 +131,7 @@ impl Tokenizer {
             .filter(|(_, &ty)| ty == TOKEN_TYPE_CONTROL || ty == TOKEN_TYPE_USER_DEFINED)
             .map(|(t, &ty)| AddedToken::from(t.clone(), ty == TOKEN_TYPE_CONTROL))
             .collect();
-        inner.add_special_tokens(&added);
+        inner.add_special_tokens(added).map_err(tok_err)?;
 
         let id_of = |key: &str| gguf.get_u64(key).map(|v| v as u32).filter(|&v| (v as usize) < tokens.len());
         let bos = id_of("tokenizer.ggml.bos_token_id");
