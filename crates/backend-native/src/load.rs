@@ -158,11 +158,14 @@ impl Builder {
         let max_seq_len = spec.cache_len(&self.cfg);
         let kinds = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
         let dtype = format!("{:?}", self.dtype).to_lowercase();
-        let float = match &self.source_desc {
-            Some(src) => format!("{dtype} (dequantized from {src})"),
-            None => kinds,
+        let quantized = self.kinds.keys().find(|k| *k == "int8" || *k == "nf4").cloned();
+        let float = match (&self.source_desc, &quantized) {
+            (Some(src), _) => format!("{dtype} (dequantized from {src})"),
+            (None, Some(_)) if synthetic => format!("synthetic {dtype}"),
+            (None, Some(_)) => dtype,
+            (None, None) => kinds,
         };
-        let weights = match self.kinds.keys().find(|k| *k == "int8" || *k == "nf4") {
+        let weights = match quantized {
             Some(q) => format!("{q} layer matrices; embedding/head {float}"),
             None => float,
         };
