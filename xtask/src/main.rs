@@ -110,7 +110,9 @@ fn run(cli: Cli) -> Result<()> {
                     false
                 }
             };
-            let wants_download = !args.iter().any(|a| a == "--model-path" || a == "--synthetic");
+            // The default or a --model NAME is fetched here; --size and --model-path are left to
+            // the frameworks, which say what to download if it is missing.
+            let wants_download = !args.iter().any(|a| a == "--model-path" || a == "--synthetic" || a == "--size");
             if wants_download {
                 let model = args.iter().position(|a| a == "--model").and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| "smollm2-135m".into());
                 download::fetch(&registry, &cache, &model)?;

@@ -104,6 +104,9 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     if cli.runtime.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
+    if cli.sampling.max_tokens == 0 {
+        bail!("--max-tokens must be at least 1");
+    }
     let _profile = init_tracing(cli)?;
 
     let resolved = resolve::resolve(cli)?;
