@@ -130,7 +130,12 @@ fn run(cli: Cli) -> Result<()> {
             for name in ["smollm2-135m", "llama3-tokenizer", "tokenizer-references"] {
                 download::fetch(&registry, &cache, name)?;
             }
+            // Passing tests print what they measured (reference cases run and passed, parity
+            // margins): show it unless the caller passes their own test-harness arguments.
             let mut rest: Vec<&str> = vec!["--workspace"];
+            if args.is_empty() {
+                rest.extend(["--", "--show-output"]);
+            }
             rest.extend(args.iter().map(String::as_str));
             cargo(&["test"], &rest)?;
         }
