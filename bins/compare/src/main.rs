@@ -51,6 +51,9 @@ struct ModelArgs {
     /// Seeded random weights of the registry model's shape (labelled synthetic)
     #[arg(long)]
     synthetic: bool,
+    /// Let each framework download the registry model (and tokenizer) if missing
+    #[arg(long)]
+    download: bool,
     /// Weight and compute dtype, the same for every framework
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DType,
@@ -202,6 +205,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     if cli.model.synthetic {
         args.push("--synthetic".into());
+    }
+    if cli.model.download {
+        args.push("--download".into());
     }
 
     let machine = MachineInfo::probe(!cli.output.no_bandwidth);
