@@ -276,11 +276,7 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) 
     };
     let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { qtensor(name)?.0.dequantize(dev).map_err(candle_err) };
     if dtype.is_some() {
-        let mut types: BTreeMap<String, usize> = BTreeMap::new();
-        for t in &gguf.tensors {
-            *types.entry(t.ggml_type.to_string().to_lowercase()).or_default() += 1;
-        }
-        b.source_desc = Some(format!("gguf {}", types.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ")));
+        b.source_desc = Some(format!("gguf {}", gguf.type_summary()));
     }
     let cache_len = spec.cache_len(&cfg);
     let mut layers = Vec::with_capacity(cfg.arch.layers);

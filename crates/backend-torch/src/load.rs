@@ -182,12 +182,7 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) ->
     let cfg = ModelConfig::from_gguf(&gguf)?;
     // No ggml kernels in libtorch: blocks are dequantized once at load, to f32 unless asked otherwise.
     let kind = kind_of(dtype.unwrap_or(DType::F32));
-    let mut types: BTreeMap<String, usize> = BTreeMap::new();
-    for t in &gguf.tensors {
-        *types.entry(t.ggml_type.to_string().to_lowercase()).or_default() += 1;
-    }
-    let from: Vec<String> = types.iter().map(|(k, n)| format!("{n}x{k}")).collect();
-    let desc = format!("{} (dequantized from gguf {})", format!("{kind:?}").to_lowercase(), from.join(", "));
+    let desc = format!("{} (dequantized from gguf {})", format!("{kind:?}").to_lowercase(), gguf.type_summary());
     let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     build(cfg, spec, kind, dev, name, false, desc, |n| {
         let Some(info) = gguf.tensor(n) else { return Ok(None) };

@@ -393,6 +393,15 @@ impl GgufFile {
         }
     }
 
+    /// The tensor types in the file, counted: "61xf32, 210xq4_1, 1xq8_0" (for reports).
+    pub fn type_summary(&self) -> String {
+        let mut types: BTreeMap<String, usize> = BTreeMap::new();
+        for t in &self.tensors {
+            *types.entry(t.ggml_type.to_string().to_lowercase()).or_default() += 1;
+        }
+        types.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ")
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
