@@ -1,0 +1,47 @@
+//! Per-kernel throughput: one matrix x one token (decode) and x 128 tokens (prefill) for every
+//! weight type, at Llama 3.2 1B's MLP shape (8192 x 2048), reported by criterion as bytes of
+//! weights per second, next to a measured memory copy of the same size (the machine's limit
+//! for batch-1 decode). Weights are random (synthetic): speed does not depend on the values.
+//!
+//! `cargo bench -p cpu-kernels` (set `LLAMA3_BENCH_ISA=avx2` to measure a lower tier).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use cpu_kernels::{matmul, Matrix, WeightType};
+
+fn matrix(ty: WeightType, rows: usize, cols: usize) -> Matrix {
+    let rb = ty.row_bytes(cols).unwrap();
+    // A byte pattern that is a valid block for every type (small f16/f32 scales, any codes).
+    let data: Vec<u8> = (0..rows * rb).map(|i| (i * 7 % 251) as u8 & 0x3b).collect();
+    Matrix::new(ty, rows, cols, data).unwrap()
+}
+
+fn kernels(c: &mut Criterion) {
+    let (rows, cols) = (8192, 2048);
+    let mut g = c.benchmark_group("decode_8192x2048");
+    let src = vec![1u8; rows * cols * 4];
+    let mut dst = vec![0u8; src.len()];
+    g.throughput(Throughput::Bytes(src.len() as u64));
+    g.bench_function("memcpy (copy bandwidth)", |b| b.iter(|| dst.copy_from_slice(&src)));
+    for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q5K, WeightType::Q6K, WeightType::Int8, WeightType::Nf4, WeightType::F32, WeightType::F16, WeightType::BF16] {
+        let w = matrix(ty, rows, cols);
+        let x = vec![0.5f32; cols];
+        let mut y = vec![0.0f32; rows];
+        g.throughput(Throughput::Bytes(w.bytes() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(ty.label()), &w, |b, w| b.iter(|| matmul(w, &x, 1, &mut y).unwrap()));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("prefill_2048x2048_128_tokens");
+    g.sample_size(10);
+    for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q6K] {
+        let w = matrix(ty, 2048, 2048);
+        let t = 128;
+        let x = vec![0.5f32; t * 2048];
+        let mut y = vec![0.0f32; t * 2048];
+        g.throughput(Throughput::Elements((2048 * 2048 * t) as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(ty.label()), &w, |b, w| b.iter(|| matmul(w, &x, t, &mut y).unwrap()));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);

@@ -1,0 +1,171 @@
+//! Matrix x activations: `y (t, rows) = x (t, cols) · Wᵀ` for one weight matrix or several that
+//! share their input (Q/K/V; gate/up), on the global [`pool`](crate::pool).
+//!
+//! Quantized types quantize `x` once per call to [`BlockQ8`] (into a reused scratch buffer), then
+//! split the weight rows into tasks; a task runs its rows against every token, so a weight row is
+//! read from memory once and reused from cache for the whole prompt. Dense f32/f16/bf16 rows take
+//! `x` as it is. All entry checks (byte counts, shapes) are here, once per call; the SIMD code
+//! below trusts them.
+
+use std::cell::RefCell;
+
+use crate::cpu::{self, Isa};
+use crate::pool;
+use crate::quant::{self, BlockQ8, WeightType};
+use crate::KernelError;
+
+/// A weight matrix `(rows, cols)` in one of the [`WeightType`] layouts, row-major.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    ty: WeightType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+impl Matrix {
+    /// Wraps `data` after checking it holds exactly `rows` rows of `cols` values of `ty`.
+    pub fn new(ty: WeightType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Matrix, KernelError> {
+        let row_bytes = ty.row_bytes(cols).ok_or(KernelError::Shape(format!(
+            "{cols} columns is not a whole number of {}-value {} blocks",
+            ty.block_values(),
+            ty.label()
+        )))?;
+        let want = row_bytes.checked_mul(rows).ok_or(KernelError::Shape(format!("{rows} x {cols} overflows")))?;
+        if data.len() != want || rows == 0 {
+            return Err(KernelError::Shape(format!(
+                "{} matrix ({rows}, {cols}) needs {want} bytes, got {}",
+                ty.label(),
+                data.len()
+            )));
+        }
+        Ok(Matrix { ty, rows, cols, row_bytes, data })
+    }
+
+    /// Storage type.
+    pub fn ty(&self) -> WeightType {
+        self.ty
+    }
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+    /// The bytes of row `r`.
+    pub fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+    /// Row `r` as f32 (the plain reference).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        quant::reference::dequantize_row(self.ty, self.row(r), out)
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `y = x · Wᵀ` for one matrix: `x` is `(t, cols)`, `y` `(t, rows)`, both row-major.
+pub fn matmul(w: &Matrix, x: &[f32], t: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    matmul_many(&[w], x, t, y)
+}
+
+/// `y = x · [W0; W1; ...]ᵀ` for matrices sharing `cols`: `y` is `(t, Σ rows)`, each token's row
+/// holding W0's outputs, then W1's, and so on (the fused Q/K/V and gate/up products).
+pub fn matmul_many(ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    matmul_many_isa(cpu::isa(), ws, x, t, y)
+}
+
+/// [`matmul_many`] on a given tier (capped at what the CPU has): for tests and comparisons.
+pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f32]) -> Result<(), KernelError> {
+    let isa = isa.min(Isa::detect());
+    let Some(first) = ws.first() else { return Ok(()) };
+    let cols = first.cols;
+    if let Some(w) = ws.iter().find(|w| w.cols != cols) {
+        return Err(KernelError::Shape(format!("fused matrices differ in columns: {} vs {}", w.cols, cols)));
+    }
+    let total_rows: usize = ws.iter().map(|w| w.rows).sum();
+    if x.len() != t * cols || y.len() != t * total_rows {
+        return Err(KernelError::Shape(format!(
+            "x has {} values for ({t}, {cols}) and y {} for ({t}, {total_rows})",
+            x.len(),
+            y.len()
+        )));
+    }
+    if t == 0 {
+        return Ok(());
+    }
+    let quantized = ws.iter().any(|w| w.ty.is_quantized());
+    SCRATCH.with(|s| {
+        let mut scratch = s.borrow_mut();
+        let blocks = cols / 32;
+        if quantized {
+            // Every quantized type has rows of whole 32-value blocks (checked in Matrix::new).
+            scratch.clear();
+            scratch.resize(t * blocks, BlockQ8::default());
+            for (xr, qr) in x.chunks_exact(cols).zip(scratch.chunks_exact_mut(blocks)) {
+                quant::quantize_row_q8(isa, xr, qr);
+            }
+        }
+        let xq: &[BlockQ8] = &scratch;
+        run(ws, isa, x, xq, t, cols, total_rows, y);
+    });
+    Ok(())
+}
+
+/// Output pointer shared by tasks that write disjoint elements.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: tasks write disjoint (row, token) elements; `run` returns only after all tasks finish.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+#[allow(clippy::too_many_arguments)]
+fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
+    // Tasks of whole rows sized to ~64 KB of weight traffic x tokens, and at least 4 per thread
+    // so a descheduled thread holds back little.
+    let threads = pool::global().threads();
+    let avg_row_bytes = ws.iter().map(|w| w.row_bytes * w.rows).sum::<usize>() / total_rows;
+    let mut rows_per_task = (64 * 1024 / (avg_row_bytes * t).max(1)).max(1);
+    if total_rows.div_ceil(rows_per_task) < 4 * threads {
+        rows_per_task = total_rows.div_ceil(4 * threads).max(1);
+    }
+    let n_tasks = total_rows.div_ceil(rows_per_task);
+    let out = Out(y.as_mut_ptr());
+    let blocks = cols / 32;
+    let task = move |task: usize| {
+        let out = out;
+        let start = task * rows_per_task;
+        let end = (start + rows_per_task).min(total_rows);
+        let mut r = start;
+        // Walk the fused matrices to find where this task's rows live.
+        let mut base = 0;
+        for w in ws {
+            let (lo, hi) = (r.max(base), end.min(base + w.rows));
+            for global in lo..hi {
+                let row = w.row(global - base);
+                for tok in 0..t {
+                    let v = if w.ty.is_quantized() {
+                        quant::dot_q8(isa, w.ty, row, &xq[tok * blocks..(tok + 1) * blocks])
+                    } else {
+                        quant::dot_dense(isa, w.ty, row, &x[tok * cols..(tok + 1) * cols])
+                    };
+                    // SAFETY: (tok, global) is in bounds (y.len() == t * total_rows, checked) and
+                    // written by this task only (tasks own disjoint row ranges).
+                    unsafe { *out.0.add(tok * total_rows + global) = v };
+                }
+            }
+            r = r.max(hi);
+            base += w.rows;
+        }
+    };
+    pool::global().run(n_tasks, &task);
+}

@@ -1,0 +1,187 @@
+//! Weight formats the kernels multiply with, their byte layouts, and plain reference code.
+//!
+//! ggml block formats (layouts from ggml's `ggml-common.h`; the maths from `ggml-quants.c`'s
+//! `dequantize_row_*`), each a run of fixed-size blocks along a row:
+//!
+//! | type | values/block | bytes | value |
+//! |---|---|---|---|
+//! | Q4_0 | 32 | 18: f16 d, 16 B nibbles | `d * (q - 8)`, q in 0..16; low nibbles = values 0..16, high = 16..32 |
+//! | Q4_1 | 32 | 20: f16 d, f16 m, 16 B | `d * q + m` |
+//! | Q8_0 | 32 | 34: f16 d, 32 i8 | `d * q` |
+//! | Q4_K | 256 | 144: f16 d, f16 dmin, 12 B packed 6-bit scales/mins, 128 B nibbles | `d * sc_j * q - dmin * m_j` per 32-value sub-block j |
+//! | Q5_K | 256 | 176: as Q4_K + 32 B of fifth bits | as Q4_K with q in 0..32 |
+//! | Q6_K | 256 | 210: 128 B low nibbles, 64 B high 2-bit pairs, 16 i8 scales, f16 d | `d * sc_i * (q - 32)` per 16-value group i |
+//!
+//! And this project's own load-time formats (bench-core `quant`), repacked at load into 32-value
+//! blocks so they share the ggml kernels' inner loops:
+//! - [`Int8`](WeightType::Int8): i8 codes, one f32 scale per row;
+//! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat codes in Q4_0's nibble order, one f32 absmax per
+//!   32 values; the code book is applied as i8 levels `round(127 * c)` so products stay integer
+//!   (as llama.cpp's IQ4_NL does), which adds at most 0.4% of the block's absmax per weight.
+//!
+//! Activations are quantized once per product to [`BlockQ8`] (32 i8 values, an f32 scale and
+//! the scaled sum: llama.cpp's Q8_1), whatever the weight type.
+
+pub mod reference;
+mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86_ops {
+    //! The f32 helpers of `x86.rs` that `ops` uses.
+    pub(crate) use super::x86::{axpy_f32_avx2, dot_f32_avx2};
+}
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::cpu::Isa;
+
+/// A weight matrix's storage type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightType {
+    /// ggml Q4_0.
+    Q4_0,
+    /// ggml Q4_1.
+    Q4_1,
+    /// ggml Q8_0.
+    Q8_0,
+    /// ggml Q4_K.
+    Q4K,
+    /// ggml Q5_K.
+    Q5K,
+    /// ggml Q6_K.
+    Q6K,
+    /// Symmetric int8 with one scale per row: each row is `4` bytes of f32 scale then `cols` i8.
+    Int8,
+    /// NF4 repacked: per 32 values, an f32 absmax then 16 bytes of codes (low nibbles = values
+    /// 0..16, high = 16..32).
+    Nf4,
+    /// Dense f32 (little-endian).
+    F32,
+    /// Dense IEEE f16.
+    F16,
+    /// Dense bfloat16.
+    BF16,
+}
+
+impl WeightType {
+    /// Values per block (1 for dense types, the row for int8 whose scale is per row).
+    pub fn block_values(self) -> usize {
+        match self {
+            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Nf4 | WeightType::Int8 => 32,
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => 256,
+            WeightType::F32 | WeightType::F16 | WeightType::BF16 => 1,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            WeightType::Q4_0 => 18,
+            WeightType::Q4_1 => 20,
+            WeightType::Q8_0 => 34,
+            WeightType::Q4K => 144,
+            WeightType::Q5K => 176,
+            WeightType::Q6K => 210,
+            WeightType::Int8 => 32,
+            WeightType::Nf4 => 20,
+            WeightType::F32 => 4,
+            WeightType::F16 | WeightType::BF16 => 2,
+        }
+    }
+
+    /// Whether products quantize the activations to [`BlockQ8`] first.
+    pub fn is_quantized(self) -> bool {
+        !matches!(self, WeightType::F32 | WeightType::F16 | WeightType::BF16)
+    }
+
+    /// Bytes of one row of `cols` values, or `None` when `cols` is not a whole number of blocks.
+    pub fn row_bytes(self, cols: usize) -> Option<usize> {
+        if cols == 0 || cols % self.block_values() != 0 {
+            return None;
+        }
+        let blocks = cols / self.block_values();
+        let extra = if self == WeightType::Int8 { 4 } else { 0 };
+        blocks.checked_mul(self.block_bytes())?.checked_add(extra)
+    }
+
+    /// A short label ("q4_1", "int8", "bf16").
+    pub fn label(self) -> &'static str {
+        match self {
+            WeightType::Q4_0 => "q4_0",
+            WeightType::Q4_1 => "q4_1",
+            WeightType::Q8_0 => "q8_0",
+            WeightType::Q4K => "q4_k",
+            WeightType::Q5K => "q5_k",
+            WeightType::Q6K => "q6_k",
+            WeightType::Int8 => "int8",
+            WeightType::Nf4 => "nf4",
+            WeightType::F32 => "f32",
+            WeightType::F16 => "f16",
+            WeightType::BF16 => "bf16",
+        }
+    }
+}
+
+/// 32 activations quantized: `x ≈ d * qs`, and `s = d * Σ qs` (used by types with an offset).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct BlockQ8 {
+    /// Scale.
+    pub d: f32,
+    /// `d` times the sum of `qs`.
+    pub s: f32,
+    /// Codes, `round(x / d)` in -127..=127.
+    pub qs: [i8; 32],
+}
+
+/// Quantizes one row of activations (`x.len() == 32 * out.len()`).
+pub fn quantize_row_q8(isa: Isa, x: &[f32], out: &mut [BlockQ8]) {
+    assert_eq!(x.len(), out.len() * 32, "activation row is not a whole number of 32-value blocks");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` is at least Avx2 only when `cpu::Isa::detect` found AVX2/FMA/F16C.
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86::quantize_row_q8_avx2(x, out) },
+        _ => scalar::quantize_row_q8(x, out),
+    }
+}
+
+/// Dot product of one weight row (`row`, bytes of type `ty`) with quantized activations `a`
+/// (the row's values / 32 blocks). Lengths are checked by the caller ([`crate::matmul`]).
+#[inline]
+pub(crate) fn dot_q8(isa: Isa, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+    debug_assert_eq!(Some(row.len()), ty.row_bytes(a.len() * 32));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the tier was detected at run time (`cpu::Isa::detect`); lengths checked above
+        // (debug) and at the product's entry (always).
+        Isa::Avx2 => unsafe { x86::dot_q8_avx2(ty, row, a) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for the AVX-512 VNNI tier.
+        Isa::Avx512Vnni => unsafe { x86::dot_q8_vnni(ty, row, a) },
+        _ => scalar::dot_q8(ty, row, a),
+    }
+}
+
+/// Dot product of one dense weight row (f32/f16/bf16 bytes) with f32 activations.
+#[inline]
+pub(crate) fn dot_dense(isa: Isa, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    debug_assert_eq!(row.len(), x.len() * ty.block_bytes());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2/FMA/F16C detected at run time; lengths checked at the product's entry.
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86::dot_dense_avx2(ty, row, x) },
+        _ => scalar::dot_dense(ty, row, x),
+    }
+}
+
+/// The NF4 code book as i8 levels (`round(127 * c)`), the form the kernels use.
+pub const NF4_I8: [i8; 16] = {
+    let c = crate::quant::reference::NF4_CODEBOOK;
+    let mut out = [0i8; 16];
+    let mut i = 0;
+    while i < 16 {
+        let v = c[i] * 127.0;
+        out[i] = if v >= 0.0 { (v + 0.5) as i8 } else { (v - 0.5) as i8 };
+        i += 1;
+    }
+    out
+};

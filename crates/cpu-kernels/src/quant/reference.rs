@@ -1,0 +1,138 @@
+//! Plain dequantization of every weight format to f32: the reference the SIMD products are
+//! tested against, and what `prefill` paths may use. Written from ggml's `dequantize_row_*`
+//! (`ggml-quants.c`); the native backend's tests check it against candle's own dequantizer.
+
+use half::{bf16, f16};
+
+use super::{BlockQ8, WeightType, NF4_I8};
+
+/// The NF4 code book, as published in QLoRA (Appendix E) and bitsandbytes (the same constant
+/// bench-core's `quant` uses; a native-backend test checks they are equal).
+pub const NF4_CODEBOOK: [f32; 16] = [
+    -1.0,
+    -0.696_192_800_998_687_7,
+    -0.525_073_051_452_636_7,
+    -0.394_917_488_098_144_53,
+    -0.284_441_381_692_886_35,
+    -0.184_773_433_208_465_58,
+    -0.091_050_036_251_544_95,
+    0.0,
+    0.079_580_299_556_255_34,
+    0.160_930_201_411_247_25,
+    0.246_112_301_945_686_34,
+    0.337_915_241_718_292_24,
+    0.440_709_829_330_444_34,
+    0.562_617_003_917_694_1,
+    0.722_956_836_223_602_3,
+    1.0,
+];
+
+pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+fn f32_at(b: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) of a Q4_K / Q5_K block (ggml's `get_scale_min_k4`).
+pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Dequantizes one row (`row` bytes of type `ty`) into `out` (`out.len()` values).
+pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
+    assert_eq!(Some(row.len()), ty.row_bytes(out.len()), "row bytes do not match {} values of {}", out.len(), ty.label());
+    let bb = ty.block_bytes();
+    match ty {
+        WeightType::F32 => out.iter_mut().enumerate().for_each(|(i, o)| *o = f32_at(row, 4 * i)),
+        WeightType::F16 => out.iter_mut().enumerate().for_each(|(i, o)| *o = f16_at(row, 2 * i)),
+        WeightType::BF16 => out.iter_mut().enumerate().for_each(|(i, o)| *o = bf16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32()),
+        WeightType::Int8 => {
+            let scale = f32_at(row, 0);
+            out.iter_mut().zip(&row[4..]).for_each(|(o, &q)| *o = scale * q as i8 as f32);
+        }
+        WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Nf4 => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
+                let qs = &b[bb - 16..];
+                for j in 0..16 {
+                    let (lo, hi) = (qs[j] & 0xF, qs[j] >> 4);
+                    let (a, c) = match ty {
+                        WeightType::Q4_0 => {
+                            let d = f16_at(b, 0);
+                            (d * (lo as f32 - 8.0), d * (hi as f32 - 8.0))
+                        }
+                        WeightType::Q4_1 => {
+                            let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+                            (d * lo as f32 + m, d * hi as f32 + m)
+                        }
+                        _ => {
+                            let d = f32_at(b, 0);
+                            (d * NF4_I8[lo as usize] as f32, d * NF4_I8[hi as usize] as f32)
+                        }
+                    };
+                    y[j] = a;
+                    y[j + 16] = c;
+                }
+            }
+        }
+        WeightType::Q8_0 => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
+                let d = f16_at(b, 0);
+                y.iter_mut().zip(&b[2..]).for_each(|(o, &q)| *o = d * q as i8 as f32);
+            }
+        }
+        WeightType::Q4K | WeightType::Q5K => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(256)) {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                let scales = &b[4..16];
+                let (qh, qs) = if ty == WeightType::Q5K { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
+                for j in 0..4 {
+                    let (sc1, m1) = scale_min_k4(2 * j, scales);
+                    let (sc2, m2) = scale_min_k4(2 * j + 1, scales);
+                    for l in 0..32 {
+                        let mut q1 = qs[32 * j + l] & 0xF;
+                        let mut q2 = qs[32 * j + l] >> 4;
+                        if ty == WeightType::Q5K {
+                            q1 += ((qh[l] >> (2 * j)) & 1) << 4;
+                            q2 += ((qh[l] >> (2 * j + 1)) & 1) << 4;
+                        }
+                        y[64 * j + l] = d * sc1 as f32 * q1 as f32 - dmin * m1 as f32;
+                        y[64 * j + 32 + l] = d * sc2 as f32 * q2 as f32 - dmin * m2 as f32;
+                    }
+                }
+            }
+        }
+        WeightType::Q6K => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(256)) {
+                let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
+                let d = f16_at(b, 208);
+                for half in 0..2 {
+                    let (ql, qh, sc, y) = (&ql[64 * half..], &qh[32 * half..], &sc[8 * half..], &mut y[128 * half..]);
+                    for l in 0..32 {
+                        let is = l / 16;
+                        let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i32 - 32;
+                        let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                        let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                        let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+                        y[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+                        y[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+                        y[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+                        y[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Dequantizes activations quantized with [`super::quantize_row_q8`].
+pub fn dequantize_q8(a: &[BlockQ8], out: &mut [f32]) {
+    for (b, y) in a.iter().zip(out.chunks_exact_mut(32)) {
+        y.iter_mut().zip(&b.qs).for_each(|(o, &q)| *o = b.d * q as f32);
+    }
+}

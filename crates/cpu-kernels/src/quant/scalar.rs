@@ -1,0 +1,118 @@
+//! Portable kernels: any CPU. Integer dot products per 32-value block, like the SIMD ones, so all
+//! tiers compute the same sums (up to float rounding order).
+
+use half::bf16;
+
+use super::reference::{f16_at, scale_min_k4};
+use super::{BlockQ8, WeightType, NF4_I8};
+
+pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
+    for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
+        let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in b.qs.iter_mut().zip(xs) {
+            *q = (v * id).round_ties_even() as i8;
+            sum += *q as i32;
+        }
+        b.d = d;
+        b.s = d * sum as f32;
+    }
+}
+
+fn isum(a: &[i8]) -> i32 {
+    a.iter().map(|&v| v as i32).sum()
+}
+
+pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+    let bb = ty.block_bytes();
+    let mut acc = 0.0f32;
+    match ty {
+        WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Nf4 => {
+            for (b, x) in row.chunks_exact(bb).zip(a) {
+                let qs = &b[bb - 16..];
+                let mut dot = 0i32;
+                for j in 0..16 {
+                    let (lo, hi) = ((qs[j] & 0xF) as usize, (qs[j] >> 4) as usize);
+                    let (lo, hi) = if ty == WeightType::Nf4 { (NF4_I8[lo] as i32, NF4_I8[hi] as i32) } else { (lo as i32, hi as i32) };
+                    dot += lo * x.qs[j] as i32 + hi * x.qs[j + 16] as i32;
+                }
+                acc += match ty {
+                    WeightType::Q4_0 => f16_at(b, 0) * x.d * (dot - 8 * isum(&x.qs)) as f32,
+                    WeightType::Q4_1 => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
+                    _ => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * x.d * dot as f32,
+                };
+            }
+        }
+        WeightType::Q8_0 => {
+            for (b, x) in row.chunks_exact(bb).zip(a) {
+                let dot: i32 = b[2..].iter().zip(&x.qs).map(|(&w, &v)| w as i8 as i32 * v as i32).sum();
+                acc += f16_at(b, 0) * x.d * dot as f32;
+            }
+        }
+        WeightType::Int8 => {
+            let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+            for (w, x) in row[4..].chunks_exact(32).zip(a) {
+                let dot: i32 = w.iter().zip(&x.qs).map(|(&w, &v)| w as i8 as i32 * v as i32).sum();
+                acc += x.d * dot as f32;
+            }
+            acc *= scale;
+        }
+        WeightType::Q4K | WeightType::Q5K => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                let scales = &b[4..16];
+                let (qh, qs) = if ty == WeightType::Q5K { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
+                for j in 0..4 {
+                    for (h, xb) in [(0usize, &x[2 * j]), (1, &x[2 * j + 1])] {
+                        let (sc, m) = scale_min_k4(2 * j + h, scales);
+                        let mut dot = 0i32;
+                        for l in 0..32 {
+                            let mut q = (qs[32 * j + l] >> (4 * h)) & 0xF;
+                            if ty == WeightType::Q5K {
+                                q += ((qh[l] >> (2 * j + h)) & 1) << 4;
+                            }
+                            dot += q as i32 * xb.qs[l] as i32;
+                        }
+                        acc += d * sc as f32 * xb.d * dot as f32 - dmin * m as f32 * xb.s;
+                    }
+                }
+            }
+        }
+        WeightType::Q6K => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
+                let d = f16_at(b, 208);
+                for half in 0..2 {
+                    let (ql, qh, sc) = (&ql[64 * half..], &qh[32 * half..], &sc[8 * half..]);
+                    // Groups of 32 values: q1 (ql low, qh bits 0-1), q2 (ql+32 low, bits 2-3),
+                    // q3 (ql high, bits 4-5), q4 (ql+32 high, bits 6-7).
+                    for g in 0..4 {
+                        let xb = &x[4 * half + g];
+                        let mut sums = [0i32; 2];
+                        for l in 0..32 {
+                            let src = ql[l + 32 * (g & 1)];
+                            let low = if g < 2 { src & 0xF } else { src >> 4 };
+                            let q = (low | (((qh[l] >> (2 * g)) & 3) << 4)) as i32 - 32;
+                            sums[l / 16] += q * xb.qs[l] as i32;
+                        }
+                        let dot = sc[2 * g] as i8 as i32 * sums[0] + sc[2 * g + 1] as i8 as i32 * sums[1];
+                        acc += d * xb.d * dot as f32;
+                    }
+                }
+            }
+        }
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("dense types take f32 activations"),
+    }
+    acc
+}
+
+pub(crate) fn dot_dense(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    match ty {
+        WeightType::F32 => row.chunks_exact(4).zip(x).map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v).sum(),
+        WeightType::F16 => (0..x.len()).map(|i| f16_at(row, 2 * i) * x[i]).sum(),
+        WeightType::BF16 => (0..x.len()).map(|i| bf16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32() * x[i]).sum(),
+        _ => unreachable!("quantized types take Q8 activations"),
+    }
+}

@@ -1,0 +1,302 @@
+//! x86-64 kernels: AVX2 (+FMA, F16C) and AVX-512 VNNI at 256-bit width.
+//!
+//! Each product works a 32-value block at a time with one "u8 x i8 -> i32 lanes" primitive
+//! ([`DotU8I8`]): AVX2 spells it `vpmaddubsw` + `vpmaddwd`, VNNI one `vpdpbusd`. The per-type
+//! bodies are written once, generic over the primitive, `#[inline(always)]`, and instantiated in
+//! `#[target_feature]` entry points so the compiler emits each tier's instructions; callers reach
+//! those only after run-time detection (`cpu::Isa::detect`). Signed weights use the
+//! `vpsignb` trick (|w| x sign(w)·a), as ggml's `mul_sum_i8_pairs` does; the i16 sums of
+//! `vpmaddubsw` cannot saturate for these ranges (|w| <= 128, |a| <= 127, 2 products per lane).
+//!
+//! The block layouts and per-type maths are described in `quant/mod.rs`; the scalar tier
+//! (`quant/scalar.rs`) computes the same integer sums and is the readable version of each body.
+
+use std::arch::x86_64::*;
+
+use super::reference::scale_min_k4;
+use super::{BlockQ8, WeightType, NF4_I8};
+
+/// `u` (unsigned bytes) times `s` (signed bytes), summed in groups of 4 into i32 lanes.
+trait DotU8I8 {
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
+}
+
+struct Avx2;
+impl DotU8I8 for Avx2 {
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+struct Vnni;
+impl DotU8I8 for Vnni {
+    #[inline(always)]
+    unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
+
+#[inline(always)]
+unsafe fn dot_i8<D: DotU8I8>(w: __m256i, a: __m256i) -> __m256i {
+    D::dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+}
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128((p as *const u16).read_unaligned() as i32)))
+}
+
+#[inline(always)]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    (p as *const f32).read_unaligned()
+}
+
+/// 16 bytes of nibbles -> 32 bytes: low nibbles in the low half, high nibbles in the high half.
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let v = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    _mm256_and_si256(both, _mm256_set1_epi8(0xF))
+}
+
+#[inline(always)]
+unsafe fn load_q8(b: &BlockQ8) -> __m256i {
+    _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn body<D: DotU8I8>(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+    let bb = ty.block_bytes();
+    let p = row.as_ptr();
+    let mut acc = _mm256_setzero_ps();
+    // Offset terms (Q4_0's -8, Q4_1's min, K-quants' mins), one float per block.
+    let mut offset = 0.0f32;
+    match ty {
+        WeightType::Q4_0 | WeightType::Q4_1 => {
+            for (i, x) in a.iter().enumerate() {
+                let b = p.add(i * bb);
+                let d = f16_at(b);
+                let lanes = D::dot(nibbles(b.add(bb - 16)), load_q8(x));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(d * x.d), acc);
+                offset += if ty == WeightType::Q4_0 { -8.0 * d * x.s } else { f16_at(b.add(2)) * x.s };
+            }
+        }
+        WeightType::Nf4 => {
+            let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(NF4_I8.as_ptr() as *const __m128i));
+            for (i, x) in a.iter().enumerate() {
+                let b = p.add(i * bb);
+                let w = _mm256_shuffle_epi8(table, nibbles(b.add(4)));
+                let lanes = dot_i8::<D>(w, load_q8(x));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(f32_at(b) * x.d), acc);
+            }
+        }
+        WeightType::Q8_0 => {
+            for (i, x) in a.iter().enumerate() {
+                let b = p.add(i * bb);
+                let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                let lanes = dot_i8::<D>(w, load_q8(x));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(f16_at(b) * x.d), acc);
+            }
+        }
+        WeightType::Int8 => {
+            let scale = f32_at(p);
+            for (i, x) in a.iter().enumerate() {
+                let w = _mm256_loadu_si256(p.add(4 + 32 * i) as *const __m256i);
+                let lanes = dot_i8::<D>(w, load_q8(x));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(x.d), acc);
+            }
+            acc = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+        }
+        WeightType::Q4K | WeightType::Q5K => {
+            let five = ty == WeightType::Q5K;
+            let m4 = _mm256_set1_epi8(0xF);
+            let one = _mm256_set1_epi8(1);
+            for (i, x) in a.chunks_exact(8).enumerate() {
+                let b = p.add(i * bb);
+                let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
+                let scales = std::slice::from_raw_parts(b.add(4), 12);
+                let (qh, qs) = if five { (b.add(16), b.add(48)) } else { (b, b.add(16)) };
+                let hbits = if five { _mm256_loadu_si256(qh as *const __m256i) } else { _mm256_setzero_si256() };
+                for j in 0..4 {
+                    let raw = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+                    let mut lo = _mm256_and_si256(raw, m4);
+                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                    if five {
+                        let h1 = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * j as i32)), one);
+                        let h2 = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * j as i32 + 1)), one);
+                        lo = _mm256_or_si256(lo, _mm256_slli_epi16(h1, 4));
+                        hi = _mm256_or_si256(hi, _mm256_slli_epi16(h2, 4));
+                    }
+                    let (sc1, m1) = scale_min_k4(2 * j, scales);
+                    let (sc2, m2) = scale_min_k4(2 * j + 1, scales);
+                    let (x1, x2) = (&x[2 * j], &x[2 * j + 1]);
+                    let l1 = D::dot(lo, load_q8(x1));
+                    let l2 = D::dot(hi, load_q8(x2));
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l1), _mm256_set1_ps(d * sc1 as f32 * x1.d), acc);
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l2), _mm256_set1_ps(d * sc2 as f32 * x2.d), acc);
+                    offset -= dmin * (m1 as f32 * x1.s + m2 as f32 * x2.s);
+                }
+            }
+        }
+        WeightType::Q6K => {
+            let m4 = _mm256_set1_epi8(0xF);
+            let m2 = _mm256_set1_epi8(3);
+            let k32 = _mm256_set1_epi8(32);
+            for (i, x) in a.chunks_exact(8).enumerate() {
+                let b = p.add(i * bb);
+                let d = f16_at(b.add(208));
+                for half in 0..2 {
+                    let ql = b.add(64 * half);
+                    let qh = _mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i);
+                    let sc = b.add(192 + 8 * half) as *const i8;
+                    let ql0 = _mm256_loadu_si256(ql as *const __m256i);
+                    let ql1 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+                    for g in 0..4 {
+                        let src = if g & 1 == 0 { ql0 } else { ql1 };
+                        let low = if g < 2 { _mm256_and_si256(src, m4) } else { _mm256_and_si256(_mm256_srli_epi16(src, 4), m4) };
+                        let high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), m2);
+                        let q = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+                        let xb = &x[4 * half + g];
+                        let xa = load_q8(xb);
+                        let lanes = _mm256_sub_epi32(D::dot(q, xa), D::dot(k32, xa));
+                        // Lanes 0-3 hold values 0..16 (scale 2g), lanes 4-7 values 16..32 (2g+1).
+                        let s = _mm256_set_m128(_mm_set1_ps(*sc.add(2 * g + 1) as f32), _mm_set1_ps(*sc.add(2 * g) as f32));
+                        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(s, _mm256_set1_ps(d * xb.d)), acc);
+                    }
+                }
+            }
+        }
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("dense types take f32 activations"),
+    }
+    hsum(acc) + offset
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q8_avx2(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+    body::<Avx2>(ty, row, a)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn dot_q8_vnni(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+    body::<Vnni>(ty, row, a)
+}
+
+/// Quantizes 32 floats at a time: absmax, scale 127/absmax, round to nearest even, pack to i8.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (i, b) in out.iter_mut().enumerate() {
+        let p = x.as_ptr().add(32 * i);
+        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+        let mut m = _mm256_andnot_ps(sign, v[0]);
+        for vi in &v[1..] {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vi));
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        let amax = _mm_cvtss_f32(m4);
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let mut q = [_mm256_setzero_si256(); 4];
+        for k in 0..4 {
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        }
+        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        let s4 = _mm_hadd_epi32(s4, s4);
+        let s4 = _mm_hadd_epi32(s4, s4);
+        let isum = _mm_cvtsi128_si32(s4);
+        // packs work per 128-bit lane: undo the interleave with a permute.
+        let p16a = _mm256_packs_epi32(q[0], q[1]);
+        let p16b = _mm256_packs_epi32(q[2], q[3]);
+        let p8 = _mm256_packs_epi16(p16a, p16b);
+        let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, p8);
+        b.d = d;
+        b.s = d * isum as f32;
+    }
+}
+
+/// 8 dense weights from value index `i` of `p`, as f32.
+#[inline(always)]
+unsafe fn load_dense(ty: WeightType, p: *const u8, i: usize) -> __m256 {
+    match ty {
+        WeightType::F32 => _mm256_loadu_ps((p as *const f32).add(i)),
+        WeightType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i)),
+        _ => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i) as *const __m128i)), 16)),
+    }
+}
+
+/// Dense row x f32 activations, 32 values per step in 4 accumulators (bandwidth-bound).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_dense_avx2(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    let n = x.len();
+    let p = row.as_ptr();
+    let xp = x.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(load_dense(ty, p, i + 8 * k), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(load_dense(ty, p, i), _mm256_loadu_ps(xp.add(i)), acc[0]);
+        i += 8;
+    }
+    let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    while i < n {
+        s += super::scalar::dot_dense(ty, &row[i * ty.block_bytes()..(i + 1) * ty.block_bytes()], &x[i..i + 1]);
+        i += 1;
+    }
+    s
+}
+
+/// `Σ a_i b_i` over f32 slices of equal length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32_avx2(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 16 <= n {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+        i += 16;
+    }
+    let mut s = hsum(_mm256_add_ps(acc0, acc1));
+    while i < n {
+        s += a[i] * b[i];
+        i += 1;
+    }
+    s
+}
+
+/// `y += alpha * x` over f32 slices of equal length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn axpy_f32_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+    let va = _mm256_set1_ps(alpha);
+    let mut i = 0;
+    while i + 8 <= n {
+        _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))));
+        i += 8;
+    }
+    while i < n {
+        y[i] += alpha * x[i];
+        i += 1;
+    }
+}

@@ -1,0 +1,166 @@
+//! Every product kernel, on every instruction-set tier this CPU has, against the plain
+//! dequantize-then-multiply reference on random blocks: odd row counts, K = 576 (SmolLM2's width,
+//! 18 blocks of 32), one and many tokens.
+
+use cpu_kernels::cpu::Isa;
+use cpu_kernels::matmul::{matmul_many_isa, Matrix};
+use cpu_kernels::quant::reference::{dequantize_q8, dequantize_row};
+use cpu_kernels::quant::{quantize_row_q8, BlockQ8, WeightType};
+use half::{bf16, f16};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+fn put_f16(b: &mut [u8], at: usize, v: f32) {
+    b[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+}
+
+/// A random `(rows, cols)` matrix of `ty`: random code bytes, sane random scales.
+fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -> Matrix {
+    let rb = ty.row_bytes(cols).unwrap();
+    let mut data = vec![0u8; rows * rb];
+    rng.fill(&mut data[..]);
+    for row in data.chunks_exact_mut(rb) {
+        match ty {
+            WeightType::F32 => row.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&rng.random_range(-1.0f32..1.0).to_le_bytes())),
+            WeightType::F16 => row.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&f16::from_f32(rng.random_range(-1.0..1.0)).to_le_bytes())),
+            WeightType::BF16 => row.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&bf16::from_f32(rng.random_range(-1.0..1.0)).to_le_bytes())),
+            WeightType::Int8 => row[..4].copy_from_slice(&rng.random_range(0.001f32..0.02).to_le_bytes()),
+            _ => {
+                for b in row.chunks_exact_mut(ty.block_bytes()) {
+                    match ty {
+                        WeightType::Q4_0 | WeightType::Q8_0 => put_f16(b, 0, rng.random_range(0.001..0.05)),
+                        WeightType::Q4_1 => {
+                            put_f16(b, 0, rng.random_range(0.001..0.05));
+                            put_f16(b, 2, rng.random_range(-0.4..0.0));
+                        }
+                        WeightType::Q4K | WeightType::Q5K => {
+                            put_f16(b, 0, rng.random_range(0.0001..0.005));
+                            put_f16(b, 2, rng.random_range(0.0001..0.005));
+                        }
+                        WeightType::Q6K => put_f16(b, 208, rng.random_range(0.0001..0.005)),
+                        WeightType::Nf4 => b[..4].copy_from_slice(&rng.random_range(0.001f32..0.02).to_le_bytes()),
+                        _ => unreachable!(),
+                    }
+                }
+            }
+        }
+    }
+    Matrix::new(ty, rows, cols, data).unwrap()
+}
+
+const ALL: [WeightType; 11] = [
+    WeightType::Q4_0,
+    WeightType::Q4_1,
+    WeightType::Q8_0,
+    WeightType::Q4K,
+    WeightType::Q5K,
+    WeightType::Q6K,
+    WeightType::Int8,
+    WeightType::Nf4,
+    WeightType::F32,
+    WeightType::F16,
+    WeightType::BF16,
+];
+
+fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let w = random_matrix(&mut rng, ty, rows, cols);
+    let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+    // The reference: weights dequantized to f32; activations as the kernel sees them (quantized
+    // to Q8 for quantized types, by the scalar tier), the sum in f64.
+    let xs: Vec<f32> = if ty.is_quantized() {
+        let mut q = vec![BlockQ8::default(); t * cols / 32];
+        let mut back = vec![0.0; t * cols];
+        for (xr, (qr, br)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols / 32).zip(back.chunks_exact_mut(cols))) {
+            quantize_row_q8(Isa::Scalar, xr, qr);
+            dequantize_q8(qr, br);
+        }
+        back
+    } else {
+        x.clone()
+    };
+    let mut wrow = vec![0.0f32; cols];
+    let mut want = vec![0.0f64; t * rows];
+    let mut mag = vec![0.0f64; t * rows];
+    for r in 0..rows {
+        dequantize_row(ty, w.row(r), &mut wrow);
+        for tok in 0..t {
+            let xr = &xs[tok * cols..(tok + 1) * cols];
+            want[tok * rows + r] = wrow.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
+            mag[tok * rows + r] = wrow.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+        }
+    }
+    for isa in Isa::available() {
+        let mut y = vec![f32::NAN; t * rows];
+        matmul_many_isa(isa, &[&w], &x, t, &mut y).unwrap();
+        for i in 0..t * rows {
+            let err = (y[i] as f64 - want[i]).abs();
+            assert!(
+                err <= 1e-4 * mag[i] + 1e-6,
+                "{} on {isa:?}, ({rows}x{cols}) x {t} tokens: element {i} is {} but the reference is {} (|err| {err:e}, scale {:e})",
+                ty.label(),
+                y[i],
+                want[i],
+                mag[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn every_type_matches_the_reference_on_every_tier() {
+    for ty in ALL {
+        let cols_list: &[usize] = if ty.block_values() == 256 { &[256, 768] } else { &[576, 32, 1536] };
+        for &cols in cols_list {
+            for (rows, t) in [(1, 1), (37, 1), (100, 5), (7, 19)] {
+                check(ty, rows, cols, t, (rows * 1000 + cols + t) as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_products_equal_separate_ones() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    let (cols, t) = (576, 3);
+    // Q4_K_M files mix types within a layer (attn_v is Q6_K): fusing must not care.
+    let ws = [random_matrix(&mut rng, WeightType::Q8_0, 64, cols), random_matrix(&mut rng, WeightType::Q4_1, 13, cols), random_matrix(&mut rng, WeightType::F16, 29, cols)];
+    let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let total: usize = ws.iter().map(|w| w.rows()).sum();
+    let mut fused = vec![0.0; t * total];
+    matmul_many_isa(Isa::detect(), &ws.iter().collect::<Vec<_>>(), &x, t, &mut fused).unwrap();
+    let mut base = 0;
+    for w in &ws {
+        let mut y = vec![0.0; t * w.rows()];
+        matmul_many_isa(Isa::detect(), &[w], &x, t, &mut y).unwrap();
+        for tok in 0..t {
+            assert_eq!(&fused[tok * total + base..tok * total + base + w.rows()], &y[tok * w.rows()..(tok + 1) * w.rows()]);
+        }
+        base += w.rows();
+    }
+}
+
+#[test]
+fn activation_quantization_agrees_across_tiers() {
+    let mut rng = SmallRng::seed_from_u64(3);
+    let x: Vec<f32> = (0..576).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    let mut want = vec![BlockQ8::default(); 18];
+    quantize_row_q8(Isa::Scalar, &x, &mut want);
+    for isa in Isa::available() {
+        let mut got = vec![BlockQ8::default(); 18];
+        quantize_row_q8(isa, &x, &mut got);
+        for (a, b) in got.iter().zip(&want) {
+            assert_eq!(a.qs, b.qs, "{isa:?}");
+            assert!((a.d - b.d).abs() <= 1e-7 && (a.s - b.s).abs() <= 1e-5 * b.s.abs().max(1.0), "{isa:?}");
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    assert!(Matrix::new(WeightType::Q4_1, 2, 576, vec![0; 10]).is_err());
+    assert!(Matrix::new(WeightType::Q4K, 1, 576, vec![0; 1000]).is_err(), "576 is not a whole number of 256-value blocks");
+    let w = Matrix::new(WeightType::F32, 2, 4, vec![0; 32]).unwrap();
+    let mut y = vec![0.0; 3];
+    assert!(matmul_many_isa(Isa::Scalar, &[&w], &[0.0; 4], 1, &mut y).is_err());
+}
