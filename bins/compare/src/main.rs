@@ -85,6 +85,16 @@ struct BenchArgs {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// CPU kernels of the native framework: tuned (this project's, picked per CPU at run time) or
+    /// stock (candle's own ops as shipped); other frameworks ignore it. Every result says which ran
+    #[arg(long, value_enum, default_value_t = KernelsArg::Tuned)]
+    kernels: KernelsArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KernelsArg {
+    Tuned,
+    Stock,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +200,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         threads.to_string(),
         "--device".into(),
         cli.bench.device.clone(),
+        "--kernels".into(),
+        name_of(cli.bench.kernels),
     ];
     if let Some(m) = &cli.model.model {
         args.extend(["--model".into(), m.clone()]);

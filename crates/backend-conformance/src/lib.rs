@@ -23,7 +23,7 @@ use bench_core::sampling::{argmax, top_k, Sampler, SamplingConfig};
 pub const F32_LOGIT_TOLERANCE: f32 = 2e-3;
 
 pub fn spec(source: WeightSource, dtype: Option<DType>) -> LoadSpec {
-    LoadSpec { source, dtype, quantize: None, device: "cpu".into(), max_seq_len: Some(512), threads: None }
+    LoadSpec { source, dtype, quantize: None, device: "cpu".into(), max_seq_len: Some(512), threads: None, kernels: Default::default() }
 }
 
 pub fn gguf_source(path: &Path) -> WeightSource {

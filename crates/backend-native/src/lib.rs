@@ -4,8 +4,10 @@
 //! safetensors (single or sharded, memory-mapped), or seeded synthetic weights, and implements
 //! bench-core's [`Backend`] / [`LanguageModel`] traits.
 
+mod convert;
 mod load;
 pub mod model;
+pub mod tuned;
 
 use bench_core::backend::{Backend, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
 use bench_core::{Error, Result};
@@ -38,9 +40,17 @@ impl Backend for NativeBackend {
     }
 }
 
+/// Which forward pass a loaded model runs (`--kernels`).
+pub enum Engine {
+    /// candle's own ops (`model.rs`).
+    Stock(model::Llama),
+    /// The same model on this project's CPU kernels (`tuned.rs`).
+    Tuned(tuned::TunedLlama),
+}
+
 /// A loaded candle model.
 pub struct NativeModel {
-    pub(crate) model: model::Llama,
+    pub(crate) engine: Engine,
     pub(crate) info: ModelInfo,
 }
 
@@ -50,27 +60,37 @@ pub(crate) fn candle_err(e: candle_core::Error) -> Error {
 
 impl NativeModel {
     fn check_range(&self, tokens: &[u32], pos: usize) -> Result<()> {
-        let cached = self.model.layers.first().map(|l| l.cache.current_seq_len()).unwrap_or(0);
-        bench_core::backend::check_forward_args(tokens, pos, cached, self.model.max_seq_len, self.info.architecture.vocab_size)
+        let (cached, max) = match &self.engine {
+            Engine::Stock(m) => (m.layers.first().map(|l| l.cache.current_seq_len()).unwrap_or(0), m.max_seq_len),
+            Engine::Tuned(m) => (m.cached, m.max_seq_len),
+        };
+        bench_core::backend::check_forward_args(tokens, pos, cached, max, self.info.architecture.vocab_size)
+    }
+
+    fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
+        self.check_range(tokens, pos)?;
+        let logits = match &mut self.engine {
+            Engine::Stock(m) => m.forward(tokens, pos, all),
+            Engine::Tuned(m) => m.forward(tokens, pos, all),
+        };
+        model::rows(&logits.map_err(candle_err)?).map_err(candle_err)
     }
 }
 
 impl LanguageModel for NativeModel {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Logits> {
-        self.check_range(tokens, pos)?;
-        let logits = self.model.forward(tokens, pos, false).map_err(candle_err)?;
-        let mut rows = model::rows(&logits).map_err(candle_err)?;
-        Ok(rows.pop().unwrap_or_default())
+        Ok(self.run(tokens, pos, false)?.pop().unwrap_or_default())
     }
 
     fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<Logits>> {
-        self.check_range(tokens, pos)?;
-        let logits = self.model.forward(tokens, pos, true).map_err(candle_err)?;
-        model::rows(&logits).map_err(candle_err)
+        self.run(tokens, pos, true)
     }
 
     fn reset(&mut self) {
-        self.model.reset();
+        match &mut self.engine {
+            Engine::Stock(m) => m.reset(),
+            Engine::Tuned(m) => m.reset(),
+        }
     }
 
     fn info(&self) -> ModelInfo {

@@ -7,14 +7,14 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, Q
 use candle_core::{DType, Device, Tensor};
 use candle_nn::kv_cache::KvCache;
 
-use bench_core::backend::{DType as BDType, LoadSpec, ModelInfo, Quantize, WeightSource};
+use bench_core::backend::{DType as BDType, Kernels, LoadSpec, ModelInfo, Quantize, WeightSource};
 use bench_core::config::ModelConfig;
 use bench_core::files::WeightFormat;
 use bench_core::gguf::{GgmlType, GgufFile};
 use bench_core::{quant, synthetic, Error, Result};
 
 use crate::model::{Layer, Llama, Weight};
-use crate::{candle_err, NativeModel};
+use crate::{candle_err, Engine, NativeModel};
 
 fn to_candle_dtype(d: BDType) -> DType {
     match d {
@@ -72,6 +72,8 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
     if let Some(n) = spec.threads {
         // candle sizes its thread pools from this variable (read when kernels run).
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        // The tuned kernels' pool is sized once, before its first use.
+        cpu_kernels::pool::set_threads(n);
     }
     let dev = device(&spec.device)?;
     let dtype = spec.float_dtype()?;
@@ -180,10 +182,43 @@ impl Builder {
             synthetic,
             max_seq_len,
             architecture: self.cfg.arch.clone(),
+            kernels: format!("stock (candle {})", crate::CANDLE_VERSION),
         };
         let model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.device, max_seq_len)
             .map_err(candle_err)?;
-        Ok(NativeModel { model, info })
+        tuned_or_stock(model, info, spec)
+    }
+}
+
+/// Moves the model onto the tuned kernels when asked (and possible), with the memory figures
+/// of what the tuned path holds and reads.
+fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
+    if spec.kernels == Kernels::Stock || !model.device.is_cpu() {
+        return Ok(NativeModel { engine: Engine::Stock(model), info });
+    }
+    match crate::convert::to_tuned(model)? {
+        Ok(tuned) => {
+            let layer_bytes: u64 = tuned
+                .layers
+                .iter()
+                .map(|l| {
+                    let m = [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.bytes() as u64).sum::<u64>();
+                    m + 4 * (l.attn_norm.len() + l.ffn_norm.len()) as u64
+                })
+                .sum();
+            let head = tuned.output.bytes() as u64 + 4 * tuned.norm.len() as u64;
+            let shared = std::sync::Arc::ptr_eq(&tuned.embedding, &tuned.output);
+            let emb = if shared { 0 } else { tuned.embedding.bytes() as u64 };
+            info.weight_bytes = layer_bytes + head + emb;
+            info.weight_bytes_per_token = layer_bytes + head + tuned.embedding.bytes() as u64 / tuned.embedding.rows() as u64;
+            info.compute_dtype = "f32".into();
+            info.kernels = format!("tuned ({})", cpu_kernels::cpu::isa().label());
+            Ok(NativeModel { engine: Engine::Tuned(tuned), info })
+        }
+        Err((model, why)) => {
+            info.kernels = format!("stock (candle {}; {})", crate::CANDLE_VERSION, why.0);
+            Ok(NativeModel { engine: Engine::Stock(model), info })
+        }
     }
 }
 

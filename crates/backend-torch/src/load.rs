@@ -171,6 +171,7 @@ fn build(
         synthetic: synthetic_weights,
         max_seq_len,
         architecture: cfg.arch.clone(),
+        kernels: format!("libtorch {}", crate::LIBTORCH_VERSION),
     };
     let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, dev, max_seq_len);
     Ok(TorchModel { model, info, cached: 0 })

@@ -176,6 +176,17 @@ pub struct RuntimeArgs {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     pub device: String,
+
+    /// CPU kernels (native framework): tuned = this project's SIMD kernels, picked for the CPU at
+    /// run time; stock = candle's own ops as shipped. Other frameworks ignore it
+    #[arg(long, value_enum, default_value_t = KernelsArg::Tuned)]
+    pub kernels: KernelsArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelsArg {
+    Tuned,
+    Stock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

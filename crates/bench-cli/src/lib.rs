@@ -117,12 +117,13 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     let info = model.info();
     let synthetic_note = if info.synthetic { " [SYNTHETIC WEIGHTS: random values, output is meaningless]" } else { "" };
     eprintln!(
-        "{}: loaded {} ({}, {:.1} M parameters, {:.3} GB weights) in {:.2} s{synthetic_note}",
+        "{}: loaded {} ({}, {:.1} M parameters, {:.3} GB weights, kernels {}) in {:.2} s{synthetic_note}",
         backend.name(),
         resolved.label,
         info.weights,
         info.parameters as f64 / 1e6,
         info.weight_bytes as f64 / 1e9,
+        info.kernels,
         load_time_s
     );
 

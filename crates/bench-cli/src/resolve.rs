@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bench_core::backend::{DType, LoadSpec, Quantize, WeightSource};
+use bench_core::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
 use bench_core::cache::Cache;
 use bench_core::download;
 use bench_core::files::{self, ModelFiles, ModelType, TokenizerLocation};
@@ -11,7 +11,7 @@ use bench_core::gguf::GgufFile;
 use bench_core::registry::Registry;
 use bench_core::tokenizer::Tokenizer;
 
-use crate::args::{Cli, DTypeArg, ModelTypeArg, QuantizeArg};
+use crate::args::{Cli, DTypeArg, KernelsArg, ModelTypeArg, QuantizeArg};
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m";
 const LLAMA3_TOKENIZER: &str = "llama3-tokenizer";
@@ -101,6 +101,10 @@ pub fn resolve(cli: &Cli) -> Result<Resolved> {
         device: cli.runtime.device.clone(),
         max_seq_len: Some(cli.model.max_seq_len),
         threads: cli.runtime.threads,
+        kernels: match cli.runtime.kernels {
+            KernelsArg::Tuned => Kernels::Tuned,
+            KernelsArg::Stock => Kernels::Stock,
+        },
     };
 
     if cli.model.synthetic {

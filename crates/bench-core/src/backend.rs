@@ -47,6 +47,28 @@ pub enum Quantize {
     Float16,
 }
 
+/// Which CPU kernels a framework with a choice runs (native: its own tuned kernels, or candle's
+/// ops as shipped). Frameworks without a choice ignore it and say what they ran in
+/// [`ModelInfo::kernels`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// The framework's fastest path (native: `cpu-kernels`, chosen per CPU at run time).
+    #[default]
+    Tuned,
+    /// The framework's own ops as shipped (native: candle's `QMatMul`, matmul, softmax, ...).
+    Stock,
+}
+
+impl Kernels {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kernels::Tuned => "tuned",
+            Kernels::Stock => "stock",
+        }
+    }
+}
+
 /// Where the weights come from.
 #[derive(Debug, Clone)]
 pub enum WeightSource {
@@ -68,6 +90,8 @@ pub struct LoadSpec {
     pub max_seq_len: Option<usize>,
     /// CPU threads for the framework's kernels; `None` = the framework's default.
     pub threads: Option<usize>,
+    /// Tuned or stock CPU kernels (frameworks without a choice ignore it).
+    pub kernels: Kernels,
 }
 
 impl LoadSpec {
@@ -147,6 +171,10 @@ pub struct ModelInfo {
     pub synthetic: bool,
     pub max_seq_len: usize,
     pub architecture: Architecture,
+    /// The kernels that ran, e.g. "tuned (avx512-vnni (256-bit))", "stock (candle 0.11.1)",
+    /// "libtorch". Empty in results written before it existed.
+    #[serde(default)]
+    pub kernels: String,
 }
 
 /// One framework.

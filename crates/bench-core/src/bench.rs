@@ -311,6 +311,7 @@ mod tests {
                 synthetic: true,
                 max_seq_len: 64,
                 architecture: arch,
+                kernels: "test double".into(),
             },
         }
     }

@@ -82,6 +82,7 @@ mod tests {
                 synthetic: true,
                 max_seq_len: 4,
                 architecture: Registry::load().unwrap().model("smollm2-135m").unwrap().architecture.clone(),
+                kernels: "oracle".into(),
             }
         }
     }

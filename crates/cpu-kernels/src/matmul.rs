@@ -4,7 +4,13 @@
 //! Quantized types quantize `x` once per call to [`BlockQ8`] (into a reused scratch buffer), then
 //! split the weight rows into tasks; a task runs its rows against every token, so a weight row is
 //! read from memory once and reused from cache for the whole prompt. Dense f32/f16/bf16 rows take
-//! `x` as it is. All entry checks (byte counts, shapes) are here, once per call; the SIMD code
+//! `x` as it is.
+//!
+//! Prompt batches (`t >= 4`) use register tiles: quantized rows are multiplied with four tokens
+//! at a time (each weight block unpacked once); dense rows are expanded tile by tile (64 rows) to
+//! f32 and handed to the `gemm` crate's packed, register-blocked GEMM (single-threaded per task:
+//! the pool spreads the tiles). `LLAMA3_BENCH_PREFILL=gemm` sends quantized types down the
+//! dequantize-to-tiles + gemm path too, for comparison. All entry checks (byte counts, shapes) are here, once per call; the SIMD code
 //! below trusts them.
 
 use std::cell::RefCell;
@@ -71,6 +77,18 @@ impl Matrix {
 
 thread_local! {
     static SCRATCH: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+    static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Rows per dense prefill tile handed to gemm.
+const GEMM_TILE_ROWS: usize = 64;
+
+/// Whether a `t`-token product with `ty` goes through f32 tiles and gemm.
+fn via_gemm(ty: WeightType, t: usize) -> bool {
+    use std::sync::OnceLock;
+    static QUANTIZED_TOO: OnceLock<bool> = OnceLock::new();
+    let quantized_too = *QUANTIZED_TOO.get_or_init(|| std::env::var("LLAMA3_BENCH_PREFILL").as_deref() == Ok("gemm"));
+    t >= 4 && (!ty.is_quantized() || quantized_too)
 }
 
 /// `y = x · Wᵀ` for one matrix: `x` is `(t, cols)`, `y` `(t, rows)`, both row-major.
@@ -103,6 +121,10 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
     if t == 0 {
         return Ok(());
     }
+    if ws.iter().all(|w| via_gemm(w.ty, t)) {
+        gemm_tiles(ws, x, t, total_rows, y);
+        return Ok(());
+    }
     let quantized = ws.iter().any(|w| w.ty.is_quantized());
     SCRATCH.with(|s| {
         let mut scratch = s.borrow_mut();
@@ -128,6 +150,63 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
+/// `y = x · [W0; W1; ...]ᵀ` through f32 tiles of up to `GEMM_TILE_ROWS` rows and gemm, the
+/// tiles spread over the pool. Shapes were checked by the caller.
+fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f32]) {
+    let threads = pool::global().threads();
+    let tile = GEMM_TILE_ROWS.min(total_rows.div_ceil(2 * threads)).max(1);
+    // (matrix, first row, rows, output column) of every tile.
+    let mut tiles = Vec::new();
+    let mut base = 0;
+    for w in ws {
+        for r0 in (0..w.rows).step_by(tile) {
+            tiles.push((*w, r0, tile.min(w.rows - r0), base + r0));
+        }
+        base += w.rows;
+    }
+    let out = Out(y.as_mut_ptr());
+    let tiles = &tiles;
+    let task = move |task: usize| {
+        let out = out;
+        let (w, r0, n, col) = tiles[task];
+        let cols = w.cols;
+        TILE.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.resize(n * cols, 0.0);
+            for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
+                w.dequantize_row(r0 + i, dst);
+            }
+            // SAFETY: dst is y's columns col..col+n of all t rows (row stride `total_rows`), in
+            // bounds (y.len() == t * total_rows, checked by the caller) and written by this task only; lhs is
+            // x (t, cols) row-major; rhs is the tile read as (cols, n) with column stride cols.
+            unsafe {
+                gemm::gemm(
+                    t,
+                    n,
+                    cols,
+                    out.0.add(col),
+                    1,
+                    total_rows as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    cols as isize,
+                    buf.as_ptr(),
+                    cols as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                )
+            };
+        });
+    };
+    pool::global().run(tiles.len(), &task);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
     // Tasks of whole rows sized to ~64 KB of weight traffic x tokens, and at least 4 per thread
@@ -152,15 +231,26 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
             let (lo, hi) = (r.max(base), end.min(base + w.rows));
             for global in lo..hi {
                 let row = w.row(global - base);
-                for tok in 0..t {
-                    let v = if w.ty.is_quantized() {
-                        quant::dot_q8(isa, w.ty, row, &xq[tok * blocks..(tok + 1) * blocks])
-                    } else {
-                        quant::dot_dense(isa, w.ty, row, &x[tok * cols..(tok + 1) * cols])
-                    };
+                let put = |tok: usize, v: f32| {
                     // SAFETY: (tok, global) is in bounds (y.len() == t * total_rows, checked) and
                     // written by this task only (tasks own disjoint row ranges).
                     unsafe { *out.0.add(tok * total_rows + global) = v };
+                };
+                if w.ty.is_quantized() {
+                    let act = |tok: usize| &xq[tok * blocks..(tok + 1) * blocks];
+                    let mut tok = 0;
+                    while tok + 4 <= t {
+                        let v = quant::dot_q8_x4(isa, w.ty, row, [act(tok), act(tok + 1), act(tok + 2), act(tok + 3)]);
+                        (0..4).for_each(|n| put(tok + n, v[n]));
+                        tok += 4;
+                    }
+                    for tok in tok..t {
+                        put(tok, quant::dot_q8(isa, w.ty, row, act(tok)));
+                    }
+                } else {
+                    for tok in 0..t {
+                        put(tok, quant::dot_dense(isa, w.ty, row, &x[tok * cols..(tok + 1) * cols]));
+                    }
                 }
             }
             r = r.max(hi);

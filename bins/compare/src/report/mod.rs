@@ -125,8 +125,8 @@ pub(crate) fn setup_lines(c: &Comparison) -> Vec<String> {
     for r in &c.results {
         let level = if r.level() == "none" { String::new() } else { format!(" [{}]", r.level()) };
         lines.push(format!(
-            "{}{level}: {} | weights {} | compute {} | {} prompt tokens | {} threads",
-            r.framework, r.device.framework_version, r.model.weights, r.model.compute_dtype, r.prompt_tokens, r.device.threads
+            "{}{level}: {} | weights {} | compute {} | kernels {} | {} prompt tokens | {} threads",
+            r.framework, r.device.framework_version, r.model.weights, r.model.compute_dtype, r.model.kernels, r.prompt_tokens, r.device.threads
         ));
     }
     lines

@@ -15,8 +15,8 @@
 //! And this project's own load-time formats (bench-core `quant`), repacked at load into 32-value
 //! blocks so they share the ggml kernels' inner loops:
 //! - [`Int8`](WeightType::Int8): i8 codes, one f32 scale per row;
-//! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat codes in Q4_0's nibble order, one f32 absmax per
-//!   32 values; the code book is applied as i8 levels `round(127 * c)` so products stay integer
+//! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat, blocks of 64 values (bench-core's): an f32
+//!   scale `absmax / 127`, then two runs of 16 bytes in Q4_0's nibble order; the code book is applied as i8 levels `round(127 * c)` so products stay integer
 //!   (as llama.cpp's IQ4_NL does), which adds at most 0.4% of the block's absmax per weight.
 //!
 //! Activations are quantized once per product to [`BlockQ8`] (32 i8 values, an f32 scale and
@@ -51,8 +51,8 @@ pub enum WeightType {
     Q6K,
     /// Symmetric int8 with one scale per row: each row is `4` bytes of f32 scale then `cols` i8.
     Int8,
-    /// NF4 repacked: per 32 values, an f32 absmax then 16 bytes of codes (low nibbles = values
-    /// 0..16, high = 16..32).
+    /// NF4 repacked: per 64 values, an f32 `absmax / 127`, then for each half of 32 values 16
+    /// bytes of codes (low nibbles = values 0..16 of the half, high = 16..32).
     Nf4,
     /// Dense f32 (little-endian).
     F32,
@@ -66,7 +66,8 @@ impl WeightType {
     /// Values per block (1 for dense types, the row for int8 whose scale is per row).
     pub fn block_values(self) -> usize {
         match self {
-            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Nf4 | WeightType::Int8 => 32,
+            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Int8 => 32,
+            WeightType::Nf4 => 64,
             WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => 256,
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => 1,
         }
@@ -82,7 +83,7 @@ impl WeightType {
             WeightType::Q5K => 176,
             WeightType::Q6K => 210,
             WeightType::Int8 => 32,
-            WeightType::Nf4 => 20,
+            WeightType::Nf4 => 36,
             WeightType::F32 => 4,
             WeightType::F16 | WeightType::BF16 => 2,
         }
@@ -158,6 +159,21 @@ pub(crate) fn dot_q8(isa: Isa, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32
         // SAFETY: as above, for the AVX-512 VNNI tier.
         Isa::Avx512Vnni => unsafe { x86::dot_q8_vnni(ty, row, a) },
         _ => scalar::dot_q8(ty, row, a),
+    }
+}
+
+/// [`dot_q8`] of one weight row with four token rows at once (all of `a`'s rows the same length).
+#[inline]
+pub(crate) fn dot_q8_x4(isa: Isa, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+    debug_assert!(a.iter().all(|r| Some(row.len()) == ty.row_bytes(r.len() * 32)));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_q8`.
+        Isa::Avx2 => unsafe { x86::dot_q8_x4_avx2(ty, row, a) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_q8`.
+        Isa::Avx512Vnni => unsafe { x86::dot_q8_x4_vnni(ty, row, a) },
+        _ => a.map(|r| scalar::dot_q8(ty, row, r)),
     }
 }
 

@@ -56,7 +56,19 @@ pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
             let scale = f32_at(row, 0);
             out.iter_mut().zip(&row[4..]).for_each(|(o, &q)| *o = scale * q as i8 as f32);
         }
-        WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Nf4 => {
+        WeightType::Nf4 => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(64)) {
+                let d = f32_at(b, 0);
+                for (half, y) in y.chunks_exact_mut(32).enumerate() {
+                    let qs = &b[4 + 16 * half..4 + 16 * (half + 1)];
+                    for j in 0..16 {
+                        y[j] = d * NF4_I8[(qs[j] & 0xF) as usize] as f32;
+                        y[j + 16] = d * NF4_I8[(qs[j] >> 4) as usize] as f32;
+                    }
+                }
+            }
+        }
+        WeightType::Q4_0 | WeightType::Q4_1 => {
             for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
                 let qs = &b[bb - 16..];
                 for j in 0..16 {
@@ -66,13 +78,9 @@ pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
                             let d = f16_at(b, 0);
                             (d * (lo as f32 - 8.0), d * (hi as f32 - 8.0))
                         }
-                        WeightType::Q4_1 => {
+                        _ => {
                             let (d, m) = (f16_at(b, 0), f16_at(b, 2));
                             (d * lo as f32 + m, d * hi as f32 + m)
-                        }
-                        _ => {
-                            let d = f32_at(b, 0);
-                            (d * NF4_I8[lo as usize] as f32, d * NF4_I8[hi as usize] as f32)
                         }
                     };
                     y[j] = a;

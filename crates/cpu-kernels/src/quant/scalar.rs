@@ -29,20 +29,30 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
     let bb = ty.block_bytes();
     let mut acc = 0.0f32;
     match ty {
-        WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Nf4 => {
+        WeightType::Q4_0 | WeightType::Q4_1 => {
             for (b, x) in row.chunks_exact(bb).zip(a) {
                 let qs = &b[bb - 16..];
                 let mut dot = 0i32;
                 for j in 0..16 {
-                    let (lo, hi) = ((qs[j] & 0xF) as usize, (qs[j] >> 4) as usize);
-                    let (lo, hi) = if ty == WeightType::Nf4 { (NF4_I8[lo] as i32, NF4_I8[hi] as i32) } else { (lo as i32, hi as i32) };
-                    dot += lo * x.qs[j] as i32 + hi * x.qs[j + 16] as i32;
+                    dot += (qs[j] & 0xF) as i32 * x.qs[j] as i32 + (qs[j] >> 4) as i32 * x.qs[j + 16] as i32;
                 }
                 acc += match ty {
                     WeightType::Q4_0 => f16_at(b, 0) * x.d * (dot - 8 * isum(&x.qs)) as f32,
-                    WeightType::Q4_1 => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
-                    _ => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * x.d * dot as f32,
+                    _ => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
                 };
+            }
+        }
+        WeightType::Nf4 => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(2)) {
+                let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                for (half, xb) in x.iter().enumerate() {
+                    let qs = &b[4 + 16 * half..];
+                    let mut dot = 0i32;
+                    for j in 0..16 {
+                        dot += NF4_I8[(qs[j] & 0xF) as usize] as i32 * xb.qs[j] as i32 + NF4_I8[(qs[j] >> 4) as usize] as i32 * xb.qs[j + 16] as i32;
+                    }
+                    acc += d * xb.d * dot as f32;
+                }
             }
         }
         WeightType::Q8_0 => {

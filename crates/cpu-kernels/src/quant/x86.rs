@@ -38,11 +38,6 @@ impl DotU8I8 for Vnni {
 }
 
 #[inline(always)]
-unsafe fn dot_i8<D: DotU8I8>(w: __m256i, a: __m256i) -> __m256i {
-    D::dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
-}
-
-#[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -73,54 +68,83 @@ unsafe fn load_q8(b: &BlockQ8) -> __m256i {
     _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)
 }
 
+/// `scale * lanes` added to `acc`.
 #[inline(always)]
-unsafe fn body<D: DotU8I8>(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+unsafe fn fma_lanes(acc: &mut __m256, lanes: __m256i, scale: f32) {
+    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), *acc);
+}
+
+/// One weight row against `N` token rows of activations at once: each weight block is loaded and
+/// unpacked once and used `N` times (the register tile that makes prompt batches faster than
+/// `N` separate products).
+#[inline(always)]
+unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
     let bb = ty.block_bytes();
     let p = row.as_ptr();
-    let mut acc = _mm256_setzero_ps();
+    let nb = a[0].len();
+    let mut acc = [_mm256_setzero_ps(); N];
     // Offset terms (Q4_0's -8, Q4_1's min, K-quants' mins), one float per block.
-    let mut offset = 0.0f32;
+    let mut offset = [0.0f32; N];
     match ty {
         WeightType::Q4_0 | WeightType::Q4_1 => {
-            for (i, x) in a.iter().enumerate() {
+            for i in 0..nb {
                 let b = p.add(i * bb);
                 let d = f16_at(b);
-                let lanes = D::dot(nibbles(b.add(bb - 16)), load_q8(x));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(d * x.d), acc);
-                offset += if ty == WeightType::Q4_0 { -8.0 * d * x.s } else { f16_at(b.add(2)) * x.s };
+                let off = if ty == WeightType::Q4_0 { -8.0 * d } else { f16_at(b.add(2)) };
+                let w = nibbles(b.add(bb - 16));
+                for n in 0..N {
+                    let x = a[n].get_unchecked(i);
+                    fma_lanes(&mut acc[n], D::dot(w, load_q8(x)), d * x.d);
+                    offset[n] += off * x.s;
+                }
             }
         }
         WeightType::Nf4 => {
             let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(NF4_I8.as_ptr() as *const __m128i));
-            for (i, x) in a.iter().enumerate() {
+            for i in 0..nb / 2 {
                 let b = p.add(i * bb);
-                let w = _mm256_shuffle_epi8(table, nibbles(b.add(4)));
-                let lanes = dot_i8::<D>(w, load_q8(x));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(f32_at(b) * x.d), acc);
+                let d = f32_at(b);
+                for half in 0..2 {
+                    let w = _mm256_shuffle_epi8(table, nibbles(b.add(4 + 16 * half)));
+                    let wa = _mm256_sign_epi8(w, w);
+                    for n in 0..N {
+                        let x = a[n].get_unchecked(2 * i + half);
+                        fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
+                    }
+                }
             }
         }
         WeightType::Q8_0 => {
-            for (i, x) in a.iter().enumerate() {
+            for i in 0..nb {
                 let b = p.add(i * bb);
+                let d = f16_at(b);
                 let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                let lanes = dot_i8::<D>(w, load_q8(x));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(f16_at(b) * x.d), acc);
+                let wa = _mm256_sign_epi8(w, w);
+                for n in 0..N {
+                    let x = a[n].get_unchecked(i);
+                    fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
+                }
             }
         }
         WeightType::Int8 => {
             let scale = f32_at(p);
-            for (i, x) in a.iter().enumerate() {
+            for i in 0..nb {
                 let w = _mm256_loadu_si256(p.add(4 + 32 * i) as *const __m256i);
-                let lanes = dot_i8::<D>(w, load_q8(x));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(x.d), acc);
+                let wa = _mm256_sign_epi8(w, w);
+                for n in 0..N {
+                    let x = a[n].get_unchecked(i);
+                    fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), x.d);
+                }
             }
-            acc = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+            for v in acc.iter_mut() {
+                *v = _mm256_mul_ps(*v, _mm256_set1_ps(scale));
+            }
         }
         WeightType::Q4K | WeightType::Q5K => {
             let five = ty == WeightType::Q5K;
             let m4 = _mm256_set1_epi8(0xF);
             let one = _mm256_set1_epi8(1);
-            for (i, x) in a.chunks_exact(8).enumerate() {
+            for i in 0..nb / 8 {
                 let b = p.add(i * bb);
                 let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
                 let scales = std::slice::from_raw_parts(b.add(4), 12);
@@ -138,12 +162,14 @@ unsafe fn body<D: DotU8I8>(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
                     }
                     let (sc1, m1) = scale_min_k4(2 * j, scales);
                     let (sc2, m2) = scale_min_k4(2 * j + 1, scales);
-                    let (x1, x2) = (&x[2 * j], &x[2 * j + 1]);
-                    let l1 = D::dot(lo, load_q8(x1));
-                    let l2 = D::dot(hi, load_q8(x2));
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l1), _mm256_set1_ps(d * sc1 as f32 * x1.d), acc);
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(l2), _mm256_set1_ps(d * sc2 as f32 * x2.d), acc);
-                    offset -= dmin * (m1 as f32 * x1.s + m2 as f32 * x2.s);
+                    let (ds1, ds2) = (d * sc1 as f32, d * sc2 as f32);
+                    let (dm1, dm2) = (dmin * m1 as f32, dmin * m2 as f32);
+                    for n in 0..N {
+                        let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                        fma_lanes(&mut acc[n], D::dot(lo, load_q8(x1)), ds1 * x1.d);
+                        fma_lanes(&mut acc[n], D::dot(hi, load_q8(x2)), ds2 * x2.d);
+                        offset[n] -= dm1 * x1.s + dm2 * x2.s;
+                    }
                 }
             }
         }
@@ -151,7 +177,7 @@ unsafe fn body<D: DotU8I8>(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
             let m4 = _mm256_set1_epi8(0xF);
             let m2 = _mm256_set1_epi8(3);
             let k32 = _mm256_set1_epi8(32);
-            for (i, x) in a.chunks_exact(8).enumerate() {
+            for i in 0..nb / 8 {
                 let b = p.add(i * bb);
                 let d = f16_at(b.add(208));
                 for half in 0..2 {
@@ -165,29 +191,46 @@ unsafe fn body<D: DotU8I8>(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
                         let low = if g < 2 { _mm256_and_si256(src, m4) } else { _mm256_and_si256(_mm256_srli_epi16(src, 4), m4) };
                         let high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), m2);
                         let q = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-                        let xb = &x[4 * half + g];
-                        let xa = load_q8(xb);
-                        let lanes = _mm256_sub_epi32(D::dot(q, xa), D::dot(k32, xa));
                         // Lanes 0-3 hold values 0..16 (scale 2g), lanes 4-7 values 16..32 (2g+1).
                         let s = _mm256_set_m128(_mm_set1_ps(*sc.add(2 * g + 1) as f32), _mm_set1_ps(*sc.add(2 * g) as f32));
-                        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(s, _mm256_set1_ps(d * xb.d)), acc);
+                        let s = _mm256_mul_ps(s, _mm256_set1_ps(d));
+                        for n in 0..N {
+                            let xb = a[n].get_unchecked(8 * i + 4 * half + g);
+                            let xa = load_q8(xb);
+                            let lanes = _mm256_sub_epi32(D::dot(q, xa), D::dot(k32, xa));
+                            acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(s, _mm256_set1_ps(xb.d)), acc[n]);
+                        }
                     }
                 }
             }
         }
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("dense types take f32 activations"),
     }
-    hsum(acc) + offset
+    let mut out = [0.0f32; N];
+    for n in 0..N {
+        out[n] = hsum(acc[n]) + offset[n];
+    }
+    out
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_q8_avx2(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
-    body::<Avx2>(ty, row, a)
+    body::<Avx2, 1>(ty, row, [a])[0]
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn dot_q8_vnni(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
-    body::<Vnni>(ty, row, a)
+    body::<Vnni, 1>(ty, row, [a])[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_q8_x4_avx2(ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+    body::<Avx2, 4>(ty, row, a)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn dot_q8_x4_vnni(ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+    body::<Vnni, 4>(ty, row, a)
 }
 
 /// Quantizes 32 floats at a time: absmax, scale 127/absmax, round to nearest even, pack to i8.
