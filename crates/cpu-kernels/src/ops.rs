@@ -5,6 +5,8 @@
 //! reads KV head `h / (heads / kv_heads)`), computed directly over the cached positions with
 //! no mask tensor: query `i` at position `pos + i` attends to positions `0..=pos + i`.
 
+use std::cell::RefCell;
+
 use crate::cpu::{self, Isa};
 use crate::pool;
 #[cfg(target_arch = "x86_64")]
@@ -44,7 +46,9 @@ pub fn silu_mul(gu: &[f32], ff: usize, out: &mut [f32]) {
     assert_eq!(gu.len(), 2 * out.len(), "silu_mul: expects (t, 2ff) in and (t, ff) out");
     for (g, o) in gu.chunks_exact(2 * ff).zip(out.chunks_exact_mut(ff)) {
         let (gate, up) = g.split_at(ff);
-        o.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&a, &b))| *o = a / (1.0 + (-a).exp()) * b);
+        o.iter_mut()
+            .zip(gate.iter().zip(up))
+            .for_each(|(o, (&a, &b))| *o = a / (1.0 + (-a).exp()) * b);
     }
 }
 
@@ -62,7 +66,10 @@ pub enum RopePairs {
 pub fn rope(x: &mut [f32], heads: usize, hd: usize, pos: usize, cos: &[f32], sin: &[f32], pairs: RopePairs) {
     let half = hd / 2;
     for (i, row) in x.chunks_exact_mut(heads * hd).enumerate() {
-        let (c, s) = (&cos[(pos + i) * half..(pos + i + 1) * half], &sin[(pos + i) * half..(pos + i + 1) * half]);
+        let (c, s) = (
+            &cos[(pos + i) * half..(pos + i + 1) * half],
+            &sin[(pos + i) * half..(pos + i + 1) * half],
+        );
         for head in row.chunks_exact_mut(hd) {
             for j in 0..half {
                 let (a, b) = match pairs {
@@ -93,14 +100,25 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache; its memory is allocated on first use.
     pub fn new(kv_heads: usize, head_dim: usize, capacity: usize) -> KvCache {
-        KvCache { kv_heads, head_dim, capacity, k: Vec::new(), v: Vec::new() }
+        KvCache {
+            kv_heads,
+            head_dim,
+            capacity,
+            k: Vec::new(),
+            v: Vec::new(),
+        }
     }
 
     /// Writes `t` rows of K and V (`kv_heads * head_dim` each) at positions `pos..pos+t`.
     pub fn write(&mut self, k: &[f32], v: &[f32], pos: usize) {
         let (hd, kvh) = (self.head_dim, self.kv_heads);
         let t = k.len() / (kvh * hd);
-        assert!(pos + t <= self.capacity, "KV cache holds {} positions; {} asked", self.capacity, pos + t);
+        assert!(
+            pos + t <= self.capacity,
+            "KV cache holds {} positions; {} asked",
+            self.capacity,
+            pos + t
+        );
         if self.k.is_empty() {
             self.k = vec![0.0; kvh * self.capacity * hd];
             self.v = vec![0.0; kvh * self.capacity * hd];
@@ -119,6 +137,11 @@ impl KvCache {
     pub fn bytes(&self) -> usize {
         4 * (self.k.len() + self.v.len())
     }
+}
+
+thread_local! {
+    /// Attention scores of one (query, head), reused across calls (no allocation per token).
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Clone, Copy)]
@@ -147,23 +170,27 @@ pub fn attention(q: &[f32], cache: &KvCache, heads: usize, pos: usize, out: &mut
         let qh = &q[i * width + h * hd..i * width + (h + 1) * hd];
         let keys = &cache.k[g * cap * hd..];
         let vals = &cache.v[g * cap * hd..];
-        let mut scores = vec![0.0f32; len];
-        let mut max = f32::NEG_INFINITY;
-        for (j, s) in scores.iter_mut().enumerate() {
-            *s = dot(isa, qh, &keys[j * hd..(j + 1) * hd]) * scale;
-            max = max.max(*s);
-        }
-        let mut sum = 0.0;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        // SAFETY: (i, h) owns out[i*width + h*hd ..][..hd], disjoint from every other task's.
-        let o = unsafe { std::slice::from_raw_parts_mut(optr.0.add(i * width + h * hd), hd) };
-        o.fill(0.0);
-        for (j, &p) in scores.iter().enumerate() {
-            axpy(isa, p / sum, &vals[j * hd..(j + 1) * hd], o);
-        }
+        SCORES.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.resize(len, 0.0);
+            let scores = &mut buf[..len];
+            let mut max = f32::NEG_INFINITY;
+            for (j, s) in scores.iter_mut().enumerate() {
+                *s = dot(isa, qh, &keys[j * hd..(j + 1) * hd]) * scale;
+                max = max.max(*s);
+            }
+            let mut sum = 0.0;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            // SAFETY: (i, h) owns out[i*width + h*hd ..][..hd], disjoint from every other task's.
+            let o = unsafe { std::slice::from_raw_parts_mut(optr.0.add(i * width + h * hd), hd) };
+            o.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                axpy(isa, p / sum, &vals[j * hd..(j + 1) * hd], o);
+            }
+        });
     };
     // Tiny decode steps run on the calling thread: a pool dispatch costs more than they do.
     if t * heads * (pos + t) * hd < 64 * 1024 {
