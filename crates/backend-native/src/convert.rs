@@ -83,7 +83,7 @@ fn matrix(w: Weight) -> Result<std::result::Result<Matrix, NoTunedKernel>> {
                 // bench-core's order: value 2j in byte j's high nibble, 2j+1 in its low nibble.
                 let code = |i: usize| if i % 2 == 0 { row[i / 2] >> 4 } else { row[i / 2] & 0xF };
                 for b in 0..per_row {
-                    bytes.extend_from_slice(&(absmax[r * per_row + b] / 127.0).to_le_bytes());
+                    bytes.extend_from_slice(&absmax[r * per_row + b].to_le_bytes());
                     for half in 0..2 {
                         let base = 64 * b + 32 * half;
                         bytes.extend((0..16).map(|j| code(base + j) | (code(base + 16 + j) << 4)));

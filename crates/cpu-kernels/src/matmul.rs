@@ -88,7 +88,7 @@ fn via_gemm(ty: WeightType, t: usize) -> bool {
     use std::sync::OnceLock;
     static QUANTIZED_TOO: OnceLock<bool> = OnceLock::new();
     let quantized_too = *QUANTIZED_TOO.get_or_init(|| std::env::var("LLAMA3_BENCH_PREFILL").as_deref() == Ok("gemm"));
-    t >= 4 && (!ty.is_quantized() || quantized_too)
+    t >= 4 && (!ty.quantizes_activations() || quantized_too)
 }
 
 /// `y = x · Wᵀ` for one matrix: `x` is `(t, cols)`, `y` `(t, rows)`, both row-major.
@@ -125,7 +125,7 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
         gemm_tiles(ws, x, t, total_rows, y);
         return Ok(());
     }
-    let quantized = ws.iter().any(|w| w.ty.is_quantized());
+    let quantized = ws.iter().any(|w| w.ty.quantizes_activations());
     SCRATCH.with(|s| {
         let mut scratch = s.borrow_mut();
         let blocks = cols / 32;
@@ -236,7 +236,7 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
                     // written by this task only (tasks own disjoint row ranges).
                     unsafe { *out.0.add(tok * total_rows + global) = v };
                 };
-                if w.ty.is_quantized() {
+                if w.ty.quantizes_activations() {
                     let act = |tok: usize| &xq[tok * blocks..(tok + 1) * blocks];
                     let mut tok = 0;
                     while tok + 4 <= t {

@@ -68,7 +68,7 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
     let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-2.0f32..2.0)).collect();
     // The reference: weights dequantized to f32; activations as the kernel sees them (quantized
     // to Q8 for quantized types, by the scalar tier), the sum in f64.
-    let xs: Vec<f32> = if ty.is_quantized() {
+    let xs: Vec<f32> = if ty.quantizes_activations() {
         let mut q = vec![BlockQ8::default(); t * cols / 32];
         let mut back = vec![0.0; t * cols];
         for (xr, (qr, br)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols / 32).zip(back.chunks_exact_mut(cols))) {

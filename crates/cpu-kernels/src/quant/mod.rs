@@ -15,12 +15,13 @@
 //! And this project's own load-time formats (bench-core `quant`), repacked at load into 32-value
 //! blocks so they share the ggml kernels' inner loops:
 //! - [`Int8`](WeightType::Int8): i8 codes, one f32 scale per row;
-//! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat, blocks of 64 values (bench-core's): an f32
-//!   scale `absmax / 127`, then two runs of 16 bytes in Q4_0's nibble order; the code book is applied as i8 levels `round(127 * c)` so products stay integer
-//!   (as llama.cpp's IQ4_NL does), which adds at most 0.4% of the block's absmax per weight.
+//! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat, blocks of 64 values (bench-core's): the f32
+//!   absmax, then two runs of 16 bytes in Q4_0's nibble order.
 //!
-//! Activations are quantized once per product to [`BlockQ8`] (32 i8 values, an f32 scale and
-//! the scaled sum: llama.cpp's Q8_1), whatever the weight type.
+//! For the ggml types, activations are quantized once per product to [`BlockQ8`] (32 i8 values,
+//! an f32 scale and the scaled sum: llama.cpp's Q8_1), as llama.cpp does. int8 and NF4 take f32
+//! activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
+//! so the two frameworks' quantized results agree), still reading only the codes.
 
 pub mod reference;
 mod scalar;
@@ -51,8 +52,8 @@ pub enum WeightType {
     Q6K,
     /// Symmetric int8 with one scale per row: each row is `4` bytes of f32 scale then `cols` i8.
     Int8,
-    /// NF4 repacked: per 64 values, an f32 `absmax / 127`, then for each half of 32 values 16
-    /// bytes of codes (low nibbles = values 0..16 of the half, high = 16..32).
+    /// NF4 repacked: per 64 values, the f32 absmax, then for each half of 32 values 16 bytes of
+    /// codes (low nibbles = values 0..16 of the half, high = 16..32).
     Nf4,
     /// Dense f32 (little-endian).
     F32,
@@ -89,9 +90,10 @@ impl WeightType {
         }
     }
 
-    /// Whether products quantize the activations to [`BlockQ8`] first.
-    pub fn is_quantized(self) -> bool {
-        !matches!(self, WeightType::F32 | WeightType::F16 | WeightType::BF16)
+    /// Whether products quantize the activations to [`BlockQ8`] first (the ggml block types);
+    /// the others take f32 activations.
+    pub fn quantizes_activations(self) -> bool {
+        matches!(self, WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Q4K | WeightType::Q5K | WeightType::Q6K)
     }
 
     /// Bytes of one row of `cols` values, or `None` when `cols` is not a whole number of blocks.
@@ -177,7 +179,7 @@ pub(crate) fn dot_q8_x4(isa: Isa, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]
     }
 }
 
-/// Dot product of one dense weight row (f32/f16/bf16 bytes) with f32 activations.
+/// Dot product of one weight row that takes f32 activations (f32/f16/bf16, int8, NF4).
 #[inline]
 pub(crate) fn dot_dense(isa: Isa, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
     debug_assert_eq!(row.len(), x.len() * ty.block_bytes());
@@ -189,15 +191,3 @@ pub(crate) fn dot_dense(isa: Isa, ty: WeightType, row: &[u8], x: &[f32]) -> f32 
     }
 }
 
-/// The NF4 code book as i8 levels (`round(127 * c)`), the form the kernels use.
-pub const NF4_I8: [i8; 16] = {
-    let c = crate::quant::reference::NF4_CODEBOOK;
-    let mut out = [0i8; 16];
-    let mut i = 0;
-    while i < 16 {
-        let v = c[i] * 127.0;
-        out[i] = if v >= 0.0 { (v + 0.5) as i8 } else { (v - 0.5) as i8 };
-        i += 1;
-    }
-    out
-};

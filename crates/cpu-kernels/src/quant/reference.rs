@@ -4,7 +4,7 @@
 
 use half::{bf16, f16};
 
-use super::{BlockQ8, WeightType, NF4_I8};
+use super::{BlockQ8, WeightType};
 
 /// The NF4 code book, as published in QLoRA (Appendix E) and bitsandbytes (the same constant
 /// bench-core's `quant` uses; a native-backend test checks they are equal).
@@ -62,8 +62,8 @@ pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
                 for (half, y) in y.chunks_exact_mut(32).enumerate() {
                     let qs = &b[4 + 16 * half..4 + 16 * (half + 1)];
                     for j in 0..16 {
-                        y[j] = d * NF4_I8[(qs[j] & 0xF) as usize] as f32;
-                        y[j + 16] = d * NF4_I8[(qs[j] >> 4) as usize] as f32;
+                        y[j] = d * NF4_CODEBOOK[(qs[j] & 0xF) as usize];
+                        y[j + 16] = d * NF4_CODEBOOK[(qs[j] >> 4) as usize];
                     }
                 }
             }

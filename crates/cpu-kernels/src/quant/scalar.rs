@@ -4,7 +4,8 @@
 use half::bf16;
 
 use super::reference::{f16_at, scale_min_k4};
-use super::{BlockQ8, WeightType, NF4_I8};
+use super::reference::NF4_CODEBOOK;
+use super::{BlockQ8, WeightType};
 
 pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
@@ -42,32 +43,11 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
                 };
             }
         }
-        WeightType::Nf4 => {
-            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(2)) {
-                let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                for (half, xb) in x.iter().enumerate() {
-                    let qs = &b[4 + 16 * half..];
-                    let mut dot = 0i32;
-                    for j in 0..16 {
-                        dot += NF4_I8[(qs[j] & 0xF) as usize] as i32 * xb.qs[j] as i32 + NF4_I8[(qs[j] >> 4) as usize] as i32 * xb.qs[j + 16] as i32;
-                    }
-                    acc += d * xb.d * dot as f32;
-                }
-            }
-        }
         WeightType::Q8_0 => {
             for (b, x) in row.chunks_exact(bb).zip(a) {
                 let dot: i32 = b[2..].iter().zip(&x.qs).map(|(&w, &v)| w as i8 as i32 * v as i32).sum();
                 acc += f16_at(b, 0) * x.d * dot as f32;
             }
-        }
-        WeightType::Int8 => {
-            let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-            for (w, x) in row[4..].chunks_exact(32).zip(a) {
-                let dot: i32 = w.iter().zip(&x.qs).map(|(&w, &v)| w as i8 as i32 * v as i32).sum();
-                acc += x.d * dot as f32;
-            }
-            acc *= scale;
         }
         WeightType::Q4K | WeightType::Q5K => {
             for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
@@ -113,7 +93,9 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
                 }
             }
         }
-        WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("dense types take f32 activations"),
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 | WeightType::Int8 | WeightType::Nf4 => {
+            unreachable!("{} takes f32 activations", ty.label())
+        }
     }
     acc
 }
@@ -123,6 +105,24 @@ pub(crate) fn dot_dense(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
         WeightType::F32 => row.chunks_exact(4).zip(x).map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v).sum(),
         WeightType::F16 => (0..x.len()).map(|i| f16_at(row, 2 * i) * x[i]).sum(),
         WeightType::BF16 => (0..x.len()).map(|i| bf16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32() * x[i]).sum(),
-        _ => unreachable!("quantized types take Q8 activations"),
+        WeightType::Int8 => {
+            let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+            scale * row[4..].iter().zip(x).map(|(&q, &v)| q as i8 as f32 * v).sum::<f32>()
+        }
+        WeightType::Nf4 => row
+            .chunks_exact(36)
+            .zip(x.chunks_exact(64))
+            .map(|(b, xs)| {
+                let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                let mut s = 0.0f32;
+                for (half, xh) in xs.chunks_exact(32).enumerate() {
+                    for (j, &q) in b[4 + 16 * half..4 + 16 * (half + 1)].iter().enumerate() {
+                        s += NF4_CODEBOOK[(q & 0xF) as usize] * xh[j] + NF4_CODEBOOK[(q >> 4) as usize] * xh[j + 16];
+                    }
+                }
+                d * s
+            })
+            .sum(),
+        _ => unreachable!("{} takes Q8 activations", ty.label()),
     }
 }

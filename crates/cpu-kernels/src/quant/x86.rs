@@ -14,7 +14,8 @@
 use std::arch::x86_64::*;
 
 use super::reference::scale_min_k4;
-use super::{BlockQ8, WeightType, NF4_I8};
+use super::reference::NF4_CODEBOOK;
+use super::{BlockQ8, WeightType};
 
 /// `u` (unsigned bytes) times `s` (signed bytes), summed in groups of 4 into i32 lanes.
 trait DotU8I8 {
@@ -99,21 +100,6 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                 }
             }
         }
-        WeightType::Nf4 => {
-            let table = _mm256_broadcastsi128_si256(_mm_loadu_si128(NF4_I8.as_ptr() as *const __m128i));
-            for i in 0..nb / 2 {
-                let b = p.add(i * bb);
-                let d = f32_at(b);
-                for half in 0..2 {
-                    let w = _mm256_shuffle_epi8(table, nibbles(b.add(4 + 16 * half)));
-                    let wa = _mm256_sign_epi8(w, w);
-                    for n in 0..N {
-                        let x = a[n].get_unchecked(2 * i + half);
-                        fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
-                    }
-                }
-            }
-        }
         WeightType::Q8_0 => {
             for i in 0..nb {
                 let b = p.add(i * bb);
@@ -124,20 +110,6 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                     let x = a[n].get_unchecked(i);
                     fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
                 }
-            }
-        }
-        WeightType::Int8 => {
-            let scale = f32_at(p);
-            for i in 0..nb {
-                let w = _mm256_loadu_si256(p.add(4 + 32 * i) as *const __m256i);
-                let wa = _mm256_sign_epi8(w, w);
-                for n in 0..N {
-                    let x = a[n].get_unchecked(i);
-                    fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), x.d);
-                }
-            }
-            for v in acc.iter_mut() {
-                *v = _mm256_mul_ps(*v, _mm256_set1_ps(scale));
             }
         }
         WeightType::Q4K | WeightType::Q5K => {
@@ -204,7 +176,7 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                 }
             }
         }
-        WeightType::F32 | WeightType::F16 | WeightType::BF16 => unreachable!("dense types take f32 activations"),
+        _ => unreachable!("{} takes f32 activations", ty.label()),
     }
     let mut out = [0.0f32; N];
     for n in 0..N {
@@ -280,9 +252,63 @@ unsafe fn load_dense(ty: WeightType, p: *const u8, i: usize) -> __m256 {
     }
 }
 
-/// Dense row x f32 activations, 32 values per step in 4 accumulators (bandwidth-bound).
+/// int8 row (f32 scale, then i8 codes) x f32 activations: codes widened to f32, 32 per step.
+#[inline(always)]
+unsafe fn dot_int8_f32(row: &[u8], x: &[f32]) -> f32 {
+    let p = row.as_ptr().add(4);
+    let xp = x.as_ptr();
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in (0..x.len()).step_by(32) {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p.add(i + 8 * k) as *const __m128i)));
+            *a = _mm256_fmadd_ps(q, _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+        }
+    }
+    f32_at(row.as_ptr()) * hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+}
+
+/// Code-book values of 8 indices (0..16) from two 8-entry tables.
+#[inline(always)]
+unsafe fn nf4_lookup(lo_table: __m256, hi_table: __m256, idx: __m256i) -> __m256 {
+    let lo = _mm256_permutevar8x32_ps(lo_table, idx);
+    let hi = _mm256_permutevar8x32_ps(hi_table, idx);
+    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
+}
+
+/// NF4 row x f32 activations: each nibble picks its code-book value from two 8-entry tables
+/// (`vpermps` on the low 3 bits, a blend on the 4th), times the block's absmax.
+#[inline(always)]
+unsafe fn dot_nf4_f32(row: &[u8], x: &[f32]) -> f32 {
+    let lo_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr());
+    let hi_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr().add(8));
+    let m4 = _mm256_set1_epi32(0xF);
+    let mut total = _mm256_setzero_ps();
+    for (blk, b) in row.chunks_exact(36).enumerate() {
+        let mut acc = _mm256_setzero_ps();
+        for half in 0..2 {
+            let q = b.as_ptr().add(4 + 16 * half);
+            let xs = x.as_ptr().add(64 * blk + 32 * half);
+            for k in 0..2 {
+                // 8 bytes hold values 8k..8k+8 (low nibbles) and 16+8k..16+8k+8 (high nibbles).
+                let bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(q.add(8 * k) as *const __m128i));
+                acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_and_si256(bytes, m4)), _mm256_loadu_ps(xs.add(8 * k)), acc);
+                acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(xs.add(16 + 8 * k)), acc);
+            }
+        }
+        total = _mm256_fmadd_ps(acc, _mm256_set1_ps(f32_at(b.as_ptr())), total);
+    }
+    hsum(total)
+}
+
+/// A row that takes f32 activations: dense f32/f16/bf16 (32 values per step in 4 accumulators;
+/// bandwidth-bound), int8 or NF4 (codes widened in registers).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_dense_avx2(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    match ty {
+        WeightType::Int8 => return dot_int8_f32(row, x),
+        WeightType::Nf4 => return dot_nf4_f32(row, x),
+        _ => {}
+    }
     let n = x.len();
     let p = row.as_ptr();
     let xp = x.as_ptr();
