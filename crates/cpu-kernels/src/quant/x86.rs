@@ -1,15 +1,17 @@
 //! x86-64 kernels: AVX2 (+FMA, F16C) and AVX-512 VNNI at 256-bit width.
 //!
-//! Each product works a 32-value block at a time with one "u8 x i8 -> i32 lanes" primitive
-//! ([`DotU8I8`]): AVX2 spells it `vpmaddubsw` + `vpmaddwd`, VNNI one `vpdpbusd`. The per-type
-//! bodies are written once, generic over the primitive, `#[inline(always)]`, and instantiated in
-//! `#[target_feature]` entry points so the compiler emits each tier's instructions; callers reach
-//! those only after run-time detection (`cpu::Isa::detect`). Signed weights use the
-//! `vpsignb` trick (|w| x sign(w)·a), as ggml's `mul_sum_i8_pairs` does; the i16 sums of
-//! `vpmaddubsw` cannot saturate for these ranges (|w| <= 128, |a| <= 127, 2 products per lane).
+//! ggml block types (Q8 activations) work a 32-value block at a time with one "u8 x i8 -> i32
+//! lanes" primitive ([`DotU8I8`]): AVX2 spells it `vpmaddubsw` + `vpmaddwd`, VNNI one `vpdpbusd`.
+//! The per-type bodies are written once, generic over the primitive and over how many tokens
+//! share a weight-block load, `#[inline(always)]`, and instantiated in `#[target_feature]` entry
+//! points so the compiler emits each tier's instructions; callers reach those only after
+//! run-time detection (`cpu::Isa::detect`). Q8_0's signed weights use the `vpsignb` trick
+//! (|w| x sign(w)·a), as ggml's `mul_sum_i8_pairs` does; `vpmaddubsw`'s i16 sums cannot saturate
+//! for these ranges (|w| <= 128, |a| <= 127, or 4/5/6-bit w; 2 products per lane).
 //!
-//! The block layouts and per-type maths are described in `quant/mod.rs`; the scalar tier
-//! (`quant/scalar.rs`) computes the same integer sums and is the readable version of each body.
+//! Rows that take f32 activations (f32/f16/bf16, int8, NF4) widen the weights in registers and
+//! use FMA. Block layouts and the maths per type are in `quant/mod.rs`; the scalar tier
+//! (`quant/scalar.rs`) is the readable version of each body.
 
 use std::arch::x86_64::*;
 
