@@ -80,8 +80,9 @@ thread_local! {
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Rows per dense prefill tile handed to gemm.
-const GEMM_TILE_ROWS: usize = 64;
+/// Rows per prefill tile handed to gemm, at least / at most (gemm packs the activations again
+/// for every call, so tiles are as large as an even spread over the threads allows).
+const GEMM_TILE_ROWS: (usize, usize) = (64, 512);
 
 /// Whether a `t`-token product with `ty` goes through f32 tiles and gemm.
 fn via_gemm(ty: WeightType, t: usize) -> bool {
@@ -154,7 +155,7 @@ unsafe impl Sync for Out {}
 /// tiles spread over the pool. Shapes were checked by the caller.
 fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f32]) {
     let threads = pool::global().threads();
-    let tile = GEMM_TILE_ROWS.min(total_rows.div_ceil(2 * threads)).max(1);
+    let tile = total_rows.div_ceil(2 * threads).clamp(GEMM_TILE_ROWS.0, GEMM_TILE_ROWS.1);
     // (matrix, first row, rows, output column) of every tile.
     let mut tiles = Vec::new();
     let mut base = 0;
@@ -172,10 +173,18 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
         let cols = w.cols;
         TILE.with(|buf| {
             let mut buf = buf.borrow_mut();
-            buf.resize(n * cols, 0.0);
-            for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
-                w.dequantize_row(r0 + i, dst);
-            }
+            // f32 rows are used in place when aligned for f32 (the allocator's usual 16 bytes).
+            let direct = w.ty == WeightType::F32 && w.data.as_ptr() as usize % std::mem::align_of::<f32>() == 0;
+            let rhs: *const f32 = if direct {
+                // SAFETY: aligned (checked), and rows r0..r0+n lie inside data (Matrix::new).
+                unsafe { (w.data.as_ptr() as *const f32).add(r0 * cols) }
+            } else {
+                buf.resize(n * cols, 0.0);
+                for (i, dst) in buf.chunks_exact_mut(cols).enumerate() {
+                    w.dequantize_row(r0 + i, dst);
+                }
+                buf.as_ptr()
+            };
             // SAFETY: dst is y's columns col..col+n of all t rows (row stride `total_rows`), in
             // bounds (y.len() == t * total_rows, checked by the caller) and written by this task only; lhs is
             // x (t, cols) row-major; rhs is the tile read as (cols, n) with column stride cols.
@@ -191,7 +200,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
                     x.as_ptr(),
                     1,
                     cols as isize,
-                    buf.as_ptr(),
+                    rhs,
                     cols as isize,
                     1,
                     0.0,
