@@ -26,7 +26,7 @@ use bench_core::config::ModelConfig;
 use bench_core::files::WeightFormat;
 use bench_core::gguf::GgufFile;
 use bench_core::{Error, Result};
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -194,7 +194,14 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     }
     let cfg = ModelConfig::from_gguf(&gguf)?;
     let synthetic = gguf.get("llama3_bench.synthetic").and_then(|v| v.as_bool()).unwrap_or(false);
-    let has_tokenizer = gguf.get("tokenizer.ggml.model").is_some();
+    if gguf.get("tokenizer.ggml.tokens").is_none() {
+        // llama.cpp sizes its output layer from the vocabulary it reads from the file.
+        return Err(Error::ModelFiles(format!(
+            "{}: llama.cpp needs the GGUF's tokenizer metadata (tokenizer.ggml.tokens), which this file lacks; \
+             run it on native or torch, or add the metadata",
+            path.display()
+        )));
+    }
     let source_types = gguf.type_summary();
     drop(gguf);
 
@@ -215,17 +222,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     let weights = if synthetic { format!("synthetic {weights}") } else { weights };
     drop(loaded);
 
-    let mut params = LlamaModelParams::default();
-    if !has_tokenizer {
-        // Tokenization is bench-core's; llama.cpp only needs to know there is no vocabulary.
-        let mut value = [0 as std::os::raw::c_char; 128];
-        for (d, s) in value.iter_mut().zip(b"none") {
-            *d = *s as std::os::raw::c_char;
-        }
-        let mut pinned = std::pin::pin!(params);
-        pinned.as_mut().append_kv_override(c"tokenizer.ggml.model", llama_cpp_2::model::params::kv_overrides::ParamOverrideValue::Str(value));
-        params = std::mem::take(&mut *pinned);
-    }
+    let params = LlamaModelParams::default();
     logs::take_errors();
     let model = LlamaModel::load_from_file(backend, load_path, &params).map_err(|e| {
         Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string())))
@@ -240,6 +237,17 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
         .with_no_perf(true);
+    // `--dtype f32` means f32 everywhere: the KV cache too (llama.cpp's default is f16), and no
+    // flash attention (its CPU kernel rounds through f16: max |Δ| 3.7e-2 on SmolLM2's logits
+    // against the f32 reference, 7.8e-5 without it).
+    let ctx_params = if target == Some(DType::F32) {
+        ctx_params
+            .with_type_k(KvCacheType::F32)
+            .with_type_v(KvCacheType::F32)
+            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    } else {
+        ctx_params
+    };
     let session = Session::try_new(model, |m| {
         m.new_context(backend, ctx_params).map_err(|e| {
             Error::Backend(format!("llama.cpp could not create a context of {max_seq_len} tokens: {}", logs::take_errors().unwrap_or_else(|| e.to_string())))
@@ -260,8 +268,9 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         weight_bytes_per_token,
         weights,
         compute_dtype: match target {
-            Some(DType::F32) | None => "f32 activations".into(),
-            Some(d) => format!("{} weights, f32 activations", d.as_str()),
+            Some(DType::F32) => "f32 (f32 KV cache, no flash attention)".into(),
+            Some(d) => format!("{} weights, f32 activations, f16 KV cache", d.as_str()),
+            None => "llama.cpp's kernels for the file's blocks, f16 KV cache".into(),
         },
         device: format!("cpu ({})", simd_summary()),
         synthetic,
