@@ -276,6 +276,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         synthetic,
         max_seq_len,
         architecture: cfg.arch.clone(),
+        kernels: format!("llama.cpp ggml-cpu ({})", simd_summary()),
     };
     Ok(LlamaCppModel { session, info, cached: 0, n_batch: max_seq_len, _converted: converted })
 }
