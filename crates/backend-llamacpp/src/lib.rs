@@ -34,6 +34,9 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+/// Threads of the last model loaded (`--threads`), for [`Backend::device_info`].
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Version of the bindings (they vendor one llama.cpp source tree per release).
 pub const LLAMA_CPP_2_VERSION: &str = "0.1.160";
 
@@ -115,7 +118,10 @@ impl Backend for LlamaCppBackend {
             framework: "llama.cpp (llama-cpp-2 bindings)".into(),
             framework_version: format!("llama.cpp via llama-cpp-2 {LLAMA_CPP_2_VERSION}, kernels {}", simd_summary()),
             device: device.to_string(),
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                n => n,
+            },
             cpu: bench_core::backend::cpu_model(),
         }
     }
@@ -228,7 +234,9 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string())))
     })?;
     let max_seq_len = spec.cache_len(&cfg);
-    let threads = spec.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)) as i32;
+    let threads = spec.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+    let threads = threads as i32;
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(max_seq_len as u32))
         .with_n_batch(max_seq_len as u32)
