@@ -4,10 +4,15 @@
 //! - `list`: what the registry has and what is in the cache.
 //! - `setup-torch`: install libtorch 2.11.0 (for tch 0.24.0) from the pinned PyPI wheels into the
 //!   cache and link it at `.libtorch` in the repository, where `.cargo/config.toml` points `LIBTORCH`.
+//! - `synth-gguf`: write a GGUF of the real Llama 3.2 1B / Llama 3 8B shape with seeded random
+//!   weights and the real Llama 3 tokenizer, labelled synthetic, into the cache.
 //! - `test`: install what the tests need, then run the whole workspace's tests.
 //! - `compare` (alias `bench`): the main job on a fresh machine: install libtorch and the default
-//!   model if missing, build the release binaries, run `compare` with the given arguments.
+//!   model if missing, build the release binaries (llamacpp-only too where cmake and libclang are
+//!   installed), run `compare` with the given arguments.
 
+mod llamacpp;
+mod synth_gguf;
 mod torch;
 
 use std::process::ExitCode;
@@ -43,6 +48,23 @@ enum Command {
         /// Arguments for `compare` (see `compare --help`), e.g. --iterations 5 --plot out.svg
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Write a GGUF with the real Llama 3.2 1B / Llama 3 8B shape, seeded random weights (labelled
+    /// synthetic in its metadata and every report), the real Llama 3 tokenizer and chat template.
+    SynthGguf {
+        /// Model shape
+        #[arg(long, value_enum)]
+        size: synth_gguf::Size,
+        /// Storage: f16, or llama.cpp's q8_0, q4_0, q4_1, q4_k_m block formats
+        #[arg(long = "type", value_enum)]
+        file_type: synth_gguf::FileType,
+        /// Seed of the random weights (the values `--synthetic --seed N` generates; 1337 is the
+        /// frameworks' default)
+        #[arg(long, default_value_t = 1337)]
+        seed: u64,
+        /// Output file (default: the cache's synthetic/llama3-SIZE-TYPE-seedN.gguf)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
     Test {
@@ -121,12 +143,20 @@ fn run(cli: Cli) -> Result<()> {
             if torch_ok {
                 packages.extend(["-p", "torch-only"]);
             }
+            // llama.cpp is opt-in (a C++ build): built when the toolchain is there, else compare
+            // lists it as unavailable with the fix.
+            match llamacpp::check_toolchain() {
+                Ok(()) => packages.extend(["-p", "llamacpp-only"]),
+                Err(e) => eprintln!("warning: {e:#}; comparing without llamacpp"),
+            }
             cargo(&["build", "--release"], &packages)?;
             let status = std::process::Command::new(torch::repo_root().join("target/release/compare")).args(&args).status()?;
             std::process::exit(status.code().unwrap_or(1));
         }
         Command::Test { args } => {
             torch::setup()?;
+            // The llamacpp crates are workspace members: their build needs cmake and libclang.
+            llamacpp::check_toolchain()?;
             for name in ["smollm2-135m", "llama3-tokenizer", "tokenizer-references"] {
                 download::fetch(&registry, &cache, name)?;
             }
@@ -138,6 +168,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             rest.extend(args.iter().map(String::as_str));
             cargo(&["test"], &rest)?;
+        }
+        Command::SynthGguf { size, file_type, seed, out } => {
+            synth_gguf::run(&registry, &cache, size, file_type, seed, out)?;
         }
         Command::List => {
             println!("cache: {}", cache.root().display());

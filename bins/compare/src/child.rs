@@ -1,4 +1,4 @@
-//! Running one framework's benchmark in its own process (`native-only`, `torch-only`): no shared
+//! Running one framework's benchmark in its own process (`native-only`, `torch-only`, `llamacpp-only`): no shared
 //! thread pools, allocators or peak-memory counters between frameworks. A framework that cannot
 //! run comes back as [`Unavailable`] with the reason and the fix, never as a failure of the rest.
 
@@ -20,6 +20,7 @@ pub fn binary_for(framework: &str) -> PathBuf {
 fn build_fix(framework: &str) -> String {
     match framework {
         "torch" => "run `cargo xtask setup-torch && cargo build --release -p torch-only` (or `cargo xtask compare`, which does both)".into(),
+        "llamacpp" => "install cmake and libclang (`apt-get install -y cmake libclang-dev`), then run `cargo build --release -p llamacpp-only` (or `cargo xtask compare --framework ... llamacpp`, which builds it)".into(),
         other => format!("run `cargo build --release -p {other}-only`"),
     }
 }

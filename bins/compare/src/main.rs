@@ -14,7 +14,9 @@ use bench_core::report::write_atomic;
 use clap::{Args, Parser, ValueEnum};
 use compare::report::{self, Format as _};
 
-const FRAMEWORKS: [&str; 2] = ["native", "torch"];
+const FRAMEWORKS: [&str; 3] = ["native", "torch", "llamacpp"];
+/// Opt-in frameworks (they need a C++ toolchain to build): in the default set only when built.
+const OPT_IN: [&str; 1] = ["llamacpp"];
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Compare LLaMA 3 inference frameworks side by side, each in its own process",
@@ -22,7 +24,7 @@ const FRAMEWORKS: [&str; 2] = ["native", "torch"];
     Exit status: 0 every framework ran; 2 some framework was unavailable (the others are reported); \
     3 a regression beyond noise against --baseline; 1 an error, or no framework ran.")]
 struct Cli {
-    /// Frameworks to compare (default: all)
+    /// Frameworks to compare (default: native, torch, and llamacpp when it is built)
     #[arg(long, num_args = 1.., value_parser = FRAMEWORKS)]
     framework: Vec<String>,
     #[command(flatten)]
@@ -54,7 +56,9 @@ struct ModelArgs {
     /// Let each framework download the registry model (and tokenizer) if missing
     #[arg(long)]
     download: bool,
-    /// Weight and compute dtype, the same for every framework
+    /// Weight and compute dtype, the same for every framework; `native` runs each file's own
+    /// storage (GGUF blocks stay quantized where the framework has kernels for them; torch
+    /// dequantizes, and its weights column says so)
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DType,
     /// Load-time quantization, the same for every framework; `all` sweeps none, float16, int8 and
@@ -127,6 +131,7 @@ enum ModelTypeArg {
 }
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DType {
+    Native,
     F32,
     F16,
     Bf16,
@@ -186,7 +191,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         bail!("--shard {} needs {} GPUs; this build runs one device per framework process. Use --shard 1", cli.model.shard, cli.model.shard);
     }
     let threads = cli.bench.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let frameworks: Vec<String> = if cli.framework.is_empty() { FRAMEWORKS.iter().map(|s| s.to_string()).collect() } else { cli.framework.clone() };
+    let frameworks: Vec<String> = if cli.framework.is_empty() {
+        FRAMEWORKS.iter().filter(|f| !OPT_IN.contains(f) || compare::child::binary_for(f).is_file()).map(|s| s.to_string()).collect()
+    } else {
+        cli.framework.clone()
+    };
 
     // Same arguments for every framework: same prompt, tokens, dtype, threads.
     let mut args: Vec<String> = vec![
@@ -243,6 +252,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let dump = dumps.join(format!("{fw}-{}.f32", level.as_deref().unwrap_or("none")));
             let mut a = args.clone();
             match level {
+                None if matches!(cli.model.dtype, DType::Native) => {}
                 None => a.extend(["--dtype".into(), name_of(cli.model.dtype)]),
                 Some(q) => a.extend(["--quantize".into(), q.clone()]),
             }

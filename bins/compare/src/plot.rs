@@ -42,7 +42,13 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
             .y_label_area_size(55)
             .build_cartesian_2d(1f64..max_x + 1.0, 0f64..max_y)
             .map_err(|e| e.to_string())?;
-        chart.configure_mesh().x_desc("generated token").y_desc("latency (ms)").draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("generated token")
+            .y_desc("latency (ms)")
+            // Tokens are counted: whole numbers on the axis, never "20.0".
+            .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{}", x.round() as i64) } else { String::new() })
+            .draw().map_err(|e| e.to_string())?;
         for (i, (r, curve)) in c.results.iter().zip(&curves).enumerate() {
             let color = COLORS[i % COLORS.len()];
             chart

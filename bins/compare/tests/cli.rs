@@ -1,5 +1,5 @@
 //! `compare` as a user runs it, on the real SmolLM2 GGUF, with both per-framework binaries.
-//! `cargo test --workspace` builds `native-only` and `torch-only` next to `compare`.
+//! `cargo test --workspace` builds `native-only`, `torch-only` and `llamacpp-only` next to `compare`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,7 +36,7 @@ fn stderr(o: &Output) -> String {
 fn json_has_one_result_per_framework_ratios_and_the_cross_check() {
     require("native-only");
     require("torch-only");
-    let o = run(&[&["--model", "smollm2-135m", "--format", "json"][..], &QUICK[..]].concat(), None);
+    let o = run(&[&["--framework", "native", "torch", "--model", "smollm2-135m", "--format", "json"][..], &QUICK[..]].concat(), None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
     let names: Vec<_> = c.results.iter().map(|r| r.framework.as_str()).collect();
@@ -69,6 +69,40 @@ fn native_alone_runs_without_libtorch_and_torch_missing_is_reported() {
     assert_eq!(o.status.code(), Some(2), "torch unavailable -> exit 2: {}", stderr(&o));
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("native") && table.contains("torch unavailable") && table.contains("cargo xtask setup-torch"), "{table}");
+}
+
+/// All three frameworks at `--dtype f32`: one row each, the same prompt, and the greedy tokens
+/// agree (llama.cpp runs an f32 KV cache without flash attention at f32).
+#[test]
+fn three_frameworks_at_f32_agree_on_greedy_tokens() {
+    require("native-only");
+    require("torch-only");
+    require("llamacpp-only");
+    let o = run(&[&["--framework", "native", "torch", "llamacpp", "--format", "json"][..], &QUICK[..]].concat(), None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
+    let names: Vec<_> = c.results.iter().map(|r| r.framework.as_str()).collect();
+    assert_eq!(names, ["native", "torch", "llamacpp"]);
+    assert!(c.results.iter().all(|r| r.prompt_tokens == c.results[0].prompt_tokens));
+    let llama = &c.results[2];
+    assert!(llama.device.framework_version.contains("kernels"), "SIMD reported: {}", llama.device.framework_version);
+    let x = &c.cross_checks[0];
+    assert!(x.agree && x.compared_tokens == 4 && x.frameworks.len() == 3, "{x:?}");
+}
+
+/// llamacpp-only not built: listed as unavailable with the build command, the others still run;
+/// and the default set leaves it out.
+#[test]
+fn llamacpp_missing_is_reported_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(require("native-only"), dir.path().join("native-only")).unwrap();
+    let o = run(&[&["--framework", "native", "llamacpp"][..], &QUICK[..]].concat(), Some(dir.path()));
+    assert_eq!(o.status.code(), Some(2), "llamacpp unavailable -> exit 2: {}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("llamacpp unavailable") && table.contains("cmake") && table.contains("llamacpp-only"), "{table}");
+    let o = run(&[&["--format", "json"][..], &QUICK[..]].concat(), Some(dir.path()));
+    let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
+    assert!(c.unavailable.iter().all(|u| u.framework != "llamacpp"), "not built, so not in the default set: {:?}", c.unavailable);
 }
 
 #[test]
@@ -125,7 +159,7 @@ fn formats_files_plot_and_baseline_regressions() {
 fn quantize_all_sweeps_levels_with_quality_against_f32() {
     require("native-only");
     require("torch-only");
-    let o = run(&[&["--quantize", "all", "--format", "json"][..], &QUICK[..]].concat(), None);
+    let o = run(&[&["--framework", "native", "torch", "--quantize", "all", "--format", "json"][..], &QUICK[..]].concat(), None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let c = Comparison::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
     let runs: Vec<(String, String)> = c.results.iter().map(|r| (r.framework.clone(), r.level().to_string())).collect();

@@ -112,7 +112,8 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     let resolved = resolve::resolve(cli)?;
     tracing::debug!(tokenizer = resolved.tokenizer.description(), "resolved {}", resolved.label);
     let load_start = Instant::now();
-    let mut model = backend.load(&resolved.spec).with_context(|| format!("loading {} on {}", resolved.label, backend.name()))?;
+    let model = backend.load(&resolved.spec).with_context(|| format!("loading {} on {}", resolved.label, backend.name()))?;
+    let mut model = SyntheticFile::wrap(model, &resolved.spec);
     let load_time_s = load_start.elapsed().as_secs_f64();
     let info = model.info();
     let synthetic_note = if info.synthetic { " [SYNTHETIC WEIGHTS: random values, output is meaningless]" } else { "" };
@@ -183,6 +184,51 @@ fn answer(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, ids: 
     Ok(out)
 }
 
+/// A model loaded from a GGUF that `cargo xtask synth-gguf` wrote (metadata
+/// `llama3_bench.synthetic = true`): reported as synthetic whichever framework loaded it.
+struct SyntheticFile(Box<dyn bench_core::backend::LanguageModel>);
+
+impl SyntheticFile {
+    fn marked(spec: &bench_core::backend::LoadSpec) -> bool {
+        match &spec.source {
+            bench_core::backend::WeightSource::Files(f) => match &f.weights {
+                bench_core::files::WeightFormat::Gguf(p) => bench_core::gguf::GgufFile::open(p)
+                    .ok()
+                    .and_then(|g| g.get("llama3_bench.synthetic").and_then(|v| v.as_bool()))
+                    .unwrap_or(false),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    fn wrap(model: Box<dyn bench_core::backend::LanguageModel>, spec: &bench_core::backend::LoadSpec) -> Box<dyn bench_core::backend::LanguageModel> {
+        if Self::marked(spec) && !model.info().synthetic {
+            Box::new(SyntheticFile(model))
+        } else {
+            model
+        }
+    }
+}
+
+impl bench_core::backend::LanguageModel for SyntheticFile {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<bench_core::backend::Logits> {
+        self.0.forward(tokens, pos)
+    }
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<Vec<bench_core::backend::Logits>> {
+        self.0.forward_all(tokens, pos)
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+    fn info(&self) -> bench_core::backend::ModelInfo {
+        let mut info = self.0.info();
+        info.synthetic = true;
+        info.weights = format!("synthetic {}", info.weights);
+        info
+    }
+}
+
 #[derive(Serialize)]
 struct GenerationJson<'a> {
     framework: &'a str,
@@ -204,7 +250,7 @@ fn print_generation_json(cli: &Cli, backend: &dyn Backend, r: &resolve::Resolved
     let j = GenerationJson {
         framework: backend.name(),
         model: &r.label,
-        synthetic: r.spec.is_synthetic(),
+        synthetic: r.spec.is_synthetic() || SyntheticFile::marked(&r.spec),
         prompt_ids: &out.prompt_ids,
         generated_ids: &out.generated_ids,
         text: &out.text,

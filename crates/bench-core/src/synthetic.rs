@@ -32,8 +32,13 @@ pub fn tensor_shapes(arch: &Architecture) -> Vec<(String, Vec<usize>)> {
     t
 }
 
+/// Values per independently seeded chunk: the unit of parallel generation.
+const CHUNK: usize = 1 << 16;
+
 /// The values of one synthetic tensor: norms are ones, matrices uniform in ±1/sqrt(fan-in) so
-/// activations keep a sane scale through the layers. Seeded by (`seed`, `name`).
+/// activations keep a sane scale through the layers. Seeded by (`seed`, `name`, chunk index):
+/// chunks of 65,536 values are generated in parallel, each from its own stream, so the values are
+/// the same whatever the thread count, and an 8B model is ready at memory speed.
 pub fn tensor_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
     if name.ends_with("norm.weight") {
@@ -44,10 +49,31 @@ pub fn tensor_values(seed: u64, name: &str, shape: &[usize]) -> Vec<f32> {
     for b in name.bytes() {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
     }
-    let mut rng = SmallRng::seed_from_u64(h);
     let fan_in = *shape.last().unwrap_or(&1) as f32;
     let a = if name == "token_embd.weight" { 1.0 } else { 1.0 / fan_in.sqrt() };
-    (0..n).map(|_| rng.random_range(-a..a)).collect()
+    let mut out = vec![0f32; n];
+    let fill = |first_chunk: usize, part: &mut [f32]| {
+        for (i, chunk) in part.chunks_mut(CHUNK).enumerate() {
+            let mut rng = SmallRng::seed_from_u64(h ^ ((first_chunk + i) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93));
+            for v in chunk {
+                *v = rng.random_range(-a..a);
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1);
+    let chunks = n.div_ceil(CHUNK);
+    if threads == 1 || chunks < 4 {
+        fill(0, &mut out);
+        return out;
+    }
+    let per_thread = chunks.div_ceil(threads);
+    std::thread::scope(|s| {
+        for (t, part) in out.chunks_mut(per_thread * CHUNK).enumerate() {
+            let fill = &fill;
+            s.spawn(move || fill(t * per_thread, part));
+        }
+    });
+    out
 }
 
 #[cfg(test)]
