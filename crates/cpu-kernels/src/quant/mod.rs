@@ -182,7 +182,7 @@ pub(crate) fn dot_q8_x4(isa: Isa, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]
 /// Dot product of one weight row that takes f32 activations (f32/f16/bf16, int8, NF4).
 #[inline]
 pub(crate) fn dot_dense(isa: Isa, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    debug_assert_eq!(row.len(), x.len() * ty.block_bytes());
+    debug_assert_eq!(Some(row.len()), ty.row_bytes(x.len()));
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2/FMA/F16C detected at run time; lengths checked at the product's entry.
