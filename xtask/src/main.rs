@@ -5,9 +5,12 @@
 //! - `setup-torch`: install libtorch 2.11.0 (for tch 0.24.0) from the pinned PyPI wheels into the
 //!   cache and link it at `.libtorch` in the repository, where `.cargo/config.toml` points `LIBTORCH`.
 //! - `test`: install what the tests need, then run the whole workspace's tests.
+//! - `fuzz TARGET [--seconds N]`: run a libFuzzer target of the file readers (gguf, safetensors,
+//!   config) on the stable toolchain; `cargo test` replays their corpus.
 //! - `compare` (alias `bench`): the main job on a fresh machine: install libtorch and the default
 //!   model if missing, build the release binaries, run `compare` with the given arguments.
 
+mod fuzz;
 mod torch;
 
 use std::process::ExitCode;
@@ -43,6 +46,14 @@ enum Command {
         /// Arguments for `compare` (see `compare --help`), e.g. --iterations 5 --plot out.svg
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Fuzz one of bench-core's file readers with libFuzzer (stable toolchain, needs a C++ compiler).
+    Fuzz {
+        /// gguf, safetensors or config
+        target: String,
+        /// How long to run
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
     },
     /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
     Test {
@@ -138,6 +149,12 @@ fn run(cli: Cli) -> Result<()> {
             }
             rest.extend(args.iter().map(String::as_str));
             cargo(&["test"], &rest)?;
+        }
+        Command::Fuzz { target, seconds } => {
+            if target == "gguf" {
+                download::fetch(&registry, &cache, "smollm2-135m")?;
+            }
+            fuzz::run(&torch::repo_root(), &target, seconds)?;
         }
         Command::List => {
             println!("cache: {}", cache.root().display());

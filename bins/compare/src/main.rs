@@ -65,6 +65,9 @@ struct ModelArgs {
     /// Split the model across N devices
     #[arg(long, default_value_t = 1)]
     shard: usize,
+    /// Let every framework load even when the model looks larger than the memory available
+    #[arg(long)]
+    ignore_memory_check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -220,6 +223,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     if cli.model.download {
         args.push("--download".into());
+    }
+    if cli.model.ignore_memory_check {
+        args.push("--ignore-memory-check".into());
     }
 
     let machine = MachineInfo::probe(!cli.output.no_bandwidth);
