@@ -106,7 +106,7 @@ impl ModelConfig {
             rope_scaling: None,
         };
         arch.check().map_err(|p| bad(p.describe(|f| f.gguf_name(arch_name))))?;
-        check_tensor_shapes(&arch, &gguf.path, |name| {
+        check_tensor_shapes(&arch, &gguf.path, str::to_string, |name| {
             gguf.tensor(name).map(|t| t.dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect())
         })?;
         let rope_freq_factors = match gguf.tensor("rope_freqs.weight") {
@@ -208,7 +208,7 @@ impl ModelConfig {
             }
         }
         let origin = shards.first().map(|p| p.as_path()).unwrap_or(config);
-        check_tensor_shapes(&cfg.arch, origin, |gguf_name| shapes.get(&hf_tensor_name(gguf_name)).map(|t| t.shape.clone()))?;
+        check_tensor_shapes(&cfg.arch, origin, hf_tensor_name, |name| shapes.get(name).map(|t| t.shape.clone()))?;
         for (gguf_name, _) in crate::synthetic::tensor_shapes(&cfg.arch) {
             if let Some(t) = shapes.get(&hf_tensor_name(&gguf_name)) {
                 if t.dtype.float().is_none() {
@@ -232,10 +232,17 @@ impl ModelConfig {
 }
 
 /// Every tensor the architecture needs must be in the file with the shape it implies (row-major,
-/// outermost first); `shape_of` looks a tensor up by its GGUF name. Run before any weight is read,
-/// so that a wrong config or tensor table is an error naming both, not a failed matrix product.
-pub fn check_tensor_shapes(arch: &Architecture, file: &Path, shape_of: impl Fn(&str) -> Option<Vec<usize>>) -> Result<()> {
-    for (name, want) in crate::synthetic::tensor_shapes(arch) {
+/// outermost first); `file_name` gives a tensor's name in the file from its GGUF name and
+/// `shape_of` looks it up by that name. Run before any weight is read, so that a wrong config or
+/// tensor table is an error naming both, not a failed matrix product.
+pub fn check_tensor_shapes(
+    arch: &Architecture,
+    file: &Path,
+    file_name: impl Fn(&str) -> String,
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+) -> Result<()> {
+    for (gguf_name, want) in crate::synthetic::tensor_shapes(arch) {
+        let name = file_name(&gguf_name);
         match shape_of(&name) {
             None => {
                 return Err(Error::ModelFiles(format!(
