@@ -110,9 +110,16 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     }
     let _profile = init_tracing(cli)?;
 
-    let resolved = resolve::resolve(cli)?;
+    let memory_check = |spec: &bench_core::backend::LoadSpec, label: &str| {
+        if cli.model.ignore_memory_check {
+            Ok(())
+        } else {
+            preflight::check_memory(backend, spec, label)
+        }
+    };
+    let resolved = resolve::resolve_checked(cli, &memory_check)?;
     tracing::debug!(tokenizer = resolved.tokenizer.description(), "resolved {}", resolved.label);
-    preflight::check(backend, &resolved, cli.model.ignore_memory_check)?;
+    preflight::check_vocab(backend, &resolved)?;
     let load_start = Instant::now();
     let mut model = backend.load(&resolved.spec).with_context(|| format!("loading {} on {}", resolved.label, backend.name()))?;
     let load_time_s = load_start.elapsed().as_secs_f64();

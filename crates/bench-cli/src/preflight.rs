@@ -12,6 +12,7 @@ use bench_core::registry::{Architecture, Registry};
 
 use crate::resolve::Resolved;
 
+
 /// The model's configuration, how its weights are stored, and the file to name in errors.
 fn describe(backend: &dyn Backend, spec: &LoadSpec) -> Result<(ModelConfig, Stored, String)> {
     Ok(match &spec.source {
@@ -37,14 +38,17 @@ fn describe(backend: &dyn Backend, spec: &LoadSpec) -> Result<(ModelConfig, Stor
     })
 }
 
-/// Runs every check; `ignore_memory` skips the memory one (`--ignore-memory-check`).
-pub fn check(backend: &dyn Backend, resolved: &Resolved, ignore_memory: bool) -> Result<()> {
-    let spec = &resolved.spec;
-    let (cfg, stored, origin) = describe(backend, spec)?;
+/// The model's vocabulary must cover the tokenizer's.
+pub fn check_vocab(backend: &dyn Backend, resolved: &Resolved) -> Result<()> {
+    let (cfg, _, origin) = describe(backend, &resolved.spec)?;
     config::check_tokenizer_vocab(&cfg.arch, &origin, resolved.tokenizer.vocab_size(), resolved.tokenizer.description())?;
-    if ignore_memory {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Refuses a load that cannot fit in the memory available, naming both figures and what would
+/// fit (`--ignore-memory-check` skips this). `label` names the model.
+pub fn check_memory(backend: &dyn Backend, spec: &LoadSpec, label: &str) -> Result<()> {
+    let (cfg, stored, _) = describe(backend, spec)?;
     if spec.device != "cpu" {
         // Free device memory is the framework's to report; host memory is not the limit there.
         tracing::debug!("memory check skipped on {}", spec.device);
@@ -106,7 +110,7 @@ pub fn check(backend: &dyn Backend, resolved: &Resolved, ignore_memory: bool) ->
     bail!(
         "not enough memory for {} on {}: it needs {:.1} GB ({:.1} GB of weights, {held}, + {:.1} GB KV cache for {cache_len} positions) \
          but {:.1} GB is available ({}); {what_fits}; or pass --ignore-memory-check to load anyway",
-        resolved.label,
+        label,
         backend.name(),
         need.total() as f64 / GB,
         need.weights as f64 / GB,
