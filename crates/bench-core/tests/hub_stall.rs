@@ -83,6 +83,7 @@ fn a_transfer_stalled_mid_body_times_out_and_leaves_no_partial_file() {
     let t = Instant::now();
     let err = download::fetch(&registry, &cache, "stalls").unwrap_err().to_string();
     let took = t.elapsed();
+    println!("gave up after {took:.1?}: {err}");
     assert!(err.contains("model.gguf") && err.contains("no data received for 2 s") && err.contains("1 partial file(s) removed"), "{err}");
     // Half the body arrived before the stall, so the watchdog saw progress first, then none.
     assert!(took >= Duration::from_secs(2), "gave up after {took:?}");
