@@ -242,9 +242,8 @@ fn fetch_huggingface(repo: &str, revision: &str, files: &[FileSpec], index: Opti
     check_reachable(&endpoint)?;
     let get = |file: &str| -> Result<PathBuf> {
         get_watched(&api, &hub_repo, &blobs, file, stall_timeout()).map_err(|e| {
-            Error::Download(format!(
-                "{repo}/{file} from {endpoint}: {e}. If the repository is gated, set HF_TOKEN to a token with access"
-            ))
+            let hint = if e.contains("stalled transfer") { "" } else { ". If the repository is gated, set HF_TOKEN to a token with access" };
+            Error::Download(format!("{repo}/{file} from {endpoint}: {e}{hint}"))
         })
     };
 
