@@ -285,7 +285,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 if let Some(ref_path) = &reference {
                     let read = |p: &PathBuf| -> Result<Vec<f32>> {
-                        Ok(std::fs::read(p)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+                        Ok(std::fs::read(p)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
                     };
                     quality.push(Quality::measure(fw, q, &read(ref_path)?, &read(&dump)?, r.model.architecture.vocab_size)?);
                 }
