@@ -7,10 +7,13 @@
 //! - `synth-gguf`: write a GGUF of the real Llama 3.2 1B / Llama 3 8B shape with seeded random
 //!   weights and the real Llama 3 tokenizer, labelled synthetic, into the cache.
 //! - `test`: install what the tests need, then run the whole workspace's tests.
+//! - `fuzz TARGET [--seconds N]`: run a libFuzzer target of the file readers (gguf, safetensors,
+//!   config) on the stable toolchain; `cargo test` replays their corpus.
 //! - `compare` (alias `bench`): the main job on a fresh machine: install libtorch and the default
 //!   model if missing, build the release binaries (llamacpp-only too where cmake and libclang are
 //!   installed), run `compare` with the given arguments.
 
+mod fuzz;
 mod llamacpp;
 mod synth_gguf;
 mod torch;
@@ -65,6 +68,14 @@ enum Command {
         /// Output file (default: the cache's synthetic/llama3-SIZE-TYPE-seedN.gguf)
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+    },
+    /// Fuzz one of bench-core's file readers with libFuzzer (stable toolchain, needs a C++ compiler).
+    Fuzz {
+        /// gguf, safetensors or config
+        target: String,
+        /// How long to run
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
     },
     /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
     Test {
@@ -171,6 +182,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::SynthGguf { size, file_type, seed, out } => {
             synth_gguf::run(&registry, &cache, size, file_type, seed, out)?;
+        }
+        Command::Fuzz { target, seconds } => {
+            if target == "gguf" {
+                download::fetch(&registry, &cache, "smollm2-135m")?;
+            }
+            fuzz::run(&torch::repo_root(), &target, seconds)?;
         }
         Command::List => {
             println!("cache: {}", cache.root().display());

@@ -71,6 +71,8 @@ pub fn run_labelled(framework: &str, label: &str, args: &[String]) -> Result<Ben
         }
         let fix = if last.contains("error while loading shared libraries") {
             build_fix(framework)
+        } else if last.contains("not enough memory") {
+            "pass one of the options it names (e.g. --dtype bf16 or --quantize int8), or --ignore-memory-check".into()
         } else {
             "see the error above; the same command with the per-framework binary reproduces it".into()
         };

@@ -69,6 +69,9 @@ struct ModelArgs {
     /// Split the model across N devices
     #[arg(long, default_value_t = 1)]
     shard: usize,
+    /// Let every framework load even when the model looks larger than the memory available
+    #[arg(long)]
+    ignore_memory_check: bool,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +233,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
     if cli.model.download {
         args.push("--download".into());
     }
+    if cli.model.ignore_memory_check {
+        args.push("--ignore-memory-check".into());
+    }
 
     let machine = MachineInfo::probe(!cli.output.no_bandwidth);
     let levels: Vec<Option<String>> = match cli.model.quantize {
@@ -289,7 +295,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 if let Some(ref_path) = &reference {
                     let read = |p: &PathBuf| -> Result<Vec<f32>> {
-                        Ok(std::fs::read(p)?.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+                        Ok(std::fs::read(p)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
                     };
                     quality.push(Quality::measure(fw, q, &read(ref_path)?, &read(&dump)?, r.model.architecture.vocab_size)?);
                 }

@@ -269,6 +269,102 @@ pub fn corrupt_safetensors_is_an_error(backend: &dyn Backend) {
     assert!(err.contains("safetensors") && err.contains("model.safetensors"), "{err}");
 }
 
+/// Malformed GGUF metadata and tensor tables, caught by bench-core's reader and config before
+/// the framework sees a tensor: each error names the key or tensor, the file and what is accepted.
+pub fn malformed_gguf_fields_are_errors(backend: &dyn Backend) {
+    use fixtures::GgufBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = || GgufBuilder::tiny_llama("llama");
+    let cases: Vec<(&str, GgufBuilder, Vec<&str>)> = vec![
+        // The writer lays data out on 32-byte boundaries; a file declaring 64 has misaligned offsets.
+        ("misaligned", tiny().u32("general.alignment", 64), vec!["is not a multiple of general.alignment 64 (accepted: offsets that are multiples of 64)"]),
+        ("alignment", tiny().u32("general.alignment", 24), vec!["general.alignment is U32(24) (accepted: a power of two from 1 to 65536)"]),
+        ("rope_nan", tiny().f32("llama.rope.freq_base", f32::NAN), vec!["llama.rope.freq_base is NaN (accepted: a finite number >= 1)"]),
+        ("rope_inf", tiny().f32("llama.rope.freq_base", f32::INFINITY), vec!["llama.rope.freq_base is inf (accepted: a finite number >= 1)"]),
+        ("rope_zero", tiny().f32("llama.rope.freq_base", 0.0), vec!["llama.rope.freq_base is 0 (accepted: a finite number >= 1)"]),
+        (
+            "eps",
+            tiny().f32("llama.attention.layer_norm_rms_epsilon", -1e-5),
+            vec!["llama.attention.layer_norm_rms_epsilon is -0.0000", "(accepted: a finite number > 0 and < 1)"],
+        ),
+        (
+            "heads",
+            tiny().u32("llama.attention.head_count", 3),
+            vec!["llama.attention.head_count is 3 (accepted: a divisor of the hidden size 8 leaving an even head size"],
+        ),
+        (
+            "kv_heads",
+            tiny().u32("llama.attention.head_count_kv", 3),
+            vec!["llama.attention.head_count_kv is 3 (accepted: a divisor of the 2 attention heads)"],
+        ),
+        ("layers", tiny().u32("llama.block_count", 3), vec!["missing tensor blk.2.attn_norm.weight (the config has 3 layers"]),
+        ("vocab", tiny().u32("llama.vocab_size", 64), vec!["tensor token_embd.weight has shape [32, 8], but the config", "implies [64, 8]"]),
+        (
+            "overflow",
+            tiny().tensor("huge.weight", &[1 << 40, 1 << 40], 0, vec![0; 32]),
+            vec!["tensor huge.weight: dimensions [1099511627776, 1099511627776] multiply to more than"],
+        ),
+        (
+            "past_end",
+            tiny().tensor("big.weight", &[1 << 30, 1 << 20], 0, vec![0; 32]),
+            vec!["tensor big.weight", "ends past the end of the file"],
+        ),
+    ];
+    for (name, builder, needles) in cases {
+        let path = dir.path().join(format!("{name}.gguf"));
+        builder.write(&path);
+        let err = load_err(backend, gguf_source(&path));
+        assert!(err.contains(&format!("{name}.gguf")), "{name}: the error names the file: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: expected {n:?} in: {err}");
+        }
+    }
+}
+
+/// The same checks on a Hugging Face `config.json` and safetensors header.
+pub fn malformed_config_json_and_safetensors_are_errors(backend: &dyn Backend) {
+    let config = |extra: &str| {
+        format!(
+            r#"{{"model_type":"llama","hidden_size":8,"intermediate_size":16,"num_attention_heads":2,"num_hidden_layers":1,
+                "num_key_value_heads":1,"vocab_size":32{extra}}}"#
+        )
+    };
+    let header = |json: &str| {
+        let mut b = (json.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(json.as_bytes());
+        b.extend_from_slice(&[0u8; 64]);
+        b
+    };
+    let ok_header = header(r#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[4,4],"data_offsets":[0,64]}}"#);
+    let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
+        ("rope", config(r#","rope_theta":-1.0"#), ok_header.clone(), "rope_theta is -1 (accepted: a finite number >= 1)"),
+        ("eps", config(r#","rms_norm_eps":0.0"#), ok_header.clone(), "rms_norm_eps is 0 (accepted: a finite number > 0 and < 1)"),
+        ("kv", config(r#","num_key_value_heads":3"#).replace(r#""num_key_value_heads":1,"#, ""), ok_header.clone(), "num_key_value_heads is 3 (accepted: a divisor of the 2 attention heads)"),
+        (
+            "overflow",
+            config(""),
+            header(r#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,64]}}"#),
+            "tensor model.embed_tokens.weight: shape [4294967296, 4294967296] multiplies to more than 2^63 - 1 elements",
+        ),
+        (
+            "offsets",
+            config(""),
+            header(r#"{"model.embed_tokens.weight":{"dtype":"F32","shape":[32,8],"data_offsets":[0,1024]}}"#),
+            "tensor model.embed_tokens.weight: data_offsets [0, 1024] for shape [32, 8] F32 (accepted: exactly 1024 bytes inside the file's 64 bytes of data)",
+        ),
+        ("shapes", config(""), ok_header.clone(), "tensor model.embed_tokens.weight has shape [4, 4], but the config"),
+    ];
+    for (name, config_json, shard, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), config_json).unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), shard).unwrap();
+        let files = files::discover(dir.path()).unwrap();
+        let err = load_err(backend, WeightSource::Files(files));
+        assert!(err.contains(needle), "{name}: expected {needle:?} in: {err}");
+        assert!(err.contains("config.json") || err.contains("model.safetensors"), "{name}: the error names the file: {err}");
+    }
+}
+
 pub fn prompt_longer_than_context_is_an_error(backend: &dyn Backend) {
     let gguf = fixtures::smollm2_gguf();
     let tok = fixtures::smollm2_tokenizer();
@@ -337,6 +433,14 @@ macro_rules! conformance_suite {
             $crate::corrupt_safetensors_is_an_error(&$backend)
         }
         #[test]
+        fn malformed_gguf_fields_are_errors() {
+            $crate::malformed_gguf_fields_are_errors(&$backend)
+        }
+        #[test]
+        fn malformed_config_json_and_safetensors_are_errors() {
+            $crate::malformed_config_json_and_safetensors_are_errors(&$backend)
+        }
+        #[test]
         fn prompt_longer_than_context_is_an_error() {
             $crate::prompt_longer_than_context_is_an_error(&$backend)
         }
@@ -359,6 +463,14 @@ macro_rules! cli_suite {
         #[test]
         fn chat_reads_one_question_per_line_from_a_pipe() {
             $crate::cli::chat_reads_one_question_per_line_from_a_pipe(std::path::Path::new($bin))
+        }
+        #[test]
+        fn chat_survives_bad_lines_and_ends_cleanly_at_eof() {
+            $crate::cli::chat_survives_bad_lines_and_ends_cleanly_at_eof(std::path::Path::new($bin))
+        }
+        #[test]
+        fn a_model_larger_than_memory_is_refused_before_loading() {
+            $crate::cli::a_model_larger_than_memory_is_refused_before_loading(std::path::Path::new($bin))
         }
         #[test]
         fn profile_writes_a_chrome_trace() {

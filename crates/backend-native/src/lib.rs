@@ -38,6 +38,10 @@ impl Backend for NativeBackend {
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>> {
         Ok(Box::new(load_model(spec)?))
     }
+
+    fn keeps_gguf_blocks(&self) -> bool {
+        true
+    }
 }
 
 /// Which forward pass a loaded model runs (`--kernels`).

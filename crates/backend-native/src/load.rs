@@ -336,7 +336,7 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) 
 }
 
 fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
-    let cfg = ModelConfig::from_hf_config(config)?;
+    let cfg = ModelConfig::from_safetensors(config, shards)?;
     // SAFETY: memory-mapped read-only; the files must not be truncated while in use.
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(shards) }.map_err(|e| {
         Error::ModelFiles(format!(

@@ -223,7 +223,7 @@ fn hf_name(gguf_name: &str) -> String {
 }
 
 fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
-    let cfg = ModelConfig::from_hf_config(config)?;
+    let cfg = ModelConfig::from_safetensors(config, shards)?;
     let mut maps = Vec::with_capacity(shards.len());
     for p in shards {
         let f = std::fs::File::open(p).map_err(|e| Error::io("opening safetensors file", p, e))?;

@@ -66,6 +66,11 @@ pub struct ModelArgs {
     /// Longest sequence (prompt + generation) the KV cache holds; capped at the model's context
     #[arg(long, default_value_t = 4096)]
     pub max_seq_len: usize,
+
+    /// Load even when the weights and KV cache look larger than the memory available
+    /// (MemAvailable, cgroup limit); by default such a load is refused before it starts
+    #[arg(long)]
+    pub ignore_memory_check: bool,
 }
 
 #[derive(Debug, Args)]

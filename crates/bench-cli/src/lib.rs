@@ -3,6 +3,7 @@
 //! `bench_cli::main(&MyBackend)`.
 
 pub mod args;
+pub mod preflight;
 pub mod resolve;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -109,8 +110,16 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     }
     let _profile = init_tracing(cli)?;
 
-    let resolved = resolve::resolve(cli)?;
+    let memory_check = |spec: &bench_core::backend::LoadSpec, label: &str| {
+        if cli.model.ignore_memory_check {
+            Ok(())
+        } else {
+            preflight::check_memory(backend, spec, label)
+        }
+    };
+    let resolved = resolve::resolve_checked(cli, &memory_check)?;
     tracing::debug!(tokenizer = resolved.tokenizer.description(), "resolved {}", resolved.label);
+    preflight::check_vocab(backend, &resolved)?;
     let load_start = Instant::now();
     let model = backend.load(&resolved.spec).with_context(|| format!("loading {} on {}", resolved.label, backend.name()))?;
     let mut model = SyntheticFile::wrap(model, &resolved.spec);
@@ -270,7 +279,72 @@ fn print_generation_json(cli: &Cli, backend: &dyn Backend, r: &resolve::Resolved
     Ok(())
 }
 
-/// Interactive Q&A with history; with stdin not a terminal, one question per line.
+/// Longest chat line read, in bytes: far more than any context holds (a 128k-token context is about
+/// 512 KB of text); a longer line is skipped without being kept in memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// One line of chat input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InputLine {
+    Text(String),
+    /// Not UTF-8: the first bad byte's offset.
+    InvalidUtf8 { offset: usize },
+    /// Longer than the limit; only its length was kept.
+    TooLong { bytes: usize },
+}
+
+/// Reads one line (without its `\n` / `\r\n`), never holding more than `max_bytes` of it;
+/// `None` at end of input.
+pub fn read_line_capped(reader: &mut impl BufRead, max_bytes: usize) -> std::io::Result<Option<InputLine>> {
+    let mut line = Vec::new();
+    let mut total = 0usize;
+    let mut too_long = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            if total == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let take = newline.map_or(buf.len(), |i| i + 1);
+        if !too_long {
+            if line.len() + take > max_bytes + 2 {
+                too_long = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(&buf[..take]);
+            }
+        }
+        total += take;
+        reader.consume(take);
+        if newline.is_some() {
+            break;
+        }
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    if too_long || line.len() > max_bytes {
+        return Ok(Some(InputLine::TooLong { bytes: total }));
+    }
+    Ok(Some(match String::from_utf8(line) {
+        Ok(s) => InputLine::Text(s),
+        Err(e) => InputLine::InvalidUtf8 { offset: e.utf8_error().valid_up_to() },
+    }))
+}
+
+/// Interactive Q&A with history; with stdin not a terminal, one question per line. A line that
+/// cannot be asked (not UTF-8, too long, longer than the context) gets a one-line error on
+/// stderr and the chat goes on; end of input ends it.
 fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, template: &ChatTemplate, sampling: SamplingConfig) -> Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let context = model.info().max_seq_len;
@@ -280,14 +354,26 @@ fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, templat
         eprintln!("Chat with the model ({} template). /exit or Ctrl-D to quit, /reset to forget the conversation.", template.name());
     }
     let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut input = stdin.lock();
+    let mut line_no = 0usize;
     loop {
         if interactive {
             eprint!("\n> ");
             let _ = std::io::stderr().flush();
         }
-        let Some(line) = lines.next() else { break };
-        let line = line.context("reading stdin")?;
+        let Some(line) = read_line_capped(&mut input, MAX_LINE_BYTES).context("reading stdin")? else { break };
+        line_no += 1;
+        let line = match line {
+            InputLine::Text(s) => s,
+            InputLine::InvalidUtf8 { offset } => {
+                eprintln!("error: input line {line_no} is not valid UTF-8 (bad byte at offset {offset}); it was skipped, ask again");
+                continue;
+            }
+            InputLine::TooLong { bytes } => {
+                eprintln!("error: input line {line_no} is {bytes} bytes (accepted: up to {MAX_LINE_BYTES}); it was skipped, ask a shorter question");
+                continue;
+            }
+        };
         let question = line.trim();
         if question.is_empty() {
             continue;
@@ -310,6 +396,14 @@ fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, templat
             }
             history.drain(..2.min(history.len() - 1));
         };
+        if ids.len() >= context {
+            history.pop();
+            eprintln!(
+                "error: input line {line_no} is {} tokens with the chat template, but the context holds {context} (accepted: under {context} tokens); ask a shorter question or raise --max-seq-len",
+                ids.len()
+            );
+            continue;
+        }
         let out = answer(cli, model, tokenizer, &ids, &mut sampler)?;
         if cli.output.json {
             println!("{}", serde_json::json!({"question": question, "answer": out.text, "generated_ids": out.generated_ids}));
@@ -317,6 +411,33 @@ fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, templat
         history.push(Message::new(Role::Assistant, out.text.trim().to_string()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<InputLine> {
+        // A tiny buffer makes lines span several fills, as a pipe does.
+        let mut r = std::io::BufReader::with_capacity(3, input);
+        std::iter::from_fn(|| read_line_capped(&mut r, max).unwrap()).collect()
+    }
+
+    #[test]
+    fn capped_lines_report_bad_utf8_and_length_and_keep_going() {
+        let got = lines(b"hello\r\nbad \xff byte\n0123456789abc\nlast", 10);
+        assert_eq!(
+            got,
+            vec![
+                InputLine::Text("hello".into()),
+                InputLine::InvalidUtf8 { offset: 4 },
+                InputLine::TooLong { bytes: 14 },
+                InputLine::Text("last".into()),
+            ]
+        );
+        assert!(lines(b"", 10).is_empty());
+        assert_eq!(lines(b"\n", 10), vec![InputLine::Text(String::new())]);
+    }
 }
 
 fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageModel, resolved: &resolve::Resolved, path: &std::path::Path) -> Result<()> {

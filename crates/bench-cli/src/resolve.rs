@@ -77,6 +77,12 @@ fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, downloa
 }
 
 pub fn resolve(cli: &Cli) -> Result<Resolved> {
+    resolve_checked(cli, &|_, _| Ok(()))
+}
+
+/// [`resolve`], running `check` on the load spec and label as soon as they are known, before the
+/// tokenizer is read (the memory check answers within a second this way).
+pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>) -> Result<Resolved> {
     let registry = Registry::load()?;
     let cache = Cache::from_env();
     let (dtype, quantize) = load_spec_options(cli);
@@ -117,6 +123,9 @@ pub fn resolve(cli: &Cli) -> Result<Resolved> {
             bail!(bench_core::Error::ModelTypeMismatch { expected: "gpt".into(), detected: "llama".into() });
         }
         let arch = entry.architecture.clone();
+        let label = format!("{name} (synthetic)");
+        let load_spec = spec(WeightSource::Synthetic { arch: arch.clone(), seed: cli.sampling.seed });
+        check(&load_spec, &label)?;
         // A synthetic model still needs real token ids: Llama 3 shapes use the Llama 3 tokenizer,
         // others their own files' tokenizer.
         let tokenizer = if arch.vocab_size == 128_256 {
@@ -127,11 +136,7 @@ pub fn resolve(cli: &Cli) -> Result<Resolved> {
             let files = files::discover(&model_root(&paths)?)?;
             tokenizer_for(&files, &registry, &cache, cli.model.download)?
         };
-        return Ok(Resolved {
-            spec: spec(WeightSource::Synthetic { arch, seed: cli.sampling.seed }),
-            tokenizer,
-            label: format!("{name} (synthetic)"),
-        });
+        return Ok(Resolved { spec: load_spec, tokenizer, label });
     }
 
     let (files, label) = match &cli.model.model_path {
@@ -144,6 +149,8 @@ pub fn resolve(cli: &Cli) -> Result<Resolved> {
         }
     };
     files::check_model_type(&files, expected)?;
+    let load_spec = spec(WeightSource::Files(files.clone()));
+    check(&load_spec, &label)?;
     let tokenizer = tokenizer_for(&files, &registry, &cache, cli.model.download)?;
-    Ok(Resolved { spec: spec(WeightSource::Files(files)), tokenizer, label })
+    Ok(Resolved { spec: load_spec, tokenizer, label })
 }

@@ -183,6 +183,11 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     fn device_info(&self, device: &str) -> DeviceInfo;
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>>;
+    /// Whether GGUF blocks are kept as they are when no dtype is asked for (ggml kernels), rather
+    /// than dequantized to f32 at load: what the memory check before loading counts.
+    fn keeps_gguf_blocks(&self) -> bool {
+        false
+    }
 }
 
 /// A loaded model with its KV cache.

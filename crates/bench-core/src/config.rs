@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::gguf::GgufFile;
-use crate::registry::{Architecture, RopeScaling};
+use crate::registry::{ArchField, Architecture, RopeScaling};
 use crate::{Error, Result};
 
 /// How rotary pairs are laid out in the q/k projections.
@@ -64,42 +64,81 @@ impl ModelConfig {
         (cos, sin)
     }
 
-    /// Reads the LLaMA hyper-parameters of a GGUF file.
+    /// Reads the LLaMA hyper-parameters of a GGUF file and checks them, and the tensor table,
+    /// against their accepted ranges: every error names the metadata key or tensor, the file and
+    /// what is accepted.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         let arch_name = gguf.architecture().unwrap_or("llama");
         let key = |k: &str| format!("{arch_name}.{k}");
-        let need = |k: &str| {
-            gguf.get_u64(&key(k)).map(|v| v as usize).ok_or_else(|| Error::gguf(&gguf.path, format!("missing metadata {}", key(k))))
+        let bad = |m: String| Error::gguf(&gguf.path, m);
+        let int = |k: &str| -> Result<Option<usize>> {
+            match gguf.get(&key(k)) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .map(Some)
+                    .ok_or_else(|| bad(format!("{} is {v:?} (accepted: a non-negative integer)", key(k)))),
+            }
+        };
+        let need = |k: &str| int(k)?.ok_or_else(|| bad(format!("missing metadata {}", key(k))));
+        let float = |k: &str, default: f64| -> Result<f64> {
+            match gguf.get(&key(k)) {
+                None => Ok(default),
+                Some(v) => v.as_f64().ok_or_else(|| bad(format!("{} is {v:?} (accepted: a number)", key(k)))),
+            }
         };
         let heads = need("attention.head_count")?;
-        let embd = gguf.tensor("token_embd.weight").ok_or_else(|| Error::gguf(&gguf.path, "missing tensor token_embd.weight"))?;
-        let vocab_size = gguf.get_u64(&key("vocab_size")).map(|v| v as usize).unwrap_or(embd.dims.get(1).copied().unwrap_or(0) as usize);
-        let rope_freq_factors = match gguf.tensor("rope_freqs.weight") {
-            Some(t) if t.ggml_type == crate::gguf::GgmlType::F32 => {
-                let bytes = gguf.tensor_bytes(t)?;
-                Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
-            }
-            _ => None,
-        };
+        let embd = gguf.tensor("token_embd.weight").ok_or_else(|| bad("missing tensor token_embd.weight".into()))?;
+        let embd_rows = embd.dims.get(1).and_then(|&d| usize::try_from(d).ok()).unwrap_or(0);
+        let vocab_size = int("vocab_size")?.unwrap_or(embd_rows);
         let arch = Architecture {
             layers: need("block_count")?,
             dim: need("embedding_length")?,
             heads,
-            kv_heads: gguf.get_u64(&key("attention.head_count_kv")).map(|v| v as usize).unwrap_or(heads),
+            kv_heads: int("attention.head_count_kv")?.unwrap_or(heads),
             ffn_dim: need("feed_forward_length")?,
             vocab_size,
-            rope_theta: gguf.get_f64(&key("rope.freq_base")).unwrap_or(10_000.0) as f32,
-            norm_eps: gguf.get_f64(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
+            rope_theta: float("rope.freq_base", 10_000.0)? as f32,
+            norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5)?,
             tied_embeddings: gguf.tensor("output.weight").is_none(),
-            context_length: gguf.get_u64(&key("context_length")).map(|v| v as usize).unwrap_or(4096),
+            context_length: int("context_length")?.unwrap_or(4096),
             rope_scaling: None,
         };
-        arch.validate()?;
-        Ok(Self { arch, rope_layout: RopeLayout::Interleaved, rope_freq_factors })
+        arch.check().map_err(|p| bad(p.describe(|f| f.gguf_name(arch_name))))?;
+        check_tensor_shapes(&arch, &gguf.path, str::to_string, |name| {
+            gguf.tensor(name).map(|t| t.dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect())
+        })?;
+        let rope_freq_factors = match gguf.tensor("rope_freqs.weight") {
+            Some(t) if t.ggml_type == crate::gguf::GgmlType::F32 => {
+                let bytes = gguf.tensor_bytes(t)?;
+                let factors: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                Some(factors)
+            }
+            _ => None,
+        };
+        let cfg = Self { arch, rope_layout: RopeLayout::Interleaved, rope_freq_factors };
+        if let Some(factors) = &cfg.rope_freq_factors {
+            let half = cfg.head_dim() / 2;
+            if factors.len() != half || !factors.iter().all(|f| f.is_finite() && *f > 0.0) || !cfg.inv_freqs().iter().all(|f| f.is_finite()) {
+                return Err(bad(format!(
+                    "tensor rope_freqs.weight holds {} values (accepted: {half} finite values > 0, one per rotary frequency, that keep the frequencies finite)",
+                    factors.len()
+                )));
+            }
+        }
+        Ok(cfg)
     }
 
-    /// Reads a Hugging Face `config.json` of a LLaMA model.
+    /// Reads a Hugging Face `config.json` of a LLaMA model and checks every field against its
+    /// accepted range (the error names the field, the file and the range).
     pub fn from_hf_config(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading config.json", path, e))?;
+        Self::from_hf_config_text(&text, path)
+    }
+
+    /// [`Self::from_hf_config`] on the file's text; `path` names it in errors.
+    pub fn from_hf_config_text(text: &str, path: &Path) -> Result<Self> {
         #[derive(Deserialize)]
         struct HfRopeScaling {
             factor: Option<f32>,
@@ -122,8 +161,7 @@ impl ModelConfig {
             max_position_embeddings: Option<usize>,
             rope_scaling: Option<HfRopeScaling>,
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading config.json", path, e))?;
-        let c: HfConfig = serde_json::from_str(&text)
+        let c: HfConfig = serde_json::from_str(text)
             .map_err(|e| Error::ModelFiles(format!("{} is not a LLaMA config.json: {e}", path.display())))?;
         let rope_scaling = match c.rope_scaling {
             Some(s) if s.rope_type.as_deref().unwrap_or("llama3") == "llama3" => Some(RopeScaling {
@@ -150,8 +188,40 @@ impl ModelConfig {
             context_length: c.max_position_embeddings.unwrap_or(4096),
             rope_scaling,
         };
-        arch.validate()?;
+        arch.check().map_err(|p| Error::ModelFiles(format!("{}: {}", path.display(), p.describe(ArchField::hf_name))))?;
         Ok(Self { arch, rope_layout: RopeLayout::HalfSplit, rope_freq_factors: None })
+    }
+
+    /// [`Self::from_hf_config`], plus every shard's safetensors header checked: offsets inside the
+    /// file, element counts and byte sizes computed with checked arithmetic, float dtypes, and
+    /// the model's tensors present with the shapes the config implies. Nothing is allocated from
+    /// the header's numbers before they pass.
+    pub fn from_safetensors(config: &Path, shards: &[std::path::PathBuf]) -> Result<Self> {
+        let cfg = Self::from_hf_config(config)?;
+        let mut shapes = std::collections::BTreeMap::new();
+        for shard in shards {
+            let file = std::fs::File::open(shard).map_err(|e| Error::io("opening safetensors file", shard, e))?;
+            // SAFETY: read-only map; the file must not be truncated while in use.
+            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("memory-mapping safetensors file", shard, e))?;
+            for t in crate::safetensors::read_header(&map, shard)? {
+                shapes.insert(t.name.clone(), t);
+            }
+        }
+        let origin = shards.first().map(|p| p.as_path()).unwrap_or(config);
+        check_tensor_shapes(&cfg.arch, origin, hf_tensor_name, |name| shapes.get(name).map(|t| t.shape.clone()))?;
+        for (gguf_name, _) in crate::synthetic::tensor_shapes(&cfg.arch) {
+            if let Some(t) = shapes.get(&hf_tensor_name(&gguf_name)) {
+                if t.dtype.float().is_none() {
+                    return Err(Error::ModelFiles(format!(
+                        "{}: tensor {} has dtype {} (accepted: F32, F16, BF16)",
+                        origin.display(),
+                        t.name,
+                        t.dtype.name()
+                    )));
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     /// A registry shape for synthetic weights (laid out like GGUF files).
@@ -159,6 +229,83 @@ impl ModelConfig {
         arch.validate()?;
         Ok(Self { arch, rope_layout: RopeLayout::Interleaved, rope_freq_factors: None })
     }
+}
+
+/// Every tensor the architecture needs must be in the file with the shape it implies (row-major,
+/// outermost first); `file_name` gives a tensor's name in the file from its GGUF name and
+/// `shape_of` looks it up by that name. Run before any weight is read, so that a wrong config or
+/// tensor table is an error naming both, not a failed matrix product.
+pub fn check_tensor_shapes(
+    arch: &Architecture,
+    file: &Path,
+    file_name: impl Fn(&str) -> String,
+    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
+) -> Result<()> {
+    for (gguf_name, want) in crate::synthetic::tensor_shapes(arch) {
+        let name = file_name(&gguf_name);
+        match shape_of(&name) {
+            None => {
+                return Err(Error::ModelFiles(format!(
+                    "{}: missing tensor {name} (the config has {} layers; accepted: every tensor of those layers)",
+                    file.display(),
+                    arch.layers
+                )))
+            }
+            Some(got) if got != want => {
+                return Err(Error::ModelFiles(format!(
+                    "{}: tensor {name} has shape {got:?}, but the config (dim {}, {} heads / {} KV heads, ffn {}, vocab {}) implies {want:?}",
+                    file.display(),
+                    arch.dim,
+                    arch.heads,
+                    arch.kv_heads,
+                    arch.ffn_dim,
+                    arch.vocab_size
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The Hugging Face name of a tensor given its GGUF name (`blk.3.attn_q.weight` ->
+/// `model.layers.3.self_attn.q_proj.weight`).
+pub fn hf_tensor_name(gguf_name: &str) -> String {
+    const PARTS: [(&str, &str); 9] = [
+        ("attn_norm", "input_layernorm"),
+        ("attn_q", "self_attn.q_proj"),
+        ("attn_k", "self_attn.k_proj"),
+        ("attn_v", "self_attn.v_proj"),
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_norm", "post_attention_layernorm"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+    ];
+    match gguf_name {
+        "token_embd.weight" => "model.embed_tokens.weight".into(),
+        "output_norm.weight" => "model.norm.weight".into(),
+        "output.weight" => "lm_head.weight".into(),
+        n => {
+            let rest = n.strip_prefix("blk.").unwrap_or(n);
+            let (i, part) = rest.split_once('.').unwrap_or((rest, ""));
+            let part = part.strip_suffix(".weight").unwrap_or(part);
+            let hf = PARTS.iter().find(|(g, _)| *g == part).map(|(_, h)| *h).unwrap_or(part);
+            format!("model.layers.{i}.{hf}.weight")
+        }
+    }
+}
+
+/// The model's vocabulary must cover every id the tokenizer can produce.
+pub fn check_tokenizer_vocab(arch: &Architecture, model_file: &str, tokenizer_vocab: usize, tokenizer: &str) -> Result<()> {
+    if tokenizer_vocab > arch.vocab_size {
+        return Err(Error::ModelFiles(format!(
+            "{model_file}: vocab_size is {} but the tokenizer ({tokenizer}) has {tokenizer_vocab} tokens \
+             (accepted: a vocabulary of at least {tokenizer_vocab}); use the tokenizer that ships with the model",
+            arch.vocab_size
+        )));
+    }
+    Ok(())
 }
 
 fn llama3_scale(freq: f64, s: RopeScaling) -> f64 {
@@ -180,6 +327,15 @@ fn llama3_scale(freq: f64, s: RopeScaling) -> f64 {
 mod tests {
     use super::*;
     use crate::registry::Registry;
+
+    #[test]
+    fn the_vocabulary_must_cover_the_tokenizer() {
+        let r = Registry::load().unwrap();
+        let arch = &r.model("smollm2-135m").unwrap().architecture;
+        assert!(check_tokenizer_vocab(arch, "m.gguf", arch.vocab_size, "t").is_ok());
+        let err = check_tokenizer_vocab(arch, "m.gguf", 128_256, "tokenizer.json").unwrap_err().to_string();
+        assert!(err.contains("m.gguf: vocab_size is 49152 but the tokenizer (tokenizer.json) has 128256 tokens (accepted: a vocabulary of at least 128256)"), "{err}");
+    }
 
     #[test]
     fn llama3_rope_scaling_matches_reference_values() {

@@ -20,6 +20,21 @@ use crate::{Error, Result};
 /// How long we wait to reach the hub before telling the user it is unreachable.
 const HUB_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a transfer may go without receiving a byte before it is abandoned (hf-hub's HTTP
+/// client has no read timeout; pip gets it as `--timeout`). `LLAMA3_BENCH_STALL_TIMEOUT_S`
+/// overrides it.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The stall timeout in effect.
+pub fn stall_timeout() -> Duration {
+    std::env::var("LLAMA3_BENCH_STALL_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_STALL_TIMEOUT)
+}
+
 /// What happened to one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -96,7 +111,12 @@ fn fetch_pypi(
 fn pip_download(package: &str, version: &str, archive: ArchiveKind, into: &Path) -> Result<PathBuf> {
     let python = std::env::var("LLAMA3_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let mut cmd = Command::new(&python);
-    cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
+    // pip's --timeout is its socket read timeout: a stalled transfer fails (after pip's retries)
+    // and its partial file stays in the staging folder, which is removed.
+    cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off"])
+        .arg("--timeout")
+        .arg(stall_timeout().as_secs().max(1).to_string())
+        .arg("-d")
         .arg(into)
         .arg(format!("{package}=={version}"));
     match archive {
@@ -213,16 +233,17 @@ fn fetch_huggingface(repo: &str, revision: &str, files: &[FileSpec], index: Opti
         .with_progress(std::env::var_os("CI").is_none())
         .build()
         .map_err(|e| Error::Download(format!("could not set up the hub client: {e}")))?;
-    let api_repo = api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string()));
+    let hub_repo = hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string());
+    let blobs = hf_hub::Cache::from_env().path().join(hub_repo.folder_name()).join("blobs");
+    let api_repo = api.repo(hub_repo.clone());
     // hf-hub's own endpoint (HF_ENDPOINT or its default), without the file part of the URL.
     let file_url = api_repo.url("");
     let endpoint = file_url.split_once(&format!("/{repo}/")).map(|(e, _)| e.to_string()).unwrap_or(file_url.clone());
     check_reachable(&endpoint)?;
     let get = |file: &str| -> Result<PathBuf> {
-        api_repo.get(file).map_err(|e| {
-            Error::Download(format!(
-                "{repo}/{file} from {endpoint}: {e}. If the repository is gated, set HF_TOKEN to a token with access"
-            ))
+        get_watched(&api, &hub_repo, &blobs, file, stall_timeout()).map_err(|e| {
+            let hint = if e.contains("stalled transfer") { "" } else { ". If the repository is gated, set HF_TOKEN to a token with access" };
+            Error::Download(format!("{repo}/{file} from {endpoint}: {e}{hint}"))
         })
     };
 
@@ -240,6 +261,60 @@ fn fetch_huggingface(repo: &str, revision: &str, files: &[FileSpec], index: Opti
         paths.push(index_path);
     }
     Ok(Outcome::Downloaded(paths))
+}
+
+/// `hf-hub`'s `get`, watched: hf-hub writes a transfer into `blobs/*.part`; when those bytes stop
+/// growing for `stall` the download is abandoned, the partial file (and its lock) removed, and an
+/// error returned. The abandoned request stays blocked on its socket until the process exits.
+fn get_watched(api: &hf_hub::api::sync::Api, repo: &hf_hub::Repo, blobs: &Path, file: &str, stall: Duration) -> std::result::Result<PathBuf, String> {
+    let started = std::time::SystemTime::now();
+    let (tx, rx) = mpsc::channel();
+    let (api, repo_for_thread, name) = (api.clone(), repo.clone(), file.to_string());
+    std::thread::spawn(move || {
+        let _ = tx.send(api.repo(repo_for_thread).get(&name).map_err(|e| e.to_string()));
+    });
+    let progress = || -> u64 {
+        std::fs::read_dir(blobs)
+            .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    };
+    let mut last = progress();
+    let mut last_change = std::time::Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err("the download thread stopped without a result".into()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        let now = progress();
+        if now != last {
+            last = now;
+            last_change = std::time::Instant::now();
+        } else if last_change.elapsed() >= stall {
+            let removed = remove_partials(blobs, started);
+            return Err(format!(
+                "no data received for {:.0} s (stalled transfer); the download was abandoned and {removed} partial file(s) removed. \
+                 Run it again, or set LLAMA3_BENCH_STALL_TIMEOUT_S to wait longer on a slow link",
+                stall.as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// Removes hf-hub's partial downloads (`*.part`, `*.lock`) written since `since`; returns how many
+/// partial files went.
+fn remove_partials(blobs: &Path, since: std::time::SystemTime) -> usize {
+    let Ok(dir) = std::fs::read_dir(blobs) else { return 0 };
+    let mut removed = 0;
+    for entry in dir.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let recent = entry.metadata().and_then(|m| m.modified()).map(|t| t >= since).unwrap_or(false);
+        if recent && (ext == "part" || ext == "lock") && std::fs::remove_file(&path).is_ok() && ext == "part" {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Fails within [`HUB_CONNECT_TIMEOUT`] when the endpoint's host cannot be resolved or connected

@@ -186,18 +186,30 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// Element count. [`GgufFile::open`] has checked that it fits in an `i64` (what libtorch takes),
+    /// so on an opened file this never saturates.
     pub fn elements(&self) -> u64 {
-        self.dims.iter().product()
+        checked_elements(&self.dims).unwrap_or(u64::MAX)
     }
     /// Row-major shape (outermost first), as candle and torch describe tensors.
     pub fn shape(&self) -> Vec<usize> {
-        self.dims.iter().rev().map(|&d| d as usize).collect()
+        self.dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect()
     }
+    /// Bytes of the tensor's data, or `None` for a type this project does not know.
     pub fn byte_len(&self) -> Option<u64> {
         let (per_block, bytes) = self.ggml_type.block()?;
-        Some(self.elements() / per_block as u64 * bytes as u64)
+        (self.elements() / per_block as u64).checked_mul(bytes as u64)
     }
 }
+
+/// The product of the dimensions, if it fits in an `i64` (the largest element count libtorch and
+/// candle accept).
+fn checked_elements(dims: &[u64]) -> Option<u64> {
+    dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).filter(|&n| n <= i64::MAX as u64)
+}
+
+/// Accepted `general.alignment` values: powers of two up to this (ggml's rule; real files use 32).
+pub const MAX_ALIGNMENT: u64 = 1 << 16;
 
 /// An open, validated GGUF file.
 pub struct GgufFile {
@@ -206,7 +218,24 @@ pub struct GgufFile {
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<TensorInfo>,
     data_start: u64,
-    mmap: memmap2::Mmap,
+    alignment: u64,
+    mmap: Data,
+}
+
+/// The file's bytes: memory-mapped, or owned (files built in memory, fuzzing).
+enum Data {
+    Map(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Map(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
 }
 
 impl std::fmt::Debug for GgufFile {
@@ -238,14 +267,19 @@ impl<'a> Cursor<'a> {
     fn u8(&mut self, w: &str) -> Result<u8> {
         Ok(self.take(1, w)?[0])
     }
+    fn array<const N: usize>(&mut self, w: &str) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, w)?);
+        Ok(a)
+    }
     fn u16(&mut self, w: &str) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2, w)?.try_into().unwrap()))
+        Ok(u16::from_le_bytes(self.array(w)?))
     }
     fn u32(&mut self, w: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4, w)?.try_into().unwrap()))
+        Ok(u32::from_le_bytes(self.array(w)?))
     }
     fn u64(&mut self, w: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8, w)?.try_into().unwrap()))
+        Ok(u64::from_le_bytes(self.array(w)?))
     }
     fn string(&mut self, w: &str) -> Result<String> {
         let len = self.u64(w)?;
@@ -273,7 +307,8 @@ impl<'a> Cursor<'a> {
                 if n > (self.buf.len() - self.pos) as u64 {
                     return Err(Error::gguf(self.path, format!("{w}: array of {n} elements runs past the end of the file")));
                 }
-                let mut items = Vec::with_capacity(n as usize);
+                // Capacity is bounded: a small file may not claim millions of elements up front.
+                let mut items = Vec::with_capacity((n as usize).min(1 << 16));
                 for _ in 0..n {
                     items.push(self.value(ety, w, depth + 1)?);
                 }
@@ -294,6 +329,15 @@ impl GgufFile {
         // SAFETY: the map is read-only; like every mmap-based loader we assume the model file is
         // not truncated by another process while it is in use.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("memory-mapping GGUF file", path, e))?;
+        Self::parse(path, Data::Map(mmap))
+    }
+
+    /// Reads a GGUF held in memory; `name` stands for the file in errors.
+    pub fn from_bytes(name: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
+        Self::parse(name.as_ref(), Data::Owned(bytes))
+    }
+
+    fn parse(path: &Path, mmap: Data) -> Result<Self> {
         let mut c = Cursor { buf: &mmap, pos: 0, path };
         let magic = c.u32("magic")?;
         if magic != MAGIC {
@@ -315,7 +359,8 @@ impl GgufFile {
             let value = c.value(ty, &key, 0)?;
             metadata.insert(key, value);
         }
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        let mut tensors = Vec::with_capacity((n_tensors as usize).min(1 << 16));
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..n_tensors {
             let name = c.string("tensor name")?;
             let n_dims = c.u32(&name)?;
@@ -328,32 +373,65 @@ impl GgufFile {
             }
             let ggml_type = GgmlType::from_u32(c.u32(&name)?);
             let offset = c.u64(&name)?;
+            if checked_elements(&dims).is_none() {
+                return Err(Error::gguf(
+                    path,
+                    format!("tensor {name}: dimensions {dims:?} multiply to more than {} elements (accepted: a product up to 2^63 - 1)", i64::MAX),
+                ));
+            }
+            if !seen.insert(name.clone()) {
+                return Err(Error::gguf(path, format!("tensor {name} appears twice in the tensor table (accepted: unique names)")));
+            }
             tensors.push(TensorInfo { name, dims, ggml_type, offset });
         }
-        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(DEFAULT_ALIGNMENT).max(1);
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if a.is_power_of_two() && a <= MAX_ALIGNMENT => a,
+                _ => {
+                    return Err(Error::gguf(
+                        path,
+                        format!("general.alignment is {v:?} (accepted: a power of two from 1 to {MAX_ALIGNMENT})"),
+                    ))
+                }
+            },
+        };
         let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
-        let gguf = GgufFile { path: path.to_path_buf(), version, metadata, tensors, data_start, mmap };
+        let gguf = GgufFile { path: path.to_path_buf(), version, metadata, tensors, data_start, alignment, mmap };
         gguf.check_tensor_extents()?;
         Ok(gguf)
     }
 
-    /// Every tensor of a known type must lie inside the file: catches truncated downloads up front.
+    /// The `general.alignment` in effect (32 when the file does not say).
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Every tensor's data must start at a multiple of the alignment and lie inside the file:
+    /// catches truncated downloads and corrupt tensor tables up front.
     fn check_tensor_extents(&self) -> Result<()> {
+        let file_len = self.mmap.len() as u64;
         for t in &self.tensors {
-            let Some(len) = t.byte_len() else { continue };
-            if let Some((per_block, _)) = t.ggml_type.block() {
-                if t.dims.first().copied().unwrap_or(0) % per_block as u64 != 0 {
-                    return Err(Error::gguf(&self.path, format!("tensor {} row length {:?} is not a multiple of the {} block size", t.name, t.dims, t.ggml_type)));
-                }
-            }
-            let end = self.data_start + t.offset + len;
-            if end > self.mmap.len() as u64 {
+            if t.offset % self.alignment != 0 {
                 return Err(Error::gguf(
                     &self.path,
                     format!(
-                        "file is truncated: tensor {} ends at byte {end} but the file has {} bytes. Download it again",
-                        t.name,
-                        self.mmap.len()
+                        "tensor {}: data offset {} is not a multiple of general.alignment {} (accepted: offsets that are multiples of {})",
+                        t.name, t.offset, self.alignment, self.alignment
+                    ),
+                ));
+            }
+            let Some((per_block, _)) = t.ggml_type.block() else { continue };
+            if t.dims.first().copied().unwrap_or(0) % per_block as u64 != 0 {
+                return Err(Error::gguf(&self.path, format!("tensor {} row length {:?} is not a multiple of the {} block size", t.name, t.dims, t.ggml_type)));
+            }
+            let end = t.byte_len().and_then(|len| self.data_start.checked_add(t.offset)?.checked_add(len));
+            if end.filter(|&e| e <= file_len).is_none() {
+                return Err(Error::gguf(
+                    &self.path,
+                    format!(
+                        "file is truncated: tensor {} (offset {}, {:?} {}) ends past the end of the file ({file_len} bytes; accepted: data inside the file). Download it again",
+                        t.name, t.offset, t.dims, t.ggml_type
                     ),
                 ));
             }
@@ -411,8 +489,10 @@ impl GgufFile {
         let len = info.byte_len().ok_or_else(|| {
             Error::gguf(&self.path, format!("tensor {} has unsupported type {}", info.name, info.ggml_type))
         })?;
-        let start = (self.data_start + info.offset) as usize;
-        Ok(&self.mmap[start..start + len as usize])
+        let range = self.data_start.checked_add(info.offset).and_then(|start| Some((start, start.checked_add(len)?)));
+        range
+            .and_then(|(start, end)| self.mmap.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?))
+            .ok_or_else(|| Error::gguf(&self.path, format!("tensor {} lies outside the file", info.name)))
     }
 
     pub fn file_len(&self) -> u64 {

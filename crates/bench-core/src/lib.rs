@@ -24,6 +24,7 @@ pub mod perplexity;
 pub mod quant;
 pub mod registry;
 pub mod report;
+pub mod safetensors;
 pub mod sampling;
 pub mod stats;
 pub mod synthetic;

@@ -70,7 +70,7 @@ impl Sampler {
             }
             r -= q;
         }
-        *idx.last().unwrap()
+        idx.last().copied().unwrap_or(0)
     }
 }
 

@@ -97,6 +97,16 @@ impl Tokenizer {
             .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Error::Tokenizer("a tokenizer.ggml.merges entry is not 'left right'".into()))?;
+        // Every merge must join two tokens into a third: the tokenizers crate assumes it and
+        // panics (writes past its buffer) on a merge longer than every token (found by fuzzing).
+        if let Some((i, (a, b))) = merges.iter().enumerate().find(|(_, (a, b))| {
+            !(vocab.contains_key(a.as_str()) && vocab.contains_key(b.as_str()) && vocab.contains_key(&format!("{a}{b}")))
+        }) {
+            return Err(Error::Tokenizer(format!(
+                "{}: tokenizer.ggml.merges entry {i} '{a} {b}' does not join two tokens of tokenizer.ggml.tokens into a third (accepted: merges of vocabulary tokens)",
+                gguf.path.display()
+            )));
+        }
         // llama.cpp skips merges for Llama 3 (a word that is a whole token is taken as is), as does
         // the Hugging Face tokenizer.json ("ignore_merges": true).
         let ignore_merges = matches!(pre.as_str(), "llama-bpe" | "llama3");
