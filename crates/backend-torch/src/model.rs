@@ -21,17 +21,6 @@ impl Weight {
     pub fn apply(&self, x: &Tensor) -> Tensor {
         match self {
             Weight::Dense(w) => x.linear::<Tensor>(w, None),
-            // On the CPU, libtorch's int8 weight-only product (`_weight_int8pack_mm`, the kernel
-            // torchao and gpt-fast use) multiplies on the codes; elsewhere the codes are expanded.
-            Weight::Int8 { q, scales } if q.device() == Device::Cpu => {
-                let mut shape = x.size();
-                let k = *shape.last().unwrap_or(&1);
-                let y = x.reshape([-1, k]).internal_weight_int8pack_mm(q, &scales.reshape([-1]).to_kind(x.kind()));
-                if let Some(last) = shape.last_mut() {
-                    *last = q.size()[0];
-                }
-                y.reshape(shape)
-            }
             Weight::Int8 { q, scales } => x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None),
             Weight::Nf4 { packed, absmax, codebook } => {
                 let size = packed.size();
