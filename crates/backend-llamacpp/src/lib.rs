@@ -129,6 +129,14 @@ impl Backend for LlamaCppBackend {
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>> {
         Ok(Box::new(load(spec)?))
     }
+
+    fn keeps_gguf_blocks(&self) -> bool {
+        true
+    }
+
+    fn check_source(&self, spec: &LoadSpec) -> Result<()> {
+        gguf_path(spec).map(|_| ())
+    }
 }
 
 // The context borrows the model; both live in one value so the model can be returned as a box.
@@ -152,8 +160,9 @@ pub struct LlamaCppModel {
     _converted: Option<convert::Converted>,
 }
 
-fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
-    let path: PathBuf = match &spec.source {
+/// The GGUF file of `spec`, or the error for a source llama.cpp cannot read.
+fn gguf_path(spec: &LoadSpec) -> Result<PathBuf> {
+    Ok(match &spec.source {
         WeightSource::Files(files) => match &files.weights {
             WeightFormat::Gguf(p) => p.clone(),
             WeightFormat::Safetensors { shards, .. } => {
@@ -171,7 +180,11 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
                     .into(),
             ))
         }
-    };
+    })
+}
+
+fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
+    let path = gguf_path(spec)?;
     if spec.device != "cpu" {
         return Err(Error::InvalidInput(format!(
             "device '{}': this llama.cpp build is CPU-only; use --device cpu",

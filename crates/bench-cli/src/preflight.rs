@@ -15,6 +15,7 @@ use crate::resolve::Resolved;
 
 /// The model's configuration, how its weights are stored, and the file to name in errors.
 fn describe(backend: &dyn Backend, spec: &LoadSpec) -> Result<(ModelConfig, Stored, String)> {
+    backend.check_source(spec)?;
     Ok(match &spec.source {
         WeightSource::Synthetic { arch, .. } => (ModelConfig::synthetic(arch.clone())?, Stored::Float(DType::F32), "synthetic weights".into()),
         WeightSource::Files(files) => match &files.weights {

@@ -188,6 +188,11 @@ pub trait Backend {
     fn keeps_gguf_blocks(&self) -> bool {
         false
     }
+    /// Refuses a weight source this framework cannot load at all (a format it does not read),
+    /// before anything is read or validated, so the user hears that first.
+    fn check_source(&self, _spec: &LoadSpec) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A loaded model with its KV cache.
