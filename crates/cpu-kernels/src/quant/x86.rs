@@ -97,36 +97,18 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
     let p = row.as_ptr();
     let nb = a[0].len();
     let mut acc = [_mm256_setzero_ps(); N];
-    let mut acc2 = [[_mm256_setzero_ps(); 2]; N];
     // Offset terms (Q4_0's -8, Q4_1's min, K-quants' mins), one float per block.
     let mut offset = [0.0f32; N];
     match ty {
-        WeightType::Q4_0 => {
-            // q - 8 as signed bytes and the sign trick (as ggml does): no offset term to carry.
-            let eight = _mm256_set1_epi8(8);
+        WeightType::Q4_0 | WeightType::Q4_1 => {
             for i in 0..nb {
                 let b = p.add(i * bb);
                 let d = f16_at(b);
-                let w = _mm256_sub_epi8(nibbles(b.add(2)), eight);
-                let wa = _mm256_sign_epi8(w, w);
+                let off = if ty == WeightType::Q4_0 { -8.0 * d } else { f16_at(b.add(2)) };
+                let w = nibbles(b.add(bb - 16));
                 for n in 0..N {
                     let x = a[n].get_unchecked(i);
-                    // Two accumulators per token (even/odd blocks) halve the FMA latency chain.
-                    let k = if N == 1 { i & 1 } else { 0 };
-                    fma_lanes(&mut acc2[n][k], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
-                }
-            }
-        }
-        WeightType::Q4_1 => {
-            for i in 0..nb {
-                let b = p.add(i * bb);
-                let d = f16_at(b);
-                let off = f16_at(b.add(2));
-                let w = nibbles(b.add(4));
-                for n in 0..N {
-                    let x = a[n].get_unchecked(i);
-                    let k = if N == 1 { i & 1 } else { 0 };
-                    fma_lanes(&mut acc2[n][k], D::dot(w, load_q8(x)), d * x.d);
+                    fma_lanes(&mut acc[n], D::dot(w, load_q8(x)), d * x.d);
                     offset[n] += off * x.s;
                 }
             }
@@ -211,7 +193,7 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
     }
     let mut out = [0.0f32; N];
     for n in 0..N {
-        out[n] = hsum(_mm256_add_ps(acc[n], _mm256_add_ps(acc2[n][0], acc2[n][1]))) + offset[n];
+        out[n] = hsum(acc[n]) + offset[n];
     }
     out
 }
