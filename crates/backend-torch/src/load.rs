@@ -195,32 +195,6 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) ->
     })
 }
 
-/// Hugging Face tensor name for a GGUF name.
-fn hf_name(gguf_name: &str) -> String {
-    let map = [
-        ("attn_norm", "input_layernorm"),
-        ("attn_q", "self_attn.q_proj"),
-        ("attn_k", "self_attn.k_proj"),
-        ("attn_v", "self_attn.v_proj"),
-        ("attn_output", "self_attn.o_proj"),
-        ("ffn_norm", "post_attention_layernorm"),
-        ("ffn_gate", "mlp.gate_proj"),
-        ("ffn_up", "mlp.up_proj"),
-        ("ffn_down", "mlp.down_proj"),
-    ];
-    match gguf_name {
-        "token_embd.weight" => "model.embed_tokens.weight".into(),
-        "output_norm.weight" => "model.norm.weight".into(),
-        "output.weight" => "lm_head.weight".into(),
-        n => {
-            let rest = n.strip_prefix("blk.").unwrap_or(n);
-            let (i, part) = rest.split_once('.').unwrap_or((rest, ""));
-            let part = part.strip_suffix(".weight").unwrap_or(part);
-            let hf = map.iter().find(|(g, _)| *g == part).map(|(_, h)| *h).unwrap_or(part);
-            format!("model.layers.{i}.{hf}.weight")
-        }
-    }
-}
 
 fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
     let cfg = ModelConfig::from_safetensors(config, shards)?;
@@ -257,7 +231,7 @@ fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: O
     let desc = format!("{} (safetensors {})", format!("{kind:?}").to_lowercase(), format!("{file_kind:?}").to_lowercase());
     let name = config.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     build(cfg, spec, kind, dev, name, false, desc, |n| {
-        let hf = hf_name(n);
+        let hf = bench_core::config::hf_tensor_name(n);
         let Some(&i) = index.get(&hf) else { return Ok(None) };
         let view = files[i].tensor(&hf).map_err(|e| Error::ModelFiles(format!("safetensors: {hf}: {e}")))?;
         let k = stored(&hf).ok_or_else(|| Error::NotImplemented(format!("safetensors tensor {hf} of dtype {:?}", view.dtype())))?;
