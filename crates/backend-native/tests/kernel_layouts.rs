@@ -30,7 +30,7 @@ fn ggml_blocks_read_the_same_as_candle() {
         let w = Matrix::new(ty, rows, cols, q.data().unwrap().into_owned()).unwrap();
         let mut ours = vec![0.0f32; cols];
         for (r, want) in candle.iter().enumerate() {
-            dequantize_row(ty, w.row(r), &mut ours);
+            dequantize_row(ty, &w.row(r), &mut ours);
             assert_eq!(&ours, want, "{} row {r}: cpu-kernels and candle read the blocks differently", ty.label());
         }
         // The tuned product against candle's dequantized matrix times f32 activations (the

@@ -18,7 +18,7 @@ pub mod ops;
 pub mod pool;
 pub mod quant;
 
-pub use matmul::{matmul, matmul_many, Matrix};
+pub use matmul::{matmul, matmul_many, Layout, Matrix};
 pub use quant::WeightType;
 
 /// A kernel refused its inputs.

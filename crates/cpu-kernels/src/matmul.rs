@@ -13,6 +13,7 @@
 //! dequantize-to-tiles + gemm path too, for comparison. All entry checks (byte counts, shapes) are here, once per call; the SIMD code
 //! below trusts them.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::cpu::{self, Isa};
@@ -20,19 +21,47 @@ use crate::pool;
 use crate::quant::{self, BlockQ8, WeightType};
 use crate::KernelError;
 
-/// A weight matrix `(rows, cols)` in one of the [`WeightType`] layouts, row-major.
+/// How a [`Matrix`] keeps its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Row after row, each in its [`WeightType`] layout (as in the file).
+    Rows,
+    /// Groups of 8 rows with their blocks interleaved ([`quant::interleave`]): Q4_0, Q4_1 and
+    /// Q8_0 matrices whose row count is a multiple of 8, on the SIMD tiers.
+    Interleaved8,
+}
+
+impl Layout {
+    /// The layout the kernels multiply fastest on this CPU.
+    pub fn best(ty: WeightType, rows: usize) -> Layout {
+        if quant::interleave::applies(ty, rows) && cpu::isa() >= Isa::Avx2 {
+            Layout::Interleaved8
+        } else {
+            Layout::Rows
+        }
+    }
+}
+
+/// A weight matrix `(rows, cols)` of one of the [`WeightType`]s, in a [`Layout`].
 #[derive(Debug, Clone)]
 pub struct Matrix {
     ty: WeightType,
     rows: usize,
     cols: usize,
     row_bytes: usize,
+    layout: Layout,
     data: Vec<u8>,
 }
 
 impl Matrix {
-    /// Wraps `data` after checking it holds exactly `rows` rows of `cols` values of `ty`.
+    /// Takes `data` (`rows` rows of `cols` values of `ty`, row after row, as in the file) after
+    /// checking its size, in the [`Layout::best`] for this CPU.
     pub fn new(ty: WeightType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Matrix, KernelError> {
+        Matrix::with_layout(ty, rows, cols, data, Layout::best(ty, rows))
+    }
+
+    /// [`Matrix::new`] in a given layout (`Interleaved8` only where [`quant::interleave::applies`]).
+    pub fn with_layout(ty: WeightType, rows: usize, cols: usize, data: Vec<u8>, layout: Layout) -> Result<Matrix, KernelError> {
         let row_bytes = ty.row_bytes(cols).ok_or(KernelError::Shape(format!(
             "{cols} columns is not a whole number of {}-value {} blocks",
             ty.block_values(),
@@ -46,7 +75,14 @@ impl Matrix {
                 data.len()
             )));
         }
-        Ok(Matrix { ty, rows, cols, row_bytes, data })
+        let data = match layout {
+            Layout::Rows => data,
+            Layout::Interleaved8 if quant::interleave::applies(ty, rows) => quant::interleave::pack(ty, rows, row_bytes, &data),
+            Layout::Interleaved8 => {
+                return Err(KernelError::Shape(format!("a {} matrix of {rows} rows cannot be interleaved in groups of 8", ty.label())))
+            }
+        };
+        Ok(Matrix { ty, rows, cols, row_bytes, layout, data })
     }
 
     /// Storage type.
@@ -65,13 +101,29 @@ impl Matrix {
     pub fn bytes(&self) -> usize {
         self.data.len()
     }
-    /// The bytes of row `r`.
-    pub fn row(&self, r: usize) -> &[u8] {
-        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    /// How the bytes are kept.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// The bytes of row `r` in its [`WeightType`] layout (gathered when interleaved).
+    pub fn row(&self, r: usize) -> Cow<'_, [u8]> {
+        match self.layout {
+            Layout::Rows => Cow::Borrowed(&self.data[r * self.row_bytes..(r + 1) * self.row_bytes]),
+            Layout::Interleaved8 => {
+                let mut out = vec![0u8; self.row_bytes];
+                quant::interleave::unpack_row(self.ty, self.row_bytes, &self.data, r, &mut out);
+                Cow::Owned(out)
+            }
+        }
     }
     /// Row `r` as f32 (the plain reference).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        quant::reference::dequantize_row(self.ty, self.row(r), out)
+        quant::reference::dequantize_row(self.ty, &self.row(r), out)
+    }
+    /// The bytes of interleaved group `g` (rows `8g..8g+8`).
+    fn group(&self, g: usize) -> &[u8] {
+        let n = quant::interleave::GROUP * self.row_bytes;
+        &self.data[g * n..(g + 1) * n]
     }
 }
 
@@ -226,6 +278,8 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
     if total_rows.div_ceil(rows_per_task) < 4 * threads {
         rows_per_task = total_rows.div_ceil(4 * threads).max(1);
     }
+    // Whole groups of 8 per task, so interleaved matrices split on group boundaries.
+    let rows_per_task = rows_per_task.next_multiple_of(quant::interleave::GROUP);
     let n_tasks = total_rows.div_ceil(rows_per_task);
     let out = Out(y.as_mut_ptr());
     let blocks = cols / 32;
@@ -238,8 +292,30 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
         let mut base = 0;
         for w in ws {
             let (lo, hi) = (r.max(base), end.min(base + w.rows));
-            for global in lo..hi {
-                let row = w.row(global - base);
+            let mut global = lo;
+            while global < hi {
+                let local = global - base;
+                if w.layout == Layout::Interleaved8 && isa >= Isa::Avx2 && local % 8 == 0 && global + 8 <= hi {
+                    let group = w.group(local / 8);
+                    let put8 = |tok: usize, v: &[f32; 8]| {
+                        // SAFETY: as `put` below, for the 8 rows global..global+8 of this task.
+                        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.0.add(tok * total_rows + global), 8) };
+                    };
+                    let act = |tok: usize| &xq[tok * blocks..(tok + 1) * blocks];
+                    let mut tok = 0;
+                    while tok + 4 <= t {
+                        let v = quant::dot_q8_group_x4(isa, w.ty, group, [act(tok), act(tok + 1), act(tok + 2), act(tok + 3)]);
+                        (0..4).for_each(|n| put8(tok + n, &v[n]));
+                        tok += 4;
+                    }
+                    for tok in tok..t {
+                        put8(tok, &quant::dot_q8_group(isa, w.ty, group, act(tok)));
+                    }
+                    global += 8;
+                    continue;
+                }
+                let row = w.row(local);
+                let row = &row[..];
                 let put = |tok: usize, v: f32| {
                     // SAFETY: (tok, global) is in bounds (y.len() == t * total_rows, checked) and
                     // written by this task only (tasks own disjoint row ranges).
@@ -261,6 +337,7 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
                         put(tok, quant::dot_dense(isa, w.ty, row, &x[tok * cols..(tok + 1) * cols]));
                     }
                 }
+                global += 1;
             }
             r = r.max(hi);
             base += w.rows;

@@ -23,6 +23,7 @@
 //! activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
 //! so the two frameworks' quantized results agree), still reading only the codes.
 
+pub mod interleave;
 pub mod reference;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -176,6 +177,38 @@ pub(crate) fn dot_q8_x4(isa: Isa, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]
         // SAFETY: as in `dot_q8`.
         Isa::Avx512Vnni => unsafe { x86::dot_q8_x4_vnni(ty, row, a) },
         _ => a.map(|r| scalar::dot_q8(ty, row, r)),
+    }
+}
+
+/// Eight interleaved rows ([`interleave`]'s layout, `group` is their bytes) times one token's
+/// activations: the 8 results in row order. Only for the SIMD tiers (the caller unpacks rows for
+/// the scalar one).
+#[inline]
+pub(crate) fn dot_q8_group(isa: Isa, ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
+    debug_assert_eq!(Some(group.len()), ty.row_bytes(a.len() * 32).map(|b| b * interleave::GROUP));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_q8`.
+        Isa::Avx2 => unsafe { x86::group_q8_avx2(ty, group, a) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_q8`.
+        Isa::Avx512Vnni => unsafe { x86::group_q8_vnni(ty, group, a) },
+        _ => unreachable!("interleaved products run on the SIMD tiers only"),
+    }
+}
+
+/// [`dot_q8_group`] with four tokens at once: `[token][row]`.
+#[inline]
+pub(crate) fn dot_q8_group_x4(isa: Isa, ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
+    debug_assert!(a.iter().all(|r| Some(group.len()) == ty.row_bytes(r.len() * 32).map(|b| b * interleave::GROUP)));
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_q8`.
+        Isa::Avx2 => unsafe { x86::group_q8_x4_avx2(ty, group, a) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_q8`.
+        Isa::Avx512Vnni => unsafe { x86::group_q8_x4_vnni(ty, group, a) },
+        _ => unreachable!("interleaved products run on the SIMD tiers only"),
     }
 }
 

@@ -218,6 +218,181 @@ pub(super) unsafe fn dot_q8_x4_vnni(ty: WeightType, row: &[u8], a: [&[BlockQ8]; 
     body::<Vnni, 4>(ty, row, a)
 }
 
+/// Sums of `u` (unsigned bytes) x `s` (signed bytes) accumulated over the steps of one block,
+/// for the interleaved kernels: each 32-bit lane is one row's sum.
+trait StepDot {
+    /// Accumulators per token (two break VNNI's 5-cycle dependency chain).
+    const TWO: bool;
+    unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    /// The two accumulators as one vector of i32 lanes.
+    unsafe fn finish(a: __m256i, b: __m256i) -> __m256i;
+}
+
+/// AVX2 with nibble weights (u <= 15): the sums stay in i16 lanes until the end of the block;
+/// 8 steps of two products each stay inside i16 (8 * 2 * 15 * 127 = 30480 < 2^15).
+struct Avx2Nibbles;
+impl StepDot for Avx2Nibbles {
+    const TWO: bool = false;
+    #[inline(always)]
+    unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
+    }
+    #[inline(always)]
+    unsafe fn finish(a: __m256i, _b: __m256i) -> __m256i {
+        _mm256_madd_epi16(a, _mm256_set1_epi16(1))
+    }
+}
+
+/// AVX2 with byte weights (u <= 128): widened to i32 every step.
+struct Avx2Bytes;
+impl StepDot for Avx2Bytes {
+    const TWO: bool = false;
+    #[inline(always)]
+    unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, Avx2::dot(u, s))
+    }
+    #[inline(always)]
+    unsafe fn finish(a: __m256i, _b: __m256i) -> __m256i {
+        a
+    }
+}
+
+impl StepDot for Vnni {
+    const TWO: bool = true;
+    #[inline(always)]
+    unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(acc, u, s)
+    }
+    #[inline(always)]
+    unsafe fn finish(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi32(a, b)
+    }
+}
+
+/// A tier's step products for nibble and for byte weights.
+trait Tier {
+    type Nibbles: StepDot;
+    type Bytes: StepDot;
+}
+impl Tier for Avx2 {
+    type Nibbles = Avx2Nibbles;
+    type Bytes = Avx2Bytes;
+}
+impl Tier for Vnni {
+    type Nibbles = Vnni;
+    type Bytes = Vnni;
+}
+
+/// Activation bytes `4s..4s+4` of a block in every 32-bit lane.
+#[inline(always)]
+unsafe fn broadcast_word(qs: *const i8, s: usize) -> __m256i {
+    _mm256_set1_epi32((qs.add(4 * s) as *const i32).read_unaligned())
+}
+
+/// Eight interleaved rows (`quant::interleave`'s layout, `nb` blocks) against `N` token rows of
+/// activations: lane `r` of result `n` is row `r` times token `n`.
+#[inline(always)]
+unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, nb: usize, a: [&[BlockQ8]; N]) -> [[f32; 8]; N] {
+    let gbb = 8 * ty.block_bytes();
+    let mut acc = [_mm256_setzero_ps(); N];
+    let zero = _mm256_setzero_si256();
+    match ty {
+        WeightType::Q4_0 | WeightType::Q4_1 => {
+            type D<T> = <T as Tier>::Nibbles;
+            let q41 = ty == WeightType::Q4_1;
+            let payload = if q41 { 32 } else { 16 };
+            let m4 = _mm256_set1_epi8(0xF);
+            for i in 0..nb {
+                let b = group.add(i * gbb);
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let mut s0 = [zero; N];
+                let mut s1 = [zero; N];
+                for c in 0..4 {
+                    let raw = _mm256_loadu_si256(b.add(payload + 32 * c) as *const __m256i);
+                    let lo = _mm256_and_si256(raw, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                    for n in 0..N {
+                        let qs = a[n].get_unchecked(i).qs.as_ptr();
+                        s0[n] = D::<T>::step(s0[n], lo, broadcast_word(qs, c));
+                        if D::<T>::TWO {
+                            s1[n] = D::<T>::step(s1[n], hi, broadcast_word(qs, 4 + c));
+                        } else {
+                            s0[n] = D::<T>::step(s0[n], hi, broadcast_word(qs, 4 + c));
+                        }
+                    }
+                }
+                let m = if q41 { _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)) } else { _mm256_setzero_ps() };
+                for n in 0..N {
+                    let x = a[n].get_unchecked(i);
+                    let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
+                    if q41 {
+                        // d·dx·Σq·qx + m·Σx (Σx ≈ x.s)
+                        acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                        acc[n] = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), acc[n]);
+                    } else {
+                        // d·(dx·Σq·qx - 8·Σx)
+                        let t = _mm256_fmsub_ps(sum, _mm256_set1_ps(x.d), _mm256_set1_ps(8.0 * x.s));
+                        acc[n] = _mm256_fmadd_ps(d, t, acc[n]);
+                    }
+                }
+            }
+        }
+        WeightType::Q8_0 => {
+            type D<T> = <T as Tier>::Bytes;
+            for i in 0..nb {
+                let b = group.add(i * gbb);
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let mut s0 = [zero; N];
+                let mut s1 = [zero; N];
+                for s in 0..8 {
+                    let w = _mm256_loadu_si256(b.add(16 + 32 * s) as *const __m256i);
+                    // |w| x sign(w)·x: u8 x i8 for the unsigned-by-signed products.
+                    let wa = _mm256_sign_epi8(w, w);
+                    for n in 0..N {
+                        let xs = _mm256_sign_epi8(broadcast_word(a[n].get_unchecked(i).qs.as_ptr(), s), w);
+                        if D::<T>::TWO && s % 2 == 1 {
+                            s1[n] = D::<T>::step(s1[n], wa, xs);
+                        } else {
+                            s0[n] = D::<T>::step(s0[n], wa, xs);
+                        }
+                    }
+                }
+                for n in 0..N {
+                    let x = a[n].get_unchecked(i);
+                    let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
+                    acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                }
+            }
+        }
+        _ => unreachable!("{} is not interleaved", ty.label()),
+    }
+    let mut out = [[0.0f32; 8]; N];
+    for n in 0..N {
+        _mm256_storeu_ps(out[n].as_mut_ptr(), acc[n]);
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn group_q8_avx2(ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
+    group_body::<Avx2, 1>(ty, group.as_ptr(), a.len(), [a])[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_q8_vnni(ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
+    group_body::<Vnni, 1>(ty, group.as_ptr(), a.len(), [a])[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn group_q8_x4_avx2(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
+    group_body::<Avx2, 4>(ty, group.as_ptr(), a[0].len(), a)
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_q8_x4_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
+    group_body::<Vnni, 4>(ty, group.as_ptr(), a[0].len(), a)
+}
+
 /// Quantizes 32 floats at a time: absmax, scale 127/absmax, round to nearest even, pack to i8.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
