@@ -14,7 +14,7 @@ use bench_core::config::RopeLayout;
 use bench_core::{quant, Error, Result};
 
 use crate::candle_err;
-use crate::model::{Llama, Weight};
+use crate::model::{Embedding, Llama, Weight};
 use crate::tuned::{Dims, TunedLayer, TunedLlama};
 
 /// Why a model stays on the stock path.
@@ -160,10 +160,22 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
     }
     // A tied head that is the embedding tensor itself, or a GGUF tied head kept quantized:
     // one matrix serves both (rows are dequantized per token for the lookup).
-    let tied_dense = matches!(&output, Weight::Dense(t) if t.id() == embedding.id());
+    let tied_dense = matches!((&output, &embedding), (Weight::Dense(t), Embedding::Dense(e)) if t.id() == e.id());
     let tied = tied_dense || (a.tied_embeddings && matches!(&output, Weight::Quantized(_)));
     let output = Arc::new(unwrap(matrix(output)?)?);
-    let embedding = if tied { output.clone() } else { Arc::new(dense(&embedding)?) };
+    let embedding = if tied {
+        output.clone()
+    } else {
+        Arc::new(match embedding {
+            Embedding::Dense(t) => dense(&t)?,
+            // Rows are dequantized per token from the blocks; a block type without a tuned
+            // kernel is expanded to f32 once.
+            Embedding::Blocks(q) => match matrix(Weight::Quantized(QMatMul::QTensor(q.clone())))? {
+                Ok(m) => m,
+                Err(_) => dense(&q.dequantize(&candle_core::Device::Cpu).map_err(candle_err)?)?,
+            },
+        })
+    };
     let rope_tables = cfg.rope_tables(max_seq_len);
     let out_norm = norm(&out_norm)?;
     Ok(Ok(TunedLlama::new(dims, tuned_layers, embedding, out_norm, output, rope_tables, max_seq_len)))

@@ -13,7 +13,7 @@ use bench_core::files::WeightFormat;
 use bench_core::gguf::{GgmlType, GgufFile};
 use bench_core::{quant, synthetic, Error, Result};
 
-use crate::model::{Layer, Llama, Weight};
+use crate::model::{Embedding, Layer, Llama, Weight};
 use crate::{candle_err, Engine, NativeModel};
 
 fn to_candle_dtype(d: BDType) -> DType {
@@ -138,14 +138,14 @@ impl Builder {
     fn finish(
         mut self,
         name: String,
-        embedding: Tensor,
+        embedding: Embedding,
         layers: Vec<Layer>,
         norm: Tensor,
         output: Option<Weight>,
         spec: &LoadSpec,
         synthetic: bool,
     ) -> Result<NativeModel> {
-        let emb_bytes = tensor_bytes(&embedding);
+        let emb_bytes = embedding.bytes();
         self.bytes += emb_bytes;
         // Decoding a token reads one embedding row.
         self.bytes_per_token += emb_bytes / self.cfg.arch.vocab_size as u64;
@@ -154,7 +154,10 @@ impl Builder {
             None => {
                 // Tied and dense: the head is the embedding tensor itself (shared storage).
                 self.bytes_per_token += emb_bytes;
-                Weight::Dense(embedding.clone())
+                let Embedding::Dense(table) = &embedding else {
+                    return Err(Error::Backend("a tied head without its own tensor needs a dense embedding table".into()));
+                };
+                Weight::Dense(table.clone())
             }
         };
         let max_seq_len = spec.cache_len(&self.cfg);
@@ -194,6 +197,7 @@ impl Builder {
 /// of what the tuned path holds and reads.
 fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
     if spec.kernels == Kernels::Stock || !model.device.is_cpu() {
+        let model = model.with_dense_embedding().map_err(candle_err)?;
         return Ok(NativeModel { engine: Engine::Stock(model), info });
     }
     match crate::convert::to_tuned(model)? {
@@ -216,6 +220,7 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
             Ok(NativeModel { engine: Engine::Tuned(tuned), info })
         }
         Err((model, why)) => {
+            let model = model.with_dense_embedding().map_err(candle_err)?;
             info.kernels = format!("stock (candle {}; {})", crate::CANDLE_VERSION, why.0);
             Ok(NativeModel { engine: Engine::Stock(model), info })
         }
@@ -322,7 +327,11 @@ fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) 
     }
     let out_norm = norm(&mut b, "output_norm.weight")?;
     let out_norm = b.norm(out_norm);
-    let embedding = qtensor("token_embd.weight")?.0.dequantize(dev).and_then(|t| t.to_dtype(compute)).map_err(candle_err)?;
+    let embedding = match dtype {
+        // Kept as stored (rows looked up in the blocks), like the layer matrices.
+        None => Embedding::Blocks(std::sync::Arc::new(qtensor("token_embd.weight")?.0)),
+        Some(_) => Embedding::Dense(qtensor("token_embd.weight")?.0.dequantize(dev).and_then(|t| t.to_dtype(compute)).map_err(candle_err)?),
+    };
     let output = if gguf.tensor("output.weight").is_some() {
         Some(get(&mut b, "output.weight")?)
     } else if dtype.is_none() {
@@ -382,7 +391,7 @@ fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: O
     let embedding = embedding.to_dtype(compute).map_err(candle_err)?;
     let output = if cfg.arch.tied_embeddings { None } else { Some(get(&mut b, "lm_head.weight")?) };
     let name = config.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    b.finish(name, embedding, layers, out_norm, output, spec, false)
+    b.finish(name, Embedding::Dense(embedding), layers, out_norm, output, spec, false)
 }
 
 fn load_synthetic(arch: &bench_core::registry::Architecture, seed: u64, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
@@ -413,5 +422,5 @@ fn load_synthetic(arch: &bench_core::registry::Architecture, seed: u64, spec: &L
     let out_norm = b.norm(out_norm);
     let embedding = make("token_embd.weight", compute)?;
     let output = if arch.tied_embeddings { None } else { Some(get(&mut b, "output.weight")?) };
-    b.finish(format!("synthetic (seed {seed})"), embedding, layers, out_norm, output, spec, true)
+    b.finish(format!("synthetic (seed {seed})"), Embedding::Dense(embedding), layers, out_norm, output, spec, true)
 }

@@ -8,7 +8,7 @@
 //! runs grouped-query attention by folding the query heads that share a KV head into one matrix
 //! product, so K and V are never copied. Norms, softmax and RoPE tables stay in f32.
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
@@ -65,10 +65,29 @@ pub struct Layer {
     pub cache: KvCache,
 }
 
+/// The token embedding table.
+pub enum Embedding {
+    /// `(vocab, dim)` in the compute dtype.
+    Dense(Tensor),
+    /// A GGUF block tensor as the file stores it: the tuned path looks rows up in it directly
+    /// (a Llama 3 8B Q4_0 table is 0.3 GB, 2.1 GB as f32); the stock path expands it first
+    /// ([`Llama::with_dense_embedding`]).
+    Blocks(std::sync::Arc<QTensor>),
+}
+
+impl Embedding {
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Embedding::Dense(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
+            Embedding::Blocks(q) => q.storage_size_in_bytes() as u64,
+        }
+    }
+}
+
 pub struct Llama {
     pub cfg: ModelConfig,
-    /// `(vocab, dim)` in the compute dtype.
-    pub embedding: Tensor,
+    pub embedding: Embedding,
     pub layers: Vec<Layer>,
     pub norm: Tensor,
     pub output: Weight,
@@ -82,7 +101,7 @@ pub struct Llama {
 impl Llama {
     pub fn new(
         cfg: ModelConfig,
-        embedding: Tensor,
+        embedding: Embedding,
         layers: Vec<Layer>,
         norm: Tensor,
         output: Weight,
@@ -97,6 +116,14 @@ impl Llama {
         Ok(Self { cfg, embedding, layers, norm, output, cos, sin, dtype, device, max_seq_len })
     }
 
+    /// The model with its embedding table dense, as the stock forward pass needs it.
+    pub fn with_dense_embedding(mut self) -> candle_core::Result<Self> {
+        if let Embedding::Blocks(q) = &self.embedding {
+            self.embedding = Embedding::Dense(q.dequantize(&self.device)?.to_dtype(self.dtype)?);
+        }
+        Ok(self)
+    }
+
     pub fn reset(&mut self) {
         for l in &mut self.layers {
             l.cache.reset();
@@ -108,7 +135,10 @@ impl Llama {
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> candle_core::Result<Tensor> {
         let t = tokens.len();
         let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embedding.index_select(&ids, 0)?.unsqueeze(0)?; // (1, t, dim)
+        let Embedding::Dense(table) = &self.embedding else {
+            candle_core::bail!("the stock forward pass needs a dense embedding table (Llama::with_dense_embedding)")
+        };
+        let mut x = table.index_select(&ids, 0)?.unsqueeze(0)?; // (1, t, dim)
         let cos = self.cos.narrow(0, pos, t)?;
         let sin = self.sin.narrow(0, pos, t)?;
         let a = &self.cfg.arch;
