@@ -11,15 +11,16 @@
 //!
 //! Layout of group `g` (rows `8g..8g+8`), block `i`: `8 * block_bytes` bytes at
 //! `(g * blocks + i) * 8 * block_bytes`:
-//! - the header: each f16 field of the ggml block (Q4_0 / Q8_0: `d`; Q4_1: `d`, then `m`) for
-//!   rows 0..8, 16 bytes per field;
-//! - the payload (Q4_0 / Q4_1: the 16 nibble bytes; Q8_0: the 32 code bytes) as 4-byte words,
-//!   word `s` of rows 0..8 together (32 bytes per `s`).
+//! - the header: each f16 field of the ggml block (Q4_0 / Q8_0 / Q6_K: `d`; Q4_1: `d`, `m`;
+//!   Q4_K: `d`, `dmin`) for rows 0..8, 16 bytes per field;
+//! - the rest of the block (nibbles, codes, high bits, packed sub-block scales), in the block's
+//!   own byte order, as 4-byte words: word `s` of rows 0..8 together (32 bytes per `s`).
 //!
-//! A Q4 payload word `s` holds, in its low nibbles, values `4s..4s+4` of the block and, in its
-//! high nibbles, values `16+4s..16+4s+4` (ggml's nibble order), so one mask and one shift of 32
-//! bytes give the 8 rows' values for two runs of 4 activations. Bytes are only moved: the
-//! layout is a permutation of the ggml bytes ([`unpack_row`] gives a row back exactly).
+//! A Q4 word `s` holds, in its low nibbles, values `4s..4s+4` of the block and, in its high
+//! nibbles, values `16+4s..16+4s+4` (ggml's nibble order), so one mask and one shift of 32
+//! bytes give the 8 rows' values for two runs of 4 activations; the K-quants' words follow
+//! their blocks the same way (see the kernels in `x86.rs`). Bytes are only moved: the layout is
+//! a permutation of the ggml bytes ([`unpack_row`] gives a row back exactly).
 
 use super::WeightType;
 
@@ -28,26 +29,27 @@ pub const GROUP: usize = 8;
 
 /// Whether `ty` matrices with `rows` rows are stored interleaved (rows a multiple of 8).
 pub fn applies(ty: WeightType, rows: usize) -> bool {
-    matches!(ty, WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0) && rows % GROUP == 0
+    matches!(ty, WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Q4K | WeightType::Q6K) && rows % GROUP == 0
 }
 
-/// Bytes of f16 fields at the start of a ggml block of `ty`.
-fn header_bytes(ty: WeightType) -> usize {
-    if ty == WeightType::Q4_1 {
-        4
-    } else {
-        2
+/// Where a ggml block of `ty` keeps its f16 fields (bytes `start..end`).
+fn header(ty: WeightType) -> (usize, usize) {
+    match ty {
+        WeightType::Q4_1 | WeightType::Q4K => (0, 4),
+        WeightType::Q6K => (208, 210),
+        _ => (0, 2),
     }
 }
 
 /// Where byte `j` of row `r`'s block (0 <= r < 8) lies inside its group's interleaved block.
 #[inline]
 fn position(ty: WeightType, r: usize, j: usize) -> usize {
-    let hb = header_bytes(ty);
-    if j < hb {
-        (j / 2) * 2 * GROUP + 2 * r + j % 2
+    let (start, end) = header(ty);
+    let hb = end - start;
+    if (start..end).contains(&j) {
+        ((j - start) / 2) * 2 * GROUP + 2 * r + (j - start) % 2
     } else {
-        let k = j - hb;
+        let k = if j < start { j } else { j - hb };
         GROUP * hb + (k / 4) * 4 * GROUP + 4 * r + k % 4
     }
 }
@@ -91,7 +93,7 @@ mod tests {
 
     #[test]
     fn packing_is_a_permutation_that_unpacks_exactly() {
-        for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0] {
+        for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q6K] {
             let (rows, row_bytes) = (16, 3 * ty.block_bytes());
             let data: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 31 % 253) as u8).collect();
             let packed = pack(ty, rows, row_bytes, &data);

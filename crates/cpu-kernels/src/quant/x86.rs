@@ -228,8 +228,9 @@ trait StepDot {
     unsafe fn finish(a: __m256i, b: __m256i) -> __m256i;
 }
 
-/// AVX2 with nibble weights (u <= 15): the sums stay in i16 lanes until the end of the block;
-/// 8 steps of two products each stay inside i16 (8 * 2 * 15 * 127 = 30480 < 2^15).
+/// AVX2 with small weights: the sums stay in i16 lanes until the end of the block, which is
+/// exact while they cannot pass 2^15: 8 steps of nibbles (8 * 2 * 15 * 127 = 30480) or 4 steps
+/// of Q6_K's |q - 32| <= 32 (4 * 2 * 32 * 127 = 32512).
 struct Avx2Nibbles;
 impl StepDot for Avx2Nibbles {
     const TWO: bool = false;
@@ -287,6 +288,35 @@ impl Tier for Vnni {
 #[inline(always)]
 unsafe fn broadcast_word(qs: *const i8, s: usize) -> __m256i {
     _mm256_set1_epi32((qs.add(4 * s) as *const i32).read_unaligned())
+}
+
+/// Q6_K, 8 interleaved rows: the i32 sums over words `k0..k0+4` (16 values, one scale) of run
+/// `G` in half `h` against each token's activation block `x[n]`. Run `G` takes the low (G < 2)
+/// or high nibbles of ql bytes 0..32 (G even) or 32..64 (G odd) of the half, and bits 2G, 2G+1
+/// of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`); values are `q - 32`.
+#[inline(always)]
+unsafe fn q6k_words<T: Tier, const N: usize, const G: usize>(w: *const u8, h: usize, k0: usize, x: [&BlockQ8; N]) -> [__m256i; N] {
+    type D<T> = <T as Tier>::Nibbles;
+    let (m4, m30, k32) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30), _mm256_set1_epi8(32));
+    let zero = _mm256_setzero_si256();
+    let mut acc = [zero; N];
+    for k in k0..k0 + 4 {
+        let ql = _mm256_loadu_si256(w.add(32 * (16 * h + 8 * (G & 1) + k)) as *const __m256i);
+        let qh = _mm256_loadu_si256(w.add(32 * (32 + 8 * h + k)) as *const __m256i);
+        let low = if G < 2 { _mm256_and_si256(ql, m4) } else { _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4) };
+        let high = match G {
+            0 => _mm256_slli_epi16(qh, 4),
+            1 => _mm256_slli_epi16(qh, 2),
+            2 => qh,
+            _ => _mm256_srli_epi16(qh, 2),
+        };
+        let q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_and_si256(high, m30)), k32);
+        let qa = _mm256_sign_epi8(q, q);
+        for n in 0..N {
+            acc[n] = D::<T>::step(acc[n], qa, _mm256_sign_epi8(broadcast_word(x[n].qs.as_ptr(), k), q));
+        }
+    }
+    acc.map(|v| D::<T>::finish(v, zero))
 }
 
 /// Eight interleaved rows (`quant::interleave`'s layout, `nb` blocks) against `N` token rows of
@@ -361,6 +391,94 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
                     let x = a[n].get_unchecked(i);
                     let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
                     acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                }
+            }
+        }
+        WeightType::Q4K => {
+            type D<T> = <T as Tier>::Nibbles;
+            let m4 = _mm256_set1_epi8(0xF);
+            let (m6, m4d, m2d) = (_mm256_set1_epi32(63), _mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
+            let srl = |v: __m256i, n: i32| _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
+            for i in 0..nb / 8 {
+                let b = group.add(i * gbb);
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+                let w = b.add(32);
+                // The 12 packed scale bytes are words 0..3: ggml's get_scale_min_k4 on 8 rows.
+                let sw = [0, 1, 2].map(|k| _mm256_loadu_si256(w.add(32 * k) as *const __m256i));
+                let mut dsc = [_mm256_setzero_ps(); 8];
+                let mut dm = [_mm256_setzero_ps(); 8];
+                for j in 0..4 {
+                    let sh = 8 * j as i32;
+                    let sc = _mm256_and_si256(srl(sw[0], sh), m6);
+                    let m = _mm256_and_si256(srl(sw[1], sh), m6);
+                    let sc_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[0], sh + 6), m2d), 4));
+                    let m_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh + 4), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[1], sh + 6), m2d), 4));
+                    dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+                    dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m));
+                    dsc[j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
+                    dm[j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
+                }
+                // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1 (words 3+8j..).
+                for j in 0..4 {
+                    let mut lo_acc = [zero; N];
+                    let mut hi_acc = [zero; N];
+                    for k in 0..8 {
+                        let raw = _mm256_loadu_si256(w.add(32 * (3 + 8 * j + k)) as *const __m256i);
+                        let lo = _mm256_and_si256(raw, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                        for n in 0..N {
+                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                            lo_acc[n] = D::<T>::step(lo_acc[n], lo, broadcast_word(x1.qs.as_ptr(), k));
+                            hi_acc[n] = D::<T>::step(hi_acc[n], hi, broadcast_word(x2.qs.as_ptr(), k));
+                        }
+                    }
+                    for n in 0..N {
+                        let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                        let s1 = _mm256_cvtepi32_ps(D::<T>::finish(lo_acc[n], zero));
+                        let s2 = _mm256_cvtepi32_ps(D::<T>::finish(hi_acc[n], zero));
+                        // d·sc·dx·Σq·qx - dmin·m·Σx per sub-block
+                        acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
+                        acc[n] = _mm256_fnmadd_ps(dm[2 * j], _mm256_set1_ps(x1.s), acc[n]);
+                        acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
+                        acc[n] = _mm256_fnmadd_ps(dm[2 * j + 1], _mm256_set1_ps(x2.s), acc[n]);
+                    }
+                }
+            }
+        }
+        WeightType::Q6K => {
+            // |q - 32| <= 32: the i16 sums of `Nibbles` hold for the 4 steps of a 16-value scale.
+            for i in 0..nb / 8 {
+                let b = group.add(i * gbb);
+                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                let w = b.add(16);
+                // Words 0..32: ql; 32..48: qh; 48..52: the 16 i8 scales (d·sc per row and scale).
+                let mut dsc = [_mm256_setzero_ps(); 16];
+                for q in 0..4 {
+                    let sw = _mm256_loadu_si256(w.add(32 * (48 + q)) as *const __m256i);
+                    for byte in 0..4 {
+                        let v = _mm256_sra_epi32(_mm256_sll_epi32(sw, _mm_cvtsi32_si128(24 - 8 * byte as i32)), _mm_cvtsi32_si128(24));
+                        dsc[4 * q + byte] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(v));
+                    }
+                }
+                for h in 0..2 {
+                    // Run g of 32 values (activation block 4h+g); each half of it has its scale.
+                    macro_rules! run {
+                        ($g:literal) => {{
+                            let x: [&BlockQ8; N] = std::array::from_fn(|n| a[n].get_unchecked(8 * i + 4 * h + $g));
+                            let first = q6k_words::<T, N, $g>(w, h, 0, x);
+                            let second = q6k_words::<T, N, $g>(w, h, 4, x);
+                            for n in 0..N {
+                                let xd = _mm256_set1_ps(x[n].d);
+                                acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * $g], _mm256_mul_ps(_mm256_cvtepi32_ps(first[n]), xd), acc[n]);
+                                acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * $g + 1], _mm256_mul_ps(_mm256_cvtepi32_ps(second[n]), xd), acc[n]);
+                            }
+                        }};
+                    }
+                    run!(0);
+                    run!(1);
+                    run!(2);
+                    run!(3);
                 }
             }
         }
