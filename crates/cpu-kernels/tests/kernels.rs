@@ -181,6 +181,8 @@ fn activation_quantization_agrees_across_tiers() {
         quantize_row_q8(isa, &x, &mut got);
         for (a, b) in got.iter().zip(&want) {
             assert_eq!(a.qs, b.qs, "{isa:?}");
+            assert_eq!(a.halves, b.halves, "{isa:?}");
+            assert_eq!(a.halves[0] + a.halves[1], a.qs.iter().map(|&q| q as i32).sum::<i32>());
             assert!((a.d - b.d).abs() <= 1e-7 && (a.s - b.s).abs() <= 1e-5 * b.s.abs().max(1.0), "{isa:?}");
         }
     }

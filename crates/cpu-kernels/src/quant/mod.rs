@@ -125,7 +125,8 @@ impl WeightType {
     }
 }
 
-/// 32 activations quantized: `x ≈ d * qs`, and `s = d * Σ qs` (used by types with an offset).
+/// 32 activations quantized: `x ≈ d * qs`, `s = d * Σ qs` and the two half sums of `qs` (used by
+/// types with an offset).
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct BlockQ8 {
@@ -135,6 +136,8 @@ pub struct BlockQ8 {
     pub s: f32,
     /// Codes, `round(x / d)` in -127..=127.
     pub qs: [i8; 32],
+    /// Sums of `qs[0..16]` and `qs[16..32]` (Q6_K's offset of 32 is per 16 values).
+    pub halves: [i32; 2],
 }
 
 /// Quantizes one row of activations (`x.len() == 32 * out.len()`).

@@ -19,6 +19,7 @@ pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
         }
         b.d = d;
         b.s = d * sum as f32;
+        b.halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
     }
 }
 

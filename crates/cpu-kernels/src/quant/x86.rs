@@ -229,8 +229,7 @@ trait StepDot {
 }
 
 /// AVX2 with small weights: the sums stay in i16 lanes until the end of the block, which is
-/// exact while they cannot pass 2^15: 8 steps of nibbles (8 * 2 * 15 * 127 = 30480) or 4 steps
-/// of Q6_K's |q - 32| <= 32 (4 * 2 * 32 * 127 = 32512).
+/// exact while they cannot pass 2^15: 8 steps of nibbles (8 * 2 * 15 * 127 = 30480).
 struct Avx2Nibbles;
 impl StepDot for Avx2Nibbles {
     const TWO: bool = false;
@@ -293,11 +292,13 @@ unsafe fn broadcast_word(qs: *const i8, s: usize) -> __m256i {
 /// Q6_K, 8 interleaved rows: the i32 sums over words `k0..k0+4` (16 values, one scale) of run
 /// `G` in half `h` against each token's activation block `x[n]`. Run `G` takes the low (G < 2)
 /// or high nibbles of ql bytes 0..32 (G even) or 32..64 (G odd) of the half, and bits 2G, 2G+1
-/// of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`); values are `q - 32`.
+/// of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`); values are `q - 32`, the 32 taken off
+/// through the activations' half sums.
 #[inline(always)]
 unsafe fn q6k_words<T: Tier, const N: usize, const G: usize>(w: *const u8, h: usize, k0: usize, x: [&BlockQ8; N]) -> [__m256i; N] {
-    type D<T> = <T as Tier>::Nibbles;
-    let (m4, m30, k32) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30), _mm256_set1_epi8(32));
+    // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
+    type D<T> = <T as Tier>::Bytes;
+    let (m4, m30) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30));
     let zero = _mm256_setzero_si256();
     let mut acc = [zero; N];
     for k in k0..k0 + 4 {
@@ -310,13 +311,14 @@ unsafe fn q6k_words<T: Tier, const N: usize, const G: usize>(w: *const u8, h: us
             2 => qh,
             _ => _mm256_srli_epi16(qh, 2),
         };
-        let q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_and_si256(high, m30)), k32);
-        let qa = _mm256_sign_epi8(q, q);
+        let q = _mm256_or_si256(low, _mm256_and_si256(high, m30));
         for n in 0..N {
-            acc[n] = D::<T>::step(acc[n], qa, _mm256_sign_epi8(broadcast_word(x[n].qs.as_ptr(), k), q));
+            acc[n] = D::<T>::step(acc[n], q, broadcast_word(x[n].qs.as_ptr(), k));
         }
     }
-    acc.map(|v| D::<T>::finish(v, zero))
+    // Σ (q - 32)·x = Σ q·x - 32·Σ x, with Σ x over these 16 values from the activation block.
+    let half = k0 / 4;
+    std::array::from_fn(|n| _mm256_sub_epi32(D::<T>::finish(acc[n], zero), _mm256_set1_epi32(32 * x[n].halves[half])))
 }
 
 /// Eight interleaved rows (`quant::interleave`'s layout, `nb` blocks) against `N` token rows of
@@ -447,7 +449,6 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
             }
         }
         WeightType::Q6K => {
-            // |q - 32| <= 32: the i16 sums of `Nibbles` hold for the 4 steps of a 16-value scale.
             for i in 0..nb / 8 {
                 let b = group.add(i * gbb);
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
@@ -532,11 +533,14 @@ pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
         for k in 0..4 {
             q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
         }
-        let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-        let s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
-        let s4 = _mm_hadd_epi32(s4, s4);
-        let s4 = _mm_hadd_epi32(s4, s4);
-        let isum = _mm_cvtsi128_si32(s4);
+        let lane_sum = |v: __m256i| {
+            let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            let s4 = _mm_hadd_epi32(s4, s4);
+            _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4))
+        };
+        let halves = [lane_sum(_mm256_add_epi32(q[0], q[1])), lane_sum(_mm256_add_epi32(q[2], q[3]))];
+        let isum = halves[0] + halves[1];
+        b.halves = halves;
         // packs work per 128-bit lane: undo the interleave with a permute.
         let p16a = _mm256_packs_epi32(q[0], q[1]);
         let p16b = _mm256_packs_epi32(q[2], q[3]);
