@@ -1,7 +1,7 @@
 //! Per-kernel throughput: one matrix x one token (decode) and x 128 tokens (prefill) for every
 //! weight type, at Llama 3.2 1B's MLP shape (8192 x 2048), reported by criterion as bytes of
 //! weights per second, next to a measured memory copy of the same size (the machine's limit
-//! for batch-1 decode). Weights are random (synthetic): speed does not depend on the values.
+//! for batch-1 decode); and at Llama 3 8B's MLP shape, larger than the caches. Weights are random (synthetic): speed does not depend on the values.
 //!
 //! `cargo bench -p cpu-kernels` (set `LLAMA3_BENCH_ISA=avx2` to measure a lower tier).
 
@@ -23,6 +23,18 @@ fn kernels(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(src.len() as u64));
     g.bench_function("memcpy (copy bandwidth)", |b| b.iter(|| dst.copy_from_slice(&src)));
     for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q5K, WeightType::Q6K, WeightType::Int8, WeightType::Nf4, WeightType::F32, WeightType::F16, WeightType::BF16] {
+        let w = matrix(ty, rows, cols);
+        let x = vec![0.5f32; cols];
+        let mut y = vec![0.0f32; rows];
+        g.throughput(Throughput::Bytes(w.bytes() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(ty.label()), &w, |b, w| b.iter(|| matmul(w, &x, 1, &mut y).unwrap()));
+    }
+    g.finish();
+    // Larger than this machine's caches (Llama 3 8B's MLP shape, 14336 x 4096): what decode sees.
+    let mut g = c.benchmark_group("decode_14336x4096");
+    g.sample_size(20);
+    for ty in [WeightType::Q4_0, WeightType::Q4K, WeightType::Q6K, WeightType::Q8_0] {
+        let (rows, cols) = (14336, 4096);
         let w = matrix(ty, rows, cols);
         let x = vec![0.5f32; cols];
         let mut y = vec![0.0f32; rows];
