@@ -15,13 +15,13 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Serialize;
 
-use bench_core::backend::{Backend, LanguageModel};
-use bench_core::bench::{self, BenchConfig, BenchmarkResult, RunContext};
-use bench_core::chat::{encode_chat, ChatTemplate, Message, Role};
-use bench_core::generate::{generate, Generation};
-use bench_core::report;
-use bench_core::sampling::{Sampler, SamplingConfig};
-use bench_core::tokenizer::Tokenizer;
+use bench_backend::backend::{Backend, LanguageModel};
+use bench_core::run::bench::{self, BenchConfig, BenchmarkResult, RunContext};
+use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
+use bench_core::run::generate::{generate, Generation};
+use bench_core::metrics::report;
+use bench_core::run::sampling::{Sampler, SamplingConfig};
+use bench_core::text::tokenizer::Tokenizer;
 
 pub use args::Cli;
 
@@ -110,7 +110,7 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     }
     let _profile = init_tracing(cli)?;
 
-    let memory_check = |spec: &bench_core::backend::LoadSpec, label: &str| {
+    let memory_check = |spec: &bench_backend::backend::LoadSpec, label: &str| {
         if cli.model.ignore_memory_check {
             Ok(())
         } else {
@@ -195,13 +195,13 @@ fn answer(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, ids: 
 
 /// A model loaded from a GGUF that `cargo xtask synth-gguf` wrote (metadata
 /// `llama3_bench.synthetic = true`): reported as synthetic whichever framework loaded it.
-struct SyntheticFile(Box<dyn bench_core::backend::LanguageModel>);
+struct SyntheticFile(Box<dyn bench_backend::backend::LanguageModel>);
 
 impl SyntheticFile {
-    fn marked(spec: &bench_core::backend::LoadSpec) -> bool {
+    fn marked(spec: &bench_backend::backend::LoadSpec) -> bool {
         match &spec.source {
-            bench_core::backend::WeightSource::Files(f) => match &f.weights {
-                bench_core::files::WeightFormat::Gguf(p) => bench_core::gguf::GgufFile::open(p)
+            bench_backend::backend::WeightSource::Files(weights) => match weights {
+                bench_backend::WeightFormat::Gguf(p) => bench_backend::gguf::GgufFile::open(p)
                     .ok()
                     .and_then(|g| g.get("llama3_bench.synthetic").and_then(|v| v.as_bool()))
                     .unwrap_or(false),
@@ -211,7 +211,7 @@ impl SyntheticFile {
         }
     }
 
-    fn wrap(model: Box<dyn bench_core::backend::LanguageModel>, spec: &bench_core::backend::LoadSpec) -> Box<dyn bench_core::backend::LanguageModel> {
+    fn wrap(model: Box<dyn bench_backend::backend::LanguageModel>, spec: &bench_backend::backend::LoadSpec) -> Box<dyn bench_backend::backend::LanguageModel> {
         if Self::marked(spec) && !model.info().synthetic {
             Box::new(SyntheticFile(model))
         } else {
@@ -220,17 +220,17 @@ impl SyntheticFile {
     }
 }
 
-impl bench_core::backend::LanguageModel for SyntheticFile {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<bench_core::backend::Logits> {
+impl bench_backend::backend::LanguageModel for SyntheticFile {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<bench_backend::backend::Logits> {
         self.0.forward(tokens, pos)
     }
-    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<Vec<bench_core::backend::Logits>> {
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<Vec<bench_backend::backend::Logits>> {
         self.0.forward_all(tokens, pos)
     }
     fn reset(&mut self) {
         self.0.reset()
     }
-    fn info(&self) -> bench_core::backend::ModelInfo {
+    fn info(&self) -> bench_backend::backend::ModelInfo {
         let mut info = self.0.info();
         info.synthetic = true;
         info.weights = format!("synthetic {}", info.weights);
@@ -246,7 +246,7 @@ struct GenerationJson<'a> {
     prompt_ids: &'a [u32],
     generated_ids: &'a [u32],
     text: &'a str,
-    stop_reason: bench_core::generate::StopReason,
+    stop_reason: bench_core::run::generate::StopReason,
     load_time_s: f64,
     prefill_s: f64,
     first_token_s: f64,
@@ -449,7 +449,7 @@ fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageMode
     let window = model.info().max_seq_len;
     eprintln!("perplexity: {} tokens of {} in windows of {window}", tokens.len(), path.display());
     let start = Instant::now();
-    let p = bench_core::perplexity::perplexity(model, &tokens, window, |done, total| eprintln!("  window {done}/{total}"))?;
+    let p = bench_core::run::perplexity::perplexity(model, &tokens, window, |done, total| eprintln!("  window {done}/{total}"))?;
     let info = model.info();
     let j = serde_json::json!({
         "framework": backend.name(),
@@ -522,7 +522,7 @@ fn run_benchmark(
     let ctx = RunContext {
         framework: backend.name().to_string(),
         model_size: resolved.label.clone(),
-        device: backend.device_info(&cli.runtime.device),
+        device: backend.device_info(cli.runtime.device),
         model: info,
         load_time_s,
         tokenize_time_s,

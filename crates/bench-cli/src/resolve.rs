@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bench_core::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
-use bench_core::cache::Cache;
-use bench_core::download;
-use bench_core::files::{self, ModelFiles, ModelType, TokenizerLocation};
-use bench_core::gguf::GgufFile;
-use bench_core::registry::Registry;
-use bench_core::tokenizer::Tokenizer;
+use bench_backend::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
+use bench_hub::cache::Cache;
+use bench_hub::download;
+use bench_hub::files::{self, ModelFiles, ModelType, TokenizerLocation};
+use bench_hub::registry::Registry;
+use bench_core::text::tokenizer::Tokenizer;
 
 use crate::args::{Cli, DTypeArg, KernelsArg, ModelTypeArg, QuantizeArg};
 
@@ -64,16 +63,17 @@ pub fn load_spec_options(cli: &Cli) -> (Option<DType>, Option<Quantize>) {
     (dtype, quantize)
 }
 
+/// The model's tokenizer; the registry's Llama 3 tokenizer when its files carry none.
 fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {
-    match &files.tokenizer {
-        TokenizerLocation::Gguf(p) => Ok(Tokenizer::from_gguf(&GgufFile::open(p)?)?),
-        TokenizerLocation::Json(p) => Ok(Tokenizer::from_json_file(p)?),
-        TokenizerLocation::Missing => {
-            let paths = ensure(registry, cache, LLAMA3_TOKENIZER, download_missing)
-                .context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?;
-            Ok(Tokenizer::from_json_file(&paths[0])?)
-        }
-    }
+    let fallback = match files.tokenizer {
+        TokenizerLocation::Missing => Some(
+            ensure(registry, cache, LLAMA3_TOKENIZER, download_missing)
+                .context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?[0]
+                .clone(),
+        ),
+        _ => None,
+    };
+    Ok(Tokenizer::for_model(files, fallback.as_deref())?)
 }
 
 pub fn resolve(cli: &Cli) -> Result<Resolved> {
@@ -104,7 +104,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         source,
         dtype,
         quantize,
-        device: cli.runtime.device.clone(),
+        device: cli.runtime.device,
         max_seq_len: Some(cli.model.max_seq_len),
         threads: cli.runtime.threads,
         kernels: match cli.runtime.kernels {
@@ -149,7 +149,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         }
     };
     files::check_model_type(&files, expected)?;
-    let load_spec = spec(WeightSource::Files(files.clone()));
+    let load_spec = spec(WeightSource::Files(files.weights.clone()));
     check(&load_spec, &label)?;
     let tokenizer = tokenizer_for(&files, &registry, &cache, cli.model.download)?;
     Ok(Resolved { spec: load_spec, tokenizer, label })

@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
+use crate::arch::Architecture;
 use crate::config::ModelConfig;
-use crate::files::ModelFiles;
-use crate::registry::Architecture;
 use crate::Result;
 
 /// Logits over the vocabulary for one position.
@@ -38,13 +39,83 @@ impl DType {
     }
 }
 
+impl std::str::FromStr for DType {
+    type Err = crate::Error;
+    /// `f32`, `f16` or `bf16` (what [`DType::as_str`] writes).
+    fn from_str(s: &str) -> Result<Self> {
+        [DType::F32, DType::F16, DType::BF16]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| crate::Error::InvalidInput(format!("dtype '{s}' (accepted: f32, f16, bf16)")))
+    }
+}
+
+/// The device a framework runs on, parsed once from `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Device {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| crate::Error::InvalidInput(format!("device '{s}': use cpu, cuda or cuda:N"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
 /// Load-time quantization (the original's `--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantize {
+    /// Layer matrices in int8, one scale per row.
     Int8,
+    /// Layer matrices in 4-bit NormalFloat, one absmax per 64 values.
     Nf4,
+    /// Every weight in f16, computed in f16.
     Float16,
+}
+
+impl std::str::FromStr for Quantize {
+    type Err = crate::Error;
+    /// `int8`, `nf4` or `float16` (what [`Quantize::as_str`] writes).
+    fn from_str(s: &str) -> Result<Self> {
+        [Quantize::Int8, Quantize::Nf4, Quantize::Float16]
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| crate::Error::InvalidInput(format!("quantization '{s}' (accepted: int8, nf4, float16)")))
+    }
+}
+
+impl Quantize {
+    /// The name `--quantize` takes and reports show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantize::Int8 => "int8",
+            Quantize::Nf4 => "nf4",
+            Quantize::Float16 => "float16",
+        }
+    }
 }
 
 /// Which CPU kernels a framework with a choice runs (native: its own tuned kernels, or candle's
@@ -60,7 +131,19 @@ pub enum Kernels {
     Stock,
 }
 
+impl std::str::FromStr for Kernels {
+    type Err = crate::Error;
+    /// `tuned` or `stock`.
+    fn from_str(s: &str) -> Result<Self> {
+        [Kernels::Tuned, Kernels::Stock]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| crate::Error::InvalidInput(format!("kernels '{s}' (accepted: tuned, stock)")))
+    }
+}
+
 impl Kernels {
+    /// The name `--kernels` takes and reports show.
     pub fn as_str(self) -> &'static str {
         match self {
             Kernels::Tuned => "tuned",
@@ -69,10 +152,26 @@ impl Kernels {
     }
 }
 
+/// A model's weight files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// One GGUF file.
+    Gguf(PathBuf),
+    /// Hugging Face safetensors: one file or the shards of a `model.safetensors.index.json`, and
+    /// the `config.json` next to them.
+    Safetensors {
+        /// The `.safetensors` files, sorted.
+        shards: Vec<PathBuf>,
+        /// The checkpoint's `config.json`.
+        config: PathBuf,
+    },
+}
+
 /// Where the weights come from.
 #[derive(Debug, Clone)]
 pub enum WeightSource {
-    Files(ModelFiles),
+    /// Weight files on disk.
+    Files(WeightFormat),
     /// Seeded random weights of a given shape: for speed work only, always labelled synthetic.
     Synthetic { arch: Architecture, seed: u64 },
 }
@@ -84,8 +183,8 @@ pub struct LoadSpec {
     /// weight to this dtype and compute in it.
     pub dtype: Option<DType>,
     pub quantize: Option<Quantize>,
-    /// "cpu", "cuda", "cuda:1".
-    pub device: String,
+    /// Where to run.
+    pub device: Device,
     /// Longest sequence the KV cache must hold; `None` = the model's context, capped at 4096.
     pub max_seq_len: Option<usize>,
     /// CPU threads for the framework's kernels; `None` = the framework's default.
@@ -181,7 +280,7 @@ pub struct ModelInfo {
 pub trait Backend {
     /// "native", "torch".
     fn name(&self) -> &'static str;
-    fn device_info(&self, device: &str) -> DeviceInfo;
+    fn device_info(&self, device: Device) -> DeviceInfo;
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>>;
     /// Whether GGUF blocks are kept as they are when no dtype is asked for (ggml kernels), rather
     /// than dequantized to f32 at load: what the memory check before loading counts.

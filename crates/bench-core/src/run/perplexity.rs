@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::LanguageModel;
-use crate::sampling::log_softmax;
+use bench_backend::backend::LanguageModel;
+use crate::run::sampling::log_softmax;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,8 +42,8 @@ pub fn perplexity(model: &mut dyn LanguageModel, tokens: &[u32], window_len: usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Logits, ModelInfo};
-    use crate::registry::Registry;
+    use bench_backend::backend::{Logits, ModelInfo};
+    use bench_hub::registry::Registry;
 
     /// A test double that gives the true next token probability p and spreads 1-p uniformly.
     struct Oracle {

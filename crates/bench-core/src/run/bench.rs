@@ -13,10 +13,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{DeviceInfo, LanguageModel, ModelInfo};
-use crate::memory;
-use crate::sampling::argmax_with_margin;
-use crate::stats::Summary;
+use bench_backend::backend::{DeviceInfo, LanguageModel, ModelInfo};
+use bench_backend::memory;
+use crate::run::sampling::argmax_with_margin;
+use crate::metrics::stats::Summary;
 use crate::{Error, Result};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -268,8 +268,8 @@ impl BenchmarkResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Logits;
-    use crate::registry::Registry;
+    use bench_backend::backend::Logits;
+    use bench_hub::registry::Registry;
 
     /// A test double: "next token = (last token + 1) mod vocab", with a fixed sleep per forward
     /// call so that the timings have a known floor.
