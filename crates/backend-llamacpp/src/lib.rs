@@ -25,6 +25,7 @@ use bench_backend::backend::{check_forward_args, Backend, DType, DeviceInfo, Lan
 use bench_backend::config::ModelConfig;
 use bench_backend::WeightFormat;
 use bench_backend::gguf::GgufFile;
+use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::{Error, Result};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
@@ -196,7 +197,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
             return Err(Error::InvalidInput(format!(
                 "--quantize {} is bench-core's format, which llama.cpp has no kernels for; \
                  run a GGUF with llama.cpp's own blocks instead (e.g. `cargo xtask synth-gguf --type q8_0|q4_0`)",
-                format!("{q:?}").to_lowercase()
+                q.as_str()
             )))
         }
         (_, dtype) => dtype,
@@ -307,10 +308,11 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
 fn weight_bytes(gguf: &GgufFile, cfg: &ModelConfig) -> Result<(u64, u64)> {
     let mut total = 0u64;
     let mut embedding = 0u64;
+    let embedding_name = TensorId::global(TensorRole::TokenEmbedding).gguf_name();
     for t in &gguf.tensors {
         let b = t.byte_len().ok_or_else(|| Error::NotImplemented(format!("tensor {} has {}", t.name, t.ggml_type)))?;
         total += b;
-        if t.name == "token_embd.weight" {
+        if t.name == embedding_name {
             embedding = b;
         }
     }

@@ -183,7 +183,10 @@ impl ArchField {
             ArchField::Heads => "attention.head_count",
             ArchField::KvHeads => "attention.head_count_kv",
             ArchField::FfnDim => "feed_forward_length",
-            ArchField::VocabSize => "vocab_size (or the rows of token_embd.weight)",
+            ArchField::VocabSize => {
+                let embedding = crate::schema::TensorId::global(crate::schema::TensorRole::TokenEmbedding).gguf_name();
+                return format!("{arch}.vocab_size (or the rows of {embedding})");
+            }
             ArchField::ContextLength => "context_length",
             ArchField::RopeTheta => "rope.freq_base",
             ArchField::NormEps => "attention.layer_norm_rms_epsilon",

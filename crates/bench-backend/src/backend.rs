@@ -43,10 +43,7 @@ impl std::str::FromStr for DType {
     type Err = crate::Error;
     /// `f32`, `f16` or `bf16` (what [`DType::as_str`] writes).
     fn from_str(s: &str) -> Result<Self> {
-        [DType::F32, DType::F16, DType::BF16]
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| crate::Error::InvalidInput(format!("dtype '{s}' (accepted: f32, f16, bf16)")))
+        parse_named(s, "dtype", &[DType::F32, DType::F16, DType::BF16], |d| d.as_str())
     }
 }
 
@@ -84,6 +81,14 @@ impl std::fmt::Display for Device {
     }
 }
 
+/// The one of `all` whose `name` is `s`; the error names `what` and the accepted names.
+fn parse_named<T: Copy>(s: &str, what: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let accepted: Vec<_> = all.iter().map(|&v| name(v)).collect();
+        crate::Error::InvalidInput(format!("{what} '{s}' (accepted: {})", accepted.join(", ")))
+    })
+}
+
 /// Load-time quantization (the original's `--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -100,10 +105,7 @@ impl std::str::FromStr for Quantize {
     type Err = crate::Error;
     /// `int8`, `nf4` or `float16` (what [`Quantize::as_str`] writes).
     fn from_str(s: &str) -> Result<Self> {
-        [Quantize::Int8, Quantize::Nf4, Quantize::Float16]
-            .into_iter()
-            .find(|q| q.as_str() == s)
-            .ok_or_else(|| crate::Error::InvalidInput(format!("quantization '{s}' (accepted: int8, nf4, float16)")))
+        parse_named(s, "quantization", &[Quantize::Int8, Quantize::Nf4, Quantize::Float16], |q| q.as_str())
     }
 }
 
@@ -135,10 +137,7 @@ impl std::str::FromStr for Kernels {
     type Err = crate::Error;
     /// `tuned` or `stock`.
     fn from_str(s: &str) -> Result<Self> {
-        [Kernels::Tuned, Kernels::Stock]
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| crate::Error::InvalidInput(format!("kernels '{s}' (accepted: tuned, stock)")))
+        parse_named(s, "kernels", &[Kernels::Tuned, Kernels::Stock], |k| k.as_str())
     }
 }
 

@@ -243,7 +243,7 @@ mod tests {
         assert!(matches!(q.data, TensorData::F32(ref v) if v.len() == 192 * 576));
         // Tied: the head is the embedding, with the head's shape.
         let head = src.tensor(TensorId::global(TensorRole::Output)).unwrap();
-        assert_eq!(head.name, "token_embd.weight");
+        assert_eq!(head.name, TensorId::global(TensorRole::TokenEmbedding).gguf_name());
         assert_eq!(src.storage_summary(), "synthetic");
     }
 }

@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use bench_backend::backend::{Backend, LanguageModel};
 use bench_core::run::bench::{self, BenchConfig, BenchmarkResult, RunContext};
-use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
+use bench_core::run::perplexity::PerplexityReport;
+use bench_core::text::chat::{encode_chat, encode_chat_within, ChatTemplate, Message, Role};
 use bench_core::run::generate::{generate, Generation};
 use bench_core::metrics::report;
 use bench_core::run::sampling::{Sampler, SamplingConfig};
@@ -94,14 +95,13 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
             bail!("--framework {fw}: this binary runs the '{}' framework only; use `compare --framework {fw}` to pick frameworks", backend.name());
         }
     }
-    if cli.sampling.temperature < 0.0 || !cli.sampling.temperature.is_finite() {
-        bail!("--temperature must be 0 (greedy) or positive, got {}", cli.sampling.temperature);
-    }
-    if let Some(p) = cli.sampling.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            bail!("--top-p must be in (0, 1], got {p}");
-        }
-    }
+    let sampling = SamplingConfig {
+        temperature: cli.sampling.temperature,
+        top_k: cli.sampling.top_k,
+        top_p: cli.sampling.top_p,
+        seed: cli.sampling.seed,
+    };
+    sampling.validate()?;
     if cli.runtime.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
@@ -143,12 +143,6 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     if let Some(path) = &cli.evaluation.perplexity {
         return run_perplexity(backend, cli, model.as_mut(), &resolved, path);
     }
-    let sampling = SamplingConfig {
-        temperature: cli.sampling.temperature,
-        top_k: cli.sampling.top_k,
-        top_p: cli.sampling.top_p,
-        seed: cli.sampling.seed,
-    };
     let template = ChatTemplate::for_tokenizer(&resolved.tokenizer);
     if let Some(prompt) = &cli.sampling.prompt {
         let messages = vec![Message::new(Role::User, prompt.clone())];
@@ -387,15 +381,7 @@ fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, templat
             _ => {}
         }
         history.push(Message::new(Role::User, question));
-        // Keep the conversation inside the context: drop the oldest turns until the prompt and a
-        // full answer fit.
-        let ids = loop {
-            let ids = encode_chat(tokenizer, template, &history)?;
-            if ids.len() + cli.sampling.max_tokens <= context || history.len() <= 1 {
-                break ids;
-            }
-            history.drain(..2.min(history.len() - 1));
-        };
+        let ids = encode_chat_within(tokenizer, template, &mut history, cli.sampling.max_tokens, context)?;
         if ids.len() >= context {
             history.pop();
             eprintln!(
@@ -451,20 +437,16 @@ fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageMode
     let start = Instant::now();
     let p = bench_core::run::perplexity::perplexity(model, &tokens, window, |done, total| eprintln!("  window {done}/{total}"))?;
     let info = model.info();
-    let j = serde_json::json!({
-        "framework": backend.name(),
-        "model": resolved.label,
-        "weights": info.weights,
-        "weight_bytes": info.weight_bytes,
-        "quantize": cli.model.quantize.map(|q| format!("{q:?}").to_lowercase()),
-        "text": path.display().to_string(),
-        "perplexity": p.perplexity,
-        "mean_nll": p.mean_nll,
-        "tokens_scored": p.tokens_scored,
-        "windows": p.windows,
-        "window_len": p.window_len,
-        "seconds": start.elapsed().as_secs_f64(),
-    });
+    let j = PerplexityReport {
+        framework: backend.name().to_string(),
+        model: resolved.label.clone(),
+        weights: info.weights.clone(),
+        weight_bytes: info.weight_bytes,
+        quantize: resolve::load_spec_options(cli).1,
+        text: path.display().to_string(),
+        result: p.clone(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
     if cli.output.json {
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
@@ -527,7 +509,7 @@ fn run_benchmark(
         load_time_s,
         tokenize_time_s,
         warmup: config.warmup,
-        quantize: cli.model.quantize.map(|q| format!("{q:?}").to_lowercase()),
+        quantize: resolve::load_spec_options(cli).1,
     };
     if let Some(path) = &cli.benchmark.dump_logits {
         // Untimed, after the measurements: every prompt position's logits, for quality checks.

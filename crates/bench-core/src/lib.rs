@@ -7,7 +7,9 @@
 //! - [`metrics`]: statistics, the machine's description, reports, and comparisons between runs.
 //!
 //! Frameworks implement bench-backend's [`Backend`] / [`LanguageModel`]; where models come from
-//! is bench-hub's. This crate depends on neither candle nor tch (see `DESIGN.md`).
+//! is bench-hub's. This crate depends on no framework.
+
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod metrics;
 pub mod run;

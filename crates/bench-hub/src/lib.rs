@@ -8,6 +8,8 @@
 //!
 //! Frameworks never depend on this crate; the command line does.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod cache;
 pub mod download;
 pub mod files;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use bench_backend::backend::LanguageModel;
+use bench_backend::backend::{LanguageModel, Quantize};
 use crate::run::sampling::log_softmax;
 use crate::{Error, Result};
 
@@ -16,6 +16,28 @@ pub struct Perplexity {
     pub tokens_scored: usize,
     pub windows: usize,
     pub window_len: usize,
+}
+
+/// A perplexity run as the command line reports it (`--perplexity FILE --json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PerplexityReport {
+    /// The framework's name.
+    pub framework: String,
+    /// The model's label (registry name or file name).
+    pub model: String,
+    /// How the weights were held.
+    pub weights: String,
+    /// Bytes of weights held.
+    pub weight_bytes: u64,
+    /// Load-time quantization, if any.
+    pub quantize: Option<Quantize>,
+    /// The text file scored.
+    pub text: String,
+    /// The measurement.
+    #[serde(flatten)]
+    pub result: Perplexity,
+    /// Wall time of the scoring.
+    pub seconds: f64,
 }
 
 /// `on_window(done, total)` reports progress.

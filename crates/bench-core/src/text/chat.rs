@@ -140,6 +140,26 @@ pub fn encode_chat(tokenizer: &Tokenizer, template: &ChatTemplate, messages: &[M
     tokenizer.encode(&text, tokenizer.adds_bos() && !template_wrote_bos)
 }
 
+/// [`encode_chat`] for a conversation that must leave room for an answer of `answer_tokens` in a
+/// context of `context` tokens: the oldest turns (a question and its answer at a time) are
+/// dropped from `history` until the prompt and a full answer fit, keeping at least the last
+/// message. The prompt may still be longer than the context when that message alone is.
+pub fn encode_chat_within(
+    tokenizer: &Tokenizer,
+    template: &ChatTemplate,
+    history: &mut Vec<Message>,
+    answer_tokens: usize,
+    context: usize,
+) -> Result<Vec<u32>> {
+    loop {
+        let ids = encode_chat(tokenizer, template, history)?;
+        if ids.len() + answer_tokens <= context || history.len() <= 1 {
+            return Ok(ids);
+        }
+        history.drain(..2.min(history.len() - 1));
+    }
+}
+
 /// Seconds since the Unix epoch.
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
