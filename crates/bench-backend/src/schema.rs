@@ -50,7 +50,8 @@ pub enum NameScheme {
 }
 
 /// The one table of names: (role, GGUF stem, Hugging Face stem). Per-layer stems are prefixed with
-/// `blk.N.` / `model.layers.N.`; every name ends in `.weight`.
+/// `blk.N.` / `model.layers.N.`; every name ends in `.weight`. Rows 1 to 9 are the per-layer
+/// roles in forward-pass order ([`LAYER_ROLES`]).
 const NAMES: [(TensorRole, &str, &str); 12] = [
     (TensorRole::TokenEmbedding, "token_embd", "model.embed_tokens"),
     (TensorRole::AttnNorm, "attn_norm", "input_layernorm"),
@@ -69,18 +70,17 @@ const NAMES: [(TensorRole, &str, &str); 12] = [
 /// The GGUF name of Llama 3.1's RoPE frequency factors (not a weight of the forward pass).
 pub const GGUF_ROPE_FREQS: &str = "rope_freqs.weight";
 
-/// The tensors of one decoder layer, in the order the forward pass uses them.
-pub const LAYER_ROLES: [TensorRole; 9] = [
-    TensorRole::AttnNorm,
-    TensorRole::AttnQ,
-    TensorRole::AttnK,
-    TensorRole::AttnV,
-    TensorRole::AttnOutput,
-    TensorRole::FfnNorm,
-    TensorRole::FfnGate,
-    TensorRole::FfnUp,
-    TensorRole::FfnDown,
-];
+/// The tensors of one decoder layer, in the order the forward pass uses them (the per-layer
+/// rows of [`NAMES`]).
+pub const LAYER_ROLES: [TensorRole; 9] = {
+    let mut roles = [TensorRole::AttnNorm; 9];
+    let mut i = 0;
+    while i < 9 {
+        roles[i] = NAMES[i + 1].0;
+        i += 1;
+    }
+    roles
+};
 
 impl TensorRole {
     fn stems(self) -> (&'static str, &'static str) {
@@ -228,6 +228,13 @@ mod tests {
             context_length: 8192,
             rope_scaling: None,
         }
+    }
+
+    #[test]
+    fn layer_roles_are_the_per_layer_rows() {
+        assert_eq!(LAYER_ROLES.len(), NAMES.iter().filter(|(r, _, _)| !matches!(r, TensorRole::TokenEmbedding | TensorRole::OutputNorm | TensorRole::Output)).count());
+        assert_eq!(LAYER_ROLES[0], TensorRole::AttnNorm);
+        assert_eq!(LAYER_ROLES[8], TensorRole::FfnDown);
     }
 
     #[test]
