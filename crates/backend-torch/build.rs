@@ -5,7 +5,7 @@
 //! `LLAMA3_BENCH_TORCH_CUDA=1` keeps `libtorch_cuda.so` linked: rustc links with `--as-needed`,
 //! which drops it (no Rust code names its symbols) and libtorch then sees no GPU. Off by default
 //! because its CUDA dependencies (cuBLAS, cuDNN, ...) are only on GPU machines; a binary built
-//! with it needs them at start-up (see ../../shared/GPU.md).
+//! with it needs them at start-up.
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LLAMA3_BENCH_TORCH_CUDA");

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use bench_core::config::ModelConfig;
-use bench_core::gguf::GgufFile;
+use bench_backend::config::ModelConfig;
+use bench_backend::gguf::GgufFile;
 
 /// The fuzz targets, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +55,13 @@ pub fn gguf(data: &[u8]) {
     // The tokenizer builds from the metadata only when the file has one; bound its size so the
     // fuzzer spends its time on the reader rather than in the tokenizers crate.
     if file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).is_some_and(|a| a.len() <= 4096) {
-        let _ = bench_core::tokenizer::Tokenizer::from_gguf(&file);
+        let _ = bench_core::text::tokenizer::Tokenizer::from_gguf(&file);
     }
 }
 
 /// The safetensors header reader: accepted tensors must lie inside the input.
 pub fn safetensors(data: &[u8]) {
-    let Ok(tensors) = bench_core::safetensors::read_header(data, Path::new("fuzz.safetensors")) else { return };
+    let Ok(tensors) = bench_backend::safetensors::read_header(data, Path::new("fuzz.safetensors")) else { return };
     for t in tensors {
         let bytes = data.get(t.start as usize..t.end as usize).expect("accepted tensor lies inside the file");
         let elements: usize = t.shape.iter().product();
@@ -105,8 +105,8 @@ pub const SMOLLM2_HEADER_BYTES: usize = 2 << 20;
 
 /// The first [`SMOLLM2_HEADER_BYTES`] of the cached SmolLM2-135M GGUF, if it is in the cache.
 pub fn smollm2_header() -> Option<Vec<u8>> {
-    let registry = bench_core::registry::Registry::load().ok()?;
-    let paths = bench_core::cache::Cache::from_env().resolve(&registry, "smollm2-135m").ok()??;
+    let registry = bench_hub::registry::Registry::load().ok()?;
+    let paths = bench_hub::cache::Cache::from_env().resolve(&registry, "smollm2-135m").ok()??;
     let gguf = paths.iter().find(|p| p.extension().is_some_and(|e| e == "gguf"))?;
     let mut bytes = Vec::with_capacity(SMOLLM2_HEADER_BYTES);
     use std::io::Read;

@@ -64,8 +64,8 @@ pub fn run(root: &Path, target: &str, seconds: u64) -> Result<()> {
 /// The first 2 MiB of the cached SmolLM2 GGUF: its header, metadata and tensor table.
 fn readers_fuzz_seed() -> Option<Vec<u8>> {
     use std::io::Read;
-    let registry = bench_core::registry::Registry::load().ok()?;
-    let paths = bench_core::cache::Cache::from_env().resolve(&registry, "smollm2-135m").ok()??;
+    let registry = bench_hub::registry::Registry::load().ok()?;
+    let paths = bench_hub::cache::Cache::from_env().resolve(&registry, "smollm2-135m").ok()??;
     let gguf = paths.iter().find(|p| p.extension().is_some_and(|e| e == "gguf"))?;
     let mut bytes = Vec::new();
     std::fs::File::open(gguf).ok()?.take(2 << 20).read_to_end(&mut bytes).ok()?;

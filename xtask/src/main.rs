@@ -21,9 +21,9 @@ mod torch;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use bench_core::cache::Cache;
-use bench_core::download::{self, Outcome};
-use bench_core::registry::Registry;
+use bench_hub::cache::Cache;
+use bench_hub::download::{self, Outcome};
+use bench_hub::registry::Registry;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -16,10 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bench_core::cache::Cache;
-use bench_core::download;
-use bench_core::registry::{Architecture, Registry};
-use bench_core::synthetic;
+use bench_hub::cache::Cache;
+use bench_hub::download;
+use bench_backend::arch::Architecture;
+use bench_backend::schema::{self, TensorId, TensorRole};
+use bench_backend::synthetic;
+use bench_hub::registry::Registry;
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8_0, GgmlType};
 use clap::ValueEnum;
 
@@ -109,8 +111,9 @@ fn use_more_bits(layer: usize, layers: usize) -> bool {
     layer < layers / 8 || layer >= 7 * layers / 8 || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2)
 }
 
-fn tensor_type(name: &str, ty: FileType, arch: &Architecture) -> Ggml {
-    if name.ends_with("norm.weight") || name == "rope_freqs.weight" {
+/// The ggml type of a weight of the schema in a file of type `ty`.
+fn tensor_type(id: TensorId, ty: FileType, arch: &Architecture) -> Ggml {
+    if id.role.is_norm() {
         return Ggml::F32;
     }
     let base = match ty {
@@ -120,11 +123,10 @@ fn tensor_type(name: &str, ty: FileType, arch: &Architecture) -> Ggml {
         FileType::Q4_1 => return Ggml::Q4_1,
         FileType::Q4KM => Ggml::Q4K,
     };
-    let head = name == "output.weight" || (arch.tied_embeddings && name == "token_embd.weight");
-    let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
-    match layer {
+    let head = id.role == TensorRole::Output || (arch.tied_embeddings && id.role == TensorRole::TokenEmbedding);
+    match id.layer {
         _ if head => Ggml::Q6K,
-        Some(i) if (name.contains(".attn_v.") || name.contains(".ffn_down.")) && use_more_bits(i, arch.layers) => Ggml::Q6K,
+        Some(i) if matches!(id.role, TensorRole::AttnV | TensorRole::FfnDown) && use_more_bits(i, arch.layers) => Ggml::Q6K,
         _ => base,
     }
 }
@@ -358,11 +360,12 @@ pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u
     meta.extend(tokenizer_metadata(tokenizer_json, arch.vocab_size)?);
 
     // Tensor table: GGUF lists dimensions fastest-first, the reverse of the row-major shapes.
-    let mut tensors: Vec<(String, Vec<usize>, Ggml)> =
-        synthetic::tensor_shapes(&arch).into_iter().map(|(n, s)| { let t = tensor_type(&n, ty, &arch); (n, s, t) }).collect();
+    // The schema's weights, then Llama 3.1's RoPE factors (no TensorId: not a weight).
+    let mut tensors: Vec<(String, Vec<usize>, Ggml, Option<TensorId>)> =
+        schema::tensors(&arch).into_iter().map(|id| (id.gguf_name(), id.shape(&arch), tensor_type(id, ty, &arch), Some(id))).collect();
     let factors = rope_factors(&arch);
     if let Some(f) = &factors {
-        tensors.push(("rope_freqs.weight".into(), vec![f.len()], Ggml::F32));
+        tensors.push((schema::GGUF_ROPE_FREQS.into(), vec![f.len()], Ggml::F32, None));
     }
     let mut header = Vec::new();
     header.extend(b"GGUF");
@@ -374,7 +377,7 @@ pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u
     }
     let mut offset = 0u64;
     let mut offsets = Vec::with_capacity(tensors.len());
-    for (name, shape, t) in &tensors {
+    for (name, shape, t, _) in &tensors {
         put_str(&mut header, name);
         header.extend((shape.len() as u32).to_le_bytes());
         for d in shape.iter().rev() {
@@ -392,12 +395,13 @@ pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u
         let mut w = BufWriter::with_capacity(1 << 22, std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?);
         w.write_all(&header)?;
         let mut written = 0u64;
-        for ((name, shape, t), off) in tensors.iter().zip(&offsets) {
+        for ((_, shape, t, id), off) in tensors.iter().zip(&offsets) {
             let pad = off - written;
             w.write_all(&vec![0u8; pad as usize])?;
-            let values = match (name.as_str(), &factors) {
-                ("rope_freqs.weight", Some(f)) => f.clone(),
-                _ => synthetic::tensor_values(seed, name, shape),
+            let values = match (id, &factors) {
+                (Some(id), _) => synthetic::tensor_values(seed, *id, shape),
+                (None, Some(f)) => f.clone(),
+                (None, None) => unreachable!("only the RoPE factors have no TensorId"),
             };
             let bytes = encode(&values, *t);
             debug_assert_eq!(bytes.len() as u64, t.bytes(values.len()));

@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use bench_core::bench::BenchmarkResult;
-use bench_core::comparison::Unavailable;
+use bench_core::metrics::comparison::{Unavailable, UnavailableKind};
+use bench_core::run::bench::BenchmarkResult;
+use bench_core::run::request::BenchRequest;
 
 /// Where the per-framework binaries are: next to this executable, or `LLAMA3_BENCH_BIN_DIR`.
 pub fn binary_for(framework: &str) -> PathBuf {
@@ -25,21 +26,17 @@ fn build_fix(framework: &str) -> String {
     }
 }
 
-/// Runs `{framework}-only --benchmark --json ARGS`, streaming its progress to stderr.
-pub fn run(framework: &str, args: &[String]) -> Result<BenchmarkResult, Unavailable> {
-    run_labelled(framework, framework, args)
-}
-
-/// [`run`], with `label` in front of the relayed log lines (e.g. "native int8").
-pub fn run_labelled(framework: &str, label: &str, args: &[String]) -> Result<BenchmarkResult, Unavailable> {
+/// Runs `{framework}-only --benchmark --json` with the request's arguments, streaming its
+/// progress to stderr with `label` in front of each line (e.g. "native int8").
+pub fn run(framework: &str, label: &str, request: &BenchRequest) -> Result<BenchmarkResult, Unavailable> {
     let bin = binary_for(framework);
-    let unavailable = |reason: String, fix: String| Unavailable { framework: framework.into(), reason, fix };
+    let unavailable = |reason: String, fix: String| Unavailable { framework: framework.into(), reason, fix, kind: UnavailableKind::Failed };
     if !bin.is_file() {
-        return Err(unavailable(format!("{} is not built", bin.display()), build_fix(framework)));
+        return Err(Unavailable { kind: UnavailableKind::NotBuilt, ..unavailable(format!("{} is not built", bin.display()), build_fix(framework)) });
     }
     let mut child = Command::new(&bin)
         .args(["--benchmark", "--json"])
-        .args(args)
+        .args(request.to_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use bench_core::comparison::{self, Comparison, Quality, Settings, Unavailable};
-use bench_core::files::{self, ModelType};
-use bench_core::machine::MachineInfo;
-use bench_core::report::write_atomic;
+use bench_backend::backend::{DType, Device, Kernels, Quantize};
+use bench_core::metrics::comparison::{self, Comparison, Quality, Settings, Unavailable, UnavailableKind};
+use bench_core::metrics::machine::MachineInfo;
+use bench_core::metrics::report::write_atomic;
+use bench_core::run::bench::BenchmarkResult;
+use bench_core::run::request::{BenchRequest, ModelChoice};
+use bench_hub::files::{self, ModelType};
 use clap::{Args, Parser, ValueEnum};
 use compare::report::{self, Format as _};
 
@@ -60,12 +63,12 @@ struct ModelArgs {
     /// storage (GGUF blocks stay quantized where the framework has kernels for them; torch
     /// dequantizes, and its weights column says so)
     #[arg(long, value_enum, default_value = "f32")]
-    dtype: DType,
+    dtype: DTypeArg,
     /// Load-time quantization, the same for every framework; `all` sweeps none, float16, int8 and
     /// nf4. Quantized runs also report KL divergence and top-1 agreement against the same
     /// framework's f32 run on the benchmark prompt
     #[arg(long, value_enum)]
-    quantize: Option<Quantize>,
+    quantize: Option<QuantizeArg>,
     /// Split the model across N devices
     #[arg(long, default_value_t = 1)]
     shard: usize,
@@ -91,7 +94,7 @@ struct BenchArgs {
     threads: Option<usize>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: Device,
     /// CPU kernels of the native framework: tuned (this project's, picked per CPU at run time) or
     /// stock (candle's own ops as shipped); other frameworks ignore it. Every result says which ran
     #[arg(long, value_enum, default_value_t = KernelsArg::Tuned)]
@@ -133,14 +136,14 @@ enum ModelTypeArg {
     Gpt,
 }
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum DType {
+enum DTypeArg {
     Native,
     F32,
     F16,
     Bf16,
 }
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Quantize {
+enum QuantizeArg {
     Int8,
     Nf4,
     Float16,
@@ -176,189 +179,238 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    check_options(&cli)?;
+    let request = base_request(&cli);
+    let machine = MachineInfo::probe(!cli.output.no_bandwidth);
+    let measured = measure(&frameworks(&cli), &levels(&cli), &request)?;
+    let comparison = Comparison::new(machine, settings(&cli, &request, &measured.results), measured.results, measured.unavailable, measured.quality);
+    write_reports(&cli.output, &comparison)?;
+    let regressed = match &cli.output.baseline {
+        Some(path) => check_baseline(path, &comparison, cli.output.regression_threshold)?,
+        None => false,
+    };
+    Ok(exit_code(&comparison, regressed))
+}
+
+/// The checks that need no framework, made once up front with the original's messages.
+fn check_options(cli: &Cli) -> Result<()> {
     if cli.bench.iterations == 0 || cli.bench.gen_tokens == 0 {
         bail!("--iterations and --gen-tokens must be at least 1");
     }
-    // Checks that need no framework happen once, up front, with the original's messages.
     if let Some(path) = &cli.model.model_path {
-        let files = files::discover(path)?;
-        let expected = cli.model.model_type.map(|t| match t {
-            ModelTypeArg::Llama => ModelType::Llama,
-            ModelTypeArg::Gpt => ModelType::Gpt,
-        });
-        files::check_model_type(&files, expected)?;
+        files::check_model_type(&files::discover(path)?, cli.model.model_type.map(model_type))?;
     } else if matches!(cli.model.model_type, Some(ModelTypeArg::Gpt)) {
         bail!(bench_core::Error::ModelTypeMismatch { expected: "gpt".into(), detected: "llama".into() });
     }
     if cli.model.shard != 1 {
         bail!("--shard {} needs {} GPUs; this build runs one device per framework process. Use --shard 1", cli.model.shard, cli.model.shard);
     }
-    let threads = cli.bench.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    let frameworks: Vec<String> = if cli.framework.is_empty() {
-        FRAMEWORKS.iter().filter(|f| !OPT_IN.contains(f) || compare::child::binary_for(f).is_file()).map(|s| s.to_string()).collect()
-    } else {
-        cli.framework.clone()
+    Ok(())
+}
+
+fn model_type(t: ModelTypeArg) -> ModelType {
+    match t {
+        ModelTypeArg::Llama => ModelType::Llama,
+        ModelTypeArg::Gpt => ModelType::Gpt,
+    }
+}
+
+/// The request every framework gets: same model, prompt, tokens, dtype, threads.
+fn base_request(cli: &Cli) -> BenchRequest {
+    let model = match (&cli.model.model, &cli.model.size, &cli.model.model_path) {
+        (Some(name), _, _) => ModelChoice::Registry(name.clone()),
+        (None, Some(size), _) => ModelChoice::Size(size.clone()),
+        (None, None, Some(path)) => ModelChoice::Path(path.clone()),
+        (None, None, None) => ModelChoice::Default,
     };
+    BenchRequest {
+        model,
+        model_type: cli.model.model_type.map(model_type),
+        synthetic: cli.model.synthetic,
+        download: cli.model.download,
+        ignore_memory_check: cli.model.ignore_memory_check,
+        dtype: match cli.model.dtype {
+            DTypeArg::Native => None,
+            DTypeArg::F32 => Some(DType::F32),
+            DTypeArg::F16 => Some(DType::F16),
+            DTypeArg::Bf16 => Some(DType::BF16),
+        },
+        quantize: None,
+        iterations: cli.bench.iterations,
+        warmup: cli.bench.warmup,
+        gen_tokens: cli.bench.gen_tokens,
+        threads: cli.bench.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+        device: cli.bench.device,
+        kernels: match cli.bench.kernels {
+            KernelsArg::Tuned => Kernels::Tuned,
+            KernelsArg::Stock => Kernels::Stock,
+        },
+        dump_logits: None,
+    }
+}
 
-    // Same arguments for every framework: same prompt, tokens, dtype, threads.
-    let mut args: Vec<String> = vec![
-        "--iterations".into(),
-        cli.bench.iterations.to_string(),
-        "--warmup".into(),
-        cli.bench.warmup.to_string(),
-        "--gen-tokens".into(),
-        cli.bench.gen_tokens.to_string(),
-        "--threads".into(),
-        threads.to_string(),
-        "--device".into(),
-        cli.bench.device.clone(),
-        "--kernels".into(),
-        name_of(cli.bench.kernels),
-    ];
-    if let Some(m) = &cli.model.model {
-        args.extend(["--model".into(), m.clone()]);
+/// The frameworks asked for, or the default set (opt-in ones only when built).
+fn frameworks(cli: &Cli) -> Vec<String> {
+    if !cli.framework.is_empty() {
+        return cli.framework.clone();
     }
-    if let Some(s) = &cli.model.size {
-        args.extend(["--size".into(), s.clone()]);
-    }
-    if let Some(p) = &cli.model.model_path {
-        args.extend(["--model-path".into(), p.display().to_string()]);
-    }
-    if let Some(t) = cli.model.model_type {
-        args.extend(["--model-type".into(), name_of(t)]);
-    }
-    if cli.model.synthetic {
-        args.push("--synthetic".into());
-    }
-    if cli.model.download {
-        args.push("--download".into());
-    }
-    if cli.model.ignore_memory_check {
-        args.push("--ignore-memory-check".into());
-    }
+    FRAMEWORKS.iter().filter(|f| !OPT_IN.contains(f) || compare::child::binary_for(f).is_file()).map(|s| s.to_string()).collect()
+}
 
-    let machine = MachineInfo::probe(!cli.output.no_bandwidth);
-    let levels: Vec<Option<String>> = match cli.model.quantize {
+/// The quantization levels to run: `None` is the plain (unquantized) run.
+fn levels(cli: &Cli) -> Vec<Option<Quantize>> {
+    match cli.model.quantize {
         None => vec![None],
-        Some(Quantize::All) => [None, Some(Quantize::Float16), Some(Quantize::Int8), Some(Quantize::Nf4)].into_iter().map(|q| q.map(name_of)).collect(),
-        Some(q) => vec![Some(name_of(q))],
-    };
+        Some(QuantizeArg::All) => vec![None, Some(Quantize::Float16), Some(Quantize::Int8), Some(Quantize::Nf4)],
+        Some(QuantizeArg::Float16) => vec![Some(Quantize::Float16)],
+        Some(QuantizeArg::Int8) => vec![Some(Quantize::Int8)],
+        Some(QuantizeArg::Nf4) => vec![Some(Quantize::Nf4)],
+    }
+}
+
+/// What the child processes produced.
+#[derive(Default)]
+struct Measured {
+    results: Vec<BenchmarkResult>,
+    unavailable: Vec<Unavailable>,
+    quality: Vec<Quality>,
+}
+
+/// Runs every framework at every level, each in its own process. A framework that is not built,
+/// or cannot run its plain level, is listed as unavailable and its other levels are skipped.
+fn measure(frameworks: &[String], levels: &[Option<Quantize>], base: &BenchRequest) -> Result<Measured> {
     let dumps = tempfile_dir()?;
-    let mut results = Vec::new();
-    let mut unavailable: Vec<Unavailable> = Vec::new();
-    let mut quality = Vec::new();
-    'frameworks: for fw in &frameworks {
+    let mut m = Measured::default();
+    'frameworks: for fw in frameworks {
         let mut reference: Option<PathBuf> = None;
-        for level in &levels {
+        for &level in levels {
             let label = match level {
                 None => fw.clone(),
-                Some(q) => format!("{fw} {q}"),
+                Some(q) => format!("{fw} {}", q.as_str()),
             };
             eprintln!("== {label} ==");
-            let dump = dumps.join(format!("{fw}-{}.f32", level.as_deref().unwrap_or("none")));
-            let mut a = args.clone();
-            match level {
-                None if matches!(cli.model.dtype, DType::Native) => {}
-                None => a.extend(["--dtype".into(), name_of(cli.model.dtype)]),
-                Some(q) => a.extend(["--quantize".into(), q.clone()]),
-            }
-            a.extend(["--dump-logits".into(), dump.display().to_string()]);
-            let r = match compare::child::run_labelled(fw, &label, &a) {
+            let dump = dumps.join(format!("{fw}-{}.f32", level.map(Quantize::as_str).unwrap_or("none")));
+            let request = match level {
+                None => BenchRequest { dump_logits: Some(dump.clone()), ..base.clone() },
+                Some(q) => BenchRequest { dtype: None, quantize: Some(q), dump_logits: Some(dump.clone()), ..base.clone() },
+            };
+            let r = match compare::child::run(fw, &label, &request) {
                 Ok(r) => r,
                 Err(mut u) => {
                     eprintln!("{label} unavailable: {}", u.reason);
                     u.framework = label;
-                    let fatal = level.is_none() || u.reason.contains("is not built");
-                    unavailable.push(u);
+                    let fatal = level.is_none() || u.kind == UnavailableKind::NotBuilt;
+                    m.unavailable.push(u);
                     if fatal {
                         continue 'frameworks;
                     }
                     continue;
                 }
             };
-            if let Some(q) = level {
-                // Quality against this framework's own f32 run: measured for the sweep, or a
-                // single untimed-for-reporting f32 pass when only a quantized level was asked for.
-                if reference.is_none() {
-                    let ref_dump = dumps.join(format!("{fw}-reference.f32"));
-                    let mut a = args.clone();
-                    for (flag, value) in [("--iterations", "1"), ("--warmup", "0"), ("--gen-tokens", "1")] {
-                        if let Some(i) = a.iter().position(|x| x == flag) {
-                            a[i + 1] = value.into();
-                        }
+            match level {
+                None => reference = Some(dump),
+                Some(q) => {
+                    if reference.is_none() {
+                        reference = f32_reference(fw, base, &dumps);
                     }
-                    a.extend(["--dtype".into(), "f32".into(), "--dump-logits".into(), ref_dump.display().to_string()]);
-                    eprintln!("== {fw} f32 reference (for quality only) ==");
-                    if compare::child::run_labelled(fw, &format!("{fw} f32 reference"), &a).is_ok() {
-                        reference = Some(ref_dump);
+                    if let Some(ref_path) = &reference {
+                        let vocab = r.model.architecture.vocab_size;
+                        m.quality.push(Quality::measure(fw, q.as_str(), &read_f32s(ref_path)?, &read_f32s(&dump)?, vocab)?);
                     }
                 }
-                if let Some(ref_path) = &reference {
-                    let read = |p: &PathBuf| -> Result<Vec<f32>> {
-                        Ok(std::fs::read(p)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-                    };
-                    quality.push(Quality::measure(fw, q, &read(ref_path)?, &read(&dump)?, r.model.architecture.vocab_size)?);
-                }
-            } else {
-                reference = Some(dump.clone());
             }
-            results.push(r);
+            m.results.push(r);
         }
     }
     let _ = std::fs::remove_dir_all(&dumps);
-    let model_label = results.first().map(|r| r.model_size.clone()).unwrap_or_else(|| {
-        cli.model.model.clone().or(cli.model.size.clone()).or(cli.model.model_path.as_ref().map(|p| p.display().to_string())).unwrap_or_else(|| "smollm2-135m".into())
+    Ok(m)
+}
+
+/// A single f32 pass of `fw` for the quality of its quantized runs when the sweep has no plain
+/// level: its logit dump, or `None` when it could not run.
+fn f32_reference(fw: &str, base: &BenchRequest, dumps: &std::path::Path) -> Option<PathBuf> {
+    let dump = dumps.join(format!("{fw}-reference.f32"));
+    let request = BenchRequest {
+        iterations: 1,
+        warmup: 0,
+        gen_tokens: 1,
+        dtype: Some(DType::F32),
+        quantize: None,
+        dump_logits: Some(dump.clone()),
+        ..base.clone()
+    };
+    eprintln!("== {fw} f32 reference (for quality only) ==");
+    compare::child::run(fw, &format!("{fw} f32 reference"), &request).ok().map(|_| dump)
+}
+
+fn read_f32s(path: &std::path::Path) -> Result<Vec<f32>> {
+    Ok(std::fs::read(path)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn settings(cli: &Cli, request: &BenchRequest, results: &[BenchmarkResult]) -> Settings {
+    let model = results.first().map(|r| r.model_size.clone()).unwrap_or_else(|| match &request.model {
+        ModelChoice::Registry(name) => name.clone(),
+        ModelChoice::Size(size) => size.clone(),
+        ModelChoice::Path(path) => path.display().to_string(),
+        ModelChoice::Default => "smollm2-135m".into(),
     });
-    let settings = Settings {
-        model: model_label,
+    Settings {
+        model,
         dtype: name_of(cli.model.dtype),
         quantize: cli.model.quantize.map(name_of),
-        iterations: cli.bench.iterations,
-        warmup: cli.bench.warmup,
-        gen_tokens: cli.bench.gen_tokens,
-        threads,
-        device: cli.bench.device.clone(),
-    };
-    let comparison = Comparison::new(machine, settings, results, unavailable, quality);
+        iterations: request.iterations,
+        warmup: request.warmup,
+        gen_tokens: request.gen_tokens,
+        threads: request.threads,
+        device: request.device.to_string(),
+    }
+}
 
-    let rendered = match cli.output.format {
-        OutputFormat::Table => report::Table.render(&comparison),
-        OutputFormat::Json => report::Json.render(&comparison),
-        OutputFormat::Csv => report::Csv.render(&comparison),
-        OutputFormat::Markdown => report::Markdown.render(&comparison),
+/// Prints the report, and writes it (and the plot) where asked.
+fn write_reports(out: &OutputArgs, comparison: &Comparison) -> Result<()> {
+    let rendered = match out.format {
+        OutputFormat::Table => report::Table.render(comparison),
+        OutputFormat::Json => report::Json.render(comparison),
+        OutputFormat::Csv => report::Csv.render(comparison),
+        OutputFormat::Markdown => report::Markdown.render(comparison),
     };
     println!("{rendered}");
-    if let Some(path) = &cli.output.output {
+    if let Some(path) = &out.output {
         write_atomic(path, rendered.as_bytes())?;
         eprintln!("report written to {}", path.display());
     }
-    if let Some(path) = &cli.output.plot {
-        let svg = compare::plot::render_svg(&comparison).map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
+    if let Some(path) = &out.plot {
+        let svg = compare::plot::render_svg(comparison).map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
         write_atomic(path, svg.as_bytes())?;
         eprintln!("plot written to {}", path.display());
     }
-    let mut regressed = false;
-    if let Some(path) = &cli.output.baseline {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading baseline {}: {e}", path.display()))?;
-        let base = Comparison::from_json(&text)?;
-        let found = comparison::regressions(&base, &comparison, cli.output.regression_threshold);
-        if found.is_empty() {
-            eprintln!("baseline {}: no regression beyond noise and {}%", path.display(), cli.output.regression_threshold);
-        }
-        for r in &found {
-            eprintln!(
-                "REGRESSION {} {}: {:.3} -> {:.3} ({:+.1}%, beyond noise) vs {}",
-                r.framework,
-                r.metric,
-                r.baseline,
-                r.current,
-                r.change_percent,
-                path.display()
-            );
-        }
-        regressed = !found.is_empty();
+    Ok(())
+}
+
+/// Flags throughput / latency regressions beyond noise and `threshold` percent against a saved
+/// comparison; whether there was any.
+fn check_baseline(path: &std::path::Path, comparison: &Comparison, threshold: f64) -> Result<bool> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading baseline {}: {e}", path.display()))?;
+    let found = comparison::regressions(&Comparison::from_json(&text)?, comparison, threshold);
+    if found.is_empty() {
+        eprintln!("baseline {}: no regression beyond noise and {threshold}%", path.display());
     }
-    Ok(if comparison.results.is_empty() {
+    for r in &found {
+        eprintln!(
+            "REGRESSION {} {}: {:.3} -> {:.3} ({:+.1}%, beyond noise) vs {}",
+            r.framework,
+            r.metric,
+            r.baseline,
+            r.current,
+            r.change_percent,
+            path.display()
+        );
+    }
+    Ok(!found.is_empty())
+}
+
+fn exit_code(comparison: &Comparison, regressed: bool) -> ExitCode {
+    if comparison.results.is_empty() {
         eprintln!("error: no framework could run");
         ExitCode::from(1)
     } else if regressed {
@@ -367,5 +419,5 @@ fn run(cli: Cli) -> Result<ExitCode> {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }

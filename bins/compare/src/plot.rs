@@ -1,17 +1,17 @@
 //! `--plot FILE.svg`: per-token latency over the generation for each framework (mean over
 //! iterations at each position), and decode throughput bars with 95% confidence whiskers.
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 use plotters::prelude::*;
 
 const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), RGBColor(44, 160, 44), RGBColor(214, 39, 40)];
 
 /// Mean latency (ms) of each generated position across iterations.
-fn label(r: &bench_core::bench::BenchmarkResult) -> String {
+fn label(r: &bench_core::run::bench::BenchmarkResult) -> String {
     if r.level() == "none" { r.framework.clone() } else { format!("{} {}", r.framework, r.level()) }
 }
 
-fn latency_curve(r: &bench_core::bench::BenchmarkResult) -> Vec<(f64, f64)> {
+fn latency_curve(r: &bench_core::run::bench::BenchmarkResult) -> Vec<(f64, f64)> {
     let n = r.samples.iter().map(|s| s.token_times_s.len()).min().unwrap_or(0);
     (0..n)
         .map(|i| {

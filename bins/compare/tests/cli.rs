@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 
 const QUICK: [&str; 7] = ["--iterations", "2", "--warmup", "0", "--gen-tokens", "4", "--no-bandwidth"];
 

@@ -5,48 +5,19 @@
 //! ggml graph, so its trace has bench-core's spans (prefill, decode_token, sample) and one
 //! `llama.cpp decode` span per forward, which the replacement below checks.
 
-use std::path::Path;
-
-use backend_conformance::cli;
-
 const BIN: &str = env!("CARGO_BIN_EXE_llamacpp-only");
 
-#[test]
-fn greedy_prompt_json_mentions_paris() {
-    cli::greedy_prompt_json_mentions_paris(Path::new(BIN))
-}
-#[test]
-fn benchmark_json_is_a_benchmark_result() {
-    cli::benchmark_json_is_a_benchmark_result(Path::new(BIN))
-}
-#[test]
-fn chat_reads_one_question_per_line_from_a_pipe() {
-    cli::chat_reads_one_question_per_line_from_a_pipe(Path::new(BIN))
-}
-#[test]
-fn missing_path_is_a_clear_error() {
-    cli::missing_path_is_a_clear_error(Path::new(BIN))
-}
-#[test]
-fn empty_directory_is_a_clear_error() {
-    cli::empty_directory_is_a_clear_error(Path::new(BIN))
-}
-#[test]
-fn model_type_mismatch_uses_the_original_message() {
-    cli::model_type_mismatch_uses_the_original_message(Path::new(BIN))
-}
-#[test]
-fn prompt_longer_than_the_context_is_a_clear_error() {
-    cli::prompt_longer_than_the_context_is_a_clear_error(Path::new(BIN))
-}
-#[test]
-fn unknown_model_and_offline_download_are_clear_errors() {
-    cli::unknown_model_and_offline_download_are_clear_errors(Path::new(BIN))
-}
-#[test]
-fn pickle_checkpoints_are_refused() {
-    cli::pickle_checkpoints_are_refused(Path::new(BIN))
-}
+backend_conformance::cli_checks!(BIN;
+    greedy_prompt_json_mentions_paris,
+    benchmark_json_is_a_benchmark_result,
+    chat_reads_one_question_per_line_from_a_pipe,
+    missing_path_is_a_clear_error,
+    empty_directory_is_a_clear_error,
+    model_type_mismatch_uses_the_original_message,
+    prompt_longer_than_the_context_is_a_clear_error,
+    unknown_model_and_offline_download_are_clear_errors,
+    pickle_checkpoints_are_refused,
+);
 
 /// `--profile`: the Chrome trace holds bench-core's spans and llama.cpp's decode calls.
 #[test]

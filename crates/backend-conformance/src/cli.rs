@@ -42,7 +42,7 @@ pub fn greedy_prompt_json_mentions_paris(bin_path: &Path) {
 pub fn benchmark_json_is_a_benchmark_result(bin_path: &Path) {
     let o = run(bin_path, &["--model", "smollm2-135m", "--benchmark", "--iterations", "2", "--warmup", "0", "--gen-tokens", "6", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let r = bench_core::bench::BenchmarkResult::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
+    let r = bench_core::run::bench::BenchmarkResult::from_json(std::str::from_utf8(&o.stdout).unwrap()).unwrap();
     assert_eq!((r.iterations, r.generated_tokens), (2, 6));
     assert_eq!(r.samples.len(), 2);
     assert!(r.avg_tokens_per_second > 0.0 && r.model_memory_gb > 0.05 && r.peak_memory_gb >= r.model_memory_gb);

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use bench_core::cache::Cache;
-use bench_core::chat::{encode_chat, ChatTemplate, Message, Role};
-use bench_core::download;
-use bench_core::gguf::GgufFile;
-use bench_core::registry::Registry;
-use bench_core::tokenizer::Tokenizer;
+use bench_hub::cache::Cache;
+use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
+use bench_hub::download;
+use bench_backend::gguf::GgufFile;
+use bench_hub::registry::Registry;
+use bench_backend::arch::Architecture;
+use bench_backend::schema::{self, TensorId, TensorRole};
+use bench_core::text::tokenizer::Tokenizer;
 use sha2::{Digest, Sha256};
 
 pub const QUESTIONS: [&str; 3] =
@@ -34,16 +36,22 @@ pub fn question_prompts() -> Vec<Vec<u32>> {
     QUESTIONS.iter().map(|q| encode_chat(&tok, &tmpl, &[Message::new(Role::User, *q)]).unwrap()).collect()
 }
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A Python with numpy and gguf (pinned in tests/reference/requirements.txt), in a virtual
 /// environment in the cache folder, created on first use.
 pub fn reference_python() -> PathBuf {
-    let venv = Cache::from_env().root().join("pyref");
+    python_env("pyref", "requirements.txt")
+}
+
+/// A Python with the packages pinned in `tests/reference/{requirements}`, in the virtual
+/// environment `venv_name` of the cache folder, created (or updated) on first use.
+pub fn python_env(venv_name: &str, requirements: &str) -> PathBuf {
+    let venv = Cache::from_env().root().join(venv_name);
     let python = venv.join("bin/python");
-    let reqs = repo_root().join("tests/reference/requirements.txt");
+    let reqs = repo_root().join("tests/reference").join(requirements);
     let stamp = venv.join("requirements.installed");
     let wanted = std::fs::read_to_string(&reqs).unwrap();
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) && python.is_file() {
@@ -135,36 +143,32 @@ impl GgufBuilder {
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.tensor(name, dims, 0, data)
     }
-    /// A tiny but complete LLaMA (2 layers, dim 8) with deterministic F32 weights.
+    /// A tiny but complete LLaMA (2 layers, dim 8) with deterministic F32 weights, its tensors
+    /// named and shaped by bench-backend's schema.
     pub fn tiny_llama(arch: &str) -> Self {
-        let (d, f, v, kv) = (8u64, 16u64, 32u64, 4u64);
-        let vals = |n: u64, salt: u64| -> Vec<f32> { (0..n).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 40.0).collect() };
+        let shape = tiny_arch();
         let mut b = Self::new()
             .string("general.architecture", arch)
-            .u32(&format!("{arch}.block_count"), 2)
-            .u32(&format!("{arch}.context_length"), 64)
-            .u32(&format!("{arch}.embedding_length"), d as u32)
-            .u32(&format!("{arch}.feed_forward_length"), f as u32)
-            .u32(&format!("{arch}.attention.head_count"), 2)
-            .u32(&format!("{arch}.attention.head_count_kv"), 1)
-            .f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-5)
-            .f32(&format!("{arch}.rope.freq_base"), 10000.0)
-            .f32_tensor("token_embd.weight", &[d, v], &vals(d * v, 1))
-            .f32_tensor("output_norm.weight", &[d], &[1.0; 8]);
-        for i in 0..2u64 {
-            let p = format!("blk.{i}");
-            b = b
-                .f32_tensor(&format!("{p}.attn_norm.weight"), &[d], &[1.0; 8])
-                .f32_tensor(&format!("{p}.ffn_norm.weight"), &[d], &[1.0; 8])
-                .f32_tensor(&format!("{p}.attn_q.weight"), &[d, d], &vals(d * d, 2 + i))
-                .f32_tensor(&format!("{p}.attn_k.weight"), &[d, kv], &vals(d * kv, 3 + i))
-                .f32_tensor(&format!("{p}.attn_v.weight"), &[d, kv], &vals(d * kv, 4 + i))
-                .f32_tensor(&format!("{p}.attn_output.weight"), &[d, d], &vals(d * d, 5 + i))
-                .f32_tensor(&format!("{p}.ffn_gate.weight"), &[d, f], &vals(d * f, 6 + i))
-                .f32_tensor(&format!("{p}.ffn_up.weight"), &[d, f], &vals(d * f, 7 + i))
-                .f32_tensor(&format!("{p}.ffn_down.weight"), &[f, d], &vals(d * f, 8 + i));
+            .u32(&format!("{arch}.block_count"), shape.layers as u32)
+            .u32(&format!("{arch}.context_length"), shape.context_length as u32)
+            .u32(&format!("{arch}.embedding_length"), shape.dim as u32)
+            .u32(&format!("{arch}.feed_forward_length"), shape.ffn_dim as u32)
+            .u32(&format!("{arch}.attention.head_count"), shape.heads as u32)
+            .u32(&format!("{arch}.attention.head_count_kv"), shape.kv_heads as u32)
+            .f32(&format!("{arch}.attention.layer_norm_rms_epsilon"), shape.norm_eps as f32)
+            .f32(&format!("{arch}.rope.freq_base"), shape.rope_theta);
+        for (id, values) in tiny_weights(&shape) {
+            let dims: Vec<u64> = id.shape(&shape).iter().rev().map(|&d| d as u64).collect();
+            b = b.f32_tensor(&id.gguf_name(), &dims, &values);
         }
         b
+    }
+    /// Replaces one tensor's dimensions (ggml order), keeping its data.
+    pub fn redim(mut self, name: &str, dims: &[u64]) -> Self {
+        if let Some(t) = self.tensors.iter_mut().find(|t| t.0 == name) {
+            t.1 = dims.to_vec();
+        }
+        self
     }
     /// Replaces one tensor's type and data (e.g. to an unsupported ggml type).
     pub fn retype(mut self, name: &str, ty: u32, data: Vec<u8>) -> Self {
@@ -215,4 +219,83 @@ impl Default for GgufBuilder {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// The shape of [`GgufBuilder::tiny_llama`]: 2 layers, dim 8, 2 heads sharing 1 KV head, FFN 16,
+/// vocabulary 32, tied embedding.
+pub fn tiny_arch() -> Architecture {
+    Architecture {
+        layers: 2,
+        dim: 8,
+        heads: 2,
+        kv_heads: 1,
+        ffn_dim: 16,
+        vocab_size: 32,
+        rope_theta: 10000.0,
+        norm_eps: 1e-5,
+        tied_embeddings: true,
+        context_length: 64,
+        rope_scaling: None,
+    }
+}
+
+/// Deterministic weights for every tensor of `arch`: norms are ones, every other tensor a small
+/// pattern salted by its role and layer.
+pub fn tiny_weights(arch: &Architecture) -> Vec<(TensorId, Vec<f32>)> {
+    schema::tensors(arch)
+        .into_iter()
+        .map(|id| {
+            let n: usize = id.shape(arch).iter().product();
+            let salt = match id.role {
+                TensorRole::AttnQ => 2,
+                TensorRole::AttnK => 3,
+                TensorRole::AttnV => 4,
+                TensorRole::AttnOutput => 5,
+                TensorRole::FfnGate => 6,
+                TensorRole::FfnUp => 7,
+                TensorRole::FfnDown => 8,
+                _ => 1,
+            } + id.layer.unwrap_or(0) as u64;
+            let values = if id.role.is_norm() {
+                vec![1.0; n]
+            } else {
+                (0..n as u64).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 40.0).collect()
+            };
+            (id, values)
+        })
+        .collect()
+}
+
+/// A Hugging Face checkpoint folder of `arch` (config.json + one F32 safetensors file), its
+/// tensors named by the schema; `shape_of` may change a tensor's stored shape.
+pub fn write_safetensors_checkpoint(dir: &Path, arch: &Architecture, shape_of: impl Fn(TensorId) -> Vec<usize>) {
+    let config = serde_json::json!({
+        "model_type": "llama",
+        "hidden_size": arch.dim,
+        "intermediate_size": arch.ffn_dim,
+        "num_attention_heads": arch.heads,
+        "num_hidden_layers": arch.layers,
+        "num_key_value_heads": arch.kv_heads,
+        "vocab_size": arch.vocab_size,
+        "rope_theta": arch.rope_theta,
+        "rms_norm_eps": arch.norm_eps,
+        "max_position_embeddings": arch.context_length,
+        "tie_word_embeddings": arch.tied_embeddings,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut header = serde_json::Map::new();
+    let mut data = Vec::new();
+    for (id, values) in tiny_weights(arch) {
+        let start = data.len();
+        data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(
+            id.hf_name(),
+            serde_json::json!({"dtype": "F32", "shape": shape_of(id), "data_offsets": [start, data.len()]}),
+        );
+    }
+    let header = serde_json::Value::Object(header).to_string();
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&data);
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
 }

@@ -11,11 +11,12 @@ pub mod fixtures;
 
 use std::path::Path;
 
-use bench_core::backend::{Backend, DType, LoadSpec, WeightSource};
-use bench_core::files::{self, ModelFiles, TokenizerLocation, WeightFormat};
-use bench_core::generate::generate;
-use bench_core::registry::Registry;
-use bench_core::sampling::{argmax, top_k, Sampler, SamplingConfig};
+use bench_backend::backend::{Backend, DType, Device, LoadSpec, WeightFormat, WeightSource};
+use bench_backend::schema::{TensorId, TensorRole};
+use bench_core::run::generate::generate;
+use bench_core::run::sampling::{argmax, top_k, Sampler, SamplingConfig};
+use bench_hub::files;
+use bench_hub::registry::Registry;
 
 /// Max |Δ| allowed between an f32 framework and the float64 reference, in logit units. SmolLM2's
 /// logits span about ±30; native measured 1.1e-4, so this leaves room for other summation orders
@@ -23,11 +24,11 @@ use bench_core::sampling::{argmax, top_k, Sampler, SamplingConfig};
 pub const F32_LOGIT_TOLERANCE: f32 = 2e-3;
 
 pub fn spec(source: WeightSource, dtype: Option<DType>) -> LoadSpec {
-    LoadSpec { source, dtype, quantize: None, device: "cpu".into(), max_seq_len: Some(512), threads: None, kernels: Default::default() }
+    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default() }
 }
 
 pub fn gguf_source(path: &Path) -> WeightSource {
-    WeightSource::Files(ModelFiles { weights: WeightFormat::Gguf(path.to_path_buf()), tokenizer: TokenizerLocation::Gguf(path.to_path_buf()) })
+    WeightSource::Files(WeightFormat::Gguf(path.to_path_buf()))
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -156,7 +157,7 @@ pub fn tiny_gguf_matches_reference(backend: &dyn Backend) {
 /// one f32 scale a row; nf4: half a byte + one f32 absmax per 64), the rest stays f32, and the
 /// predictions stay close to the f32 model's (KL divergence and top-1 on the test prompts).
 pub fn quantized_int8_and_nf4_memory_and_quality(backend: &dyn Backend) {
-    use bench_core::backend::Quantize;
+    use bench_backend::backend::Quantize;
     let gguf = fixtures::smollm2_gguf();
     let prompts = fixtures::question_prompts();
     let mut f32_model = backend.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
@@ -185,7 +186,7 @@ pub fn quantized_int8_and_nf4_memory_and_quality(backend: &dyn Backend) {
         for (p, want) in prompts.iter().zip(&reference) {
             m.reset();
             let got = m.forward(p, 0).unwrap();
-            kl += bench_core::sampling::kl_divergence(want, &got) / prompts.len() as f64;
+            kl += bench_core::run::sampling::kl_divergence(want, &got) / prompts.len() as f64;
             top1 += usize::from(argmax(&got) == argmax(want));
         }
         println!(
@@ -206,7 +207,7 @@ pub fn nf4_with_indivisible_rows_is_an_error(backend: &dyn Backend) {
     let path = dir.path().join("tiny.gguf");
     fixtures::GgufBuilder::tiny_llama("llama").write(&path);
     let mut s = spec(gguf_source(&path), None);
-    s.quantize = Some(bench_core::backend::Quantize::Nf4);
+    s.quantize = Some(bench_backend::backend::Quantize::Nf4);
     let err = match backend.load(&s) {
         Ok(_) => panic!("nf4 on rows of 8 must fail"),
         Err(e) => e.to_string(),
@@ -247,9 +248,10 @@ pub fn unsupported_tensor_type_is_an_error(backend: &dyn Backend) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("iq.gguf");
     // ggml type 20 (IQ4_NL) is not supported by either framework here.
-    fixtures::GgufBuilder::tiny_llama("llama").retype("blk.0.attn_q.weight", 20, vec![0; 64]).write(&path);
+    let q = TensorId::layer(0, TensorRole::AttnQ).gguf_name();
+    fixtures::GgufBuilder::tiny_llama("llama").retype(&q, 20, vec![0; 64]).write(&path);
     let err = load_err(backend, gguf_source(&path));
-    assert!(err.contains("blk.0.attn_q.weight") && err.contains("ggml type 20"), "{err}");
+    assert!(err.contains(&q) && err.contains("ggml type 20"), "{err}");
 }
 
 pub fn corrupt_safetensors_is_an_error(backend: &dyn Backend) {
@@ -265,7 +267,7 @@ pub fn corrupt_safetensors_is_an_error(backend: &dyn Backend) {
     bytes.extend_from_slice(b"{not json");
     std::fs::write(dir.path().join("model.safetensors"), bytes).unwrap();
     let files = files::discover(dir.path()).unwrap();
-    let err = load_err(backend, WeightSource::Files(files));
+    let err = load_err(backend, WeightSource::Files(files.weights));
     assert!(err.contains("safetensors") && err.contains("model.safetensors"), "{err}");
 }
 
@@ -359,7 +361,7 @@ pub fn malformed_config_json_and_safetensors_are_errors(backend: &dyn Backend) {
         std::fs::write(dir.path().join("config.json"), config_json).unwrap();
         std::fs::write(dir.path().join("model.safetensors"), shard).unwrap();
         let files = files::discover(dir.path()).unwrap();
-        let err = load_err(backend, WeightSource::Files(files));
+        let err = load_err(backend, WeightSource::Files(files.weights));
         assert!(err.contains(needle), "{name}: expected {needle:?} in: {err}");
         assert!(err.contains("config.json") || err.contains("model.safetensors"), "{name}: the error names the file: {err}");
     }
@@ -380,125 +382,109 @@ pub fn prompt_longer_than_context_is_an_error(backend: &dyn Backend) {
     assert!(err.contains("context"), "{err}");
 }
 
-/// Expands to one `#[test]` per conformance check for the given backend value.
+/// A projection stored with its dimensions swapped, `(in, out)` instead of `(out, in)`, is
+/// refused when the GGUF is loaded, with a message naming the tensor, the file, the shape found
+/// and the shape the config implies. The k projection is the one swapped: a LLaMA's q projection
+/// is square (`heads * head_dim = dim`), so swapping its dimensions leaves its shape as it is,
+/// while k's `(kv_heads * head_dim, dim)` is `(4, 8)` here.
+pub fn wrong_shaped_gguf_tensor_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swapped.gguf");
+    let k = TensorId::layer(1, TensorRole::AttnK);
+    // ggml order (innermost first): (out 4, in 8) is [8, 4]; swapped it is [4, 8].
+    fixtures::GgufBuilder::tiny_llama("llama").redim(&k.gguf_name(), &[4, 8]).write(&path);
+    let err = load_err(backend, gguf_source(&path));
+    let want = format!("swapped.gguf: tensor {} has shape [8, 4], but the config", k.gguf_name());
+    assert!(err.contains(&want) && err.contains("implies [4, 8]"), "expected {want:?} ... implies [4, 8] in: {err}");
+}
+
+/// The same swapped k projection in a Hugging Face safetensors checkpoint.
+pub fn wrong_shaped_safetensors_tensor_is_an_error(backend: &dyn Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let arch = fixtures::tiny_arch();
+    let k = TensorId::layer(1, TensorRole::AttnK);
+    fixtures::write_safetensors_checkpoint(dir.path(), &arch, |id| {
+        let shape = id.shape(&arch);
+        if id == k { shape.into_iter().rev().collect() } else { shape }
+    });
+    let files = files::discover(dir.path()).unwrap();
+    let err = load_err(backend, WeightSource::Files(files.weights));
+    let want = format!("model.safetensors: tensor {} has shape [8, 4], but the config", k.hf_name());
+    assert!(err.contains(&want) && err.contains("implies [4, 8]"), "expected {want:?} ... implies [4, 8] in: {err}");
+}
+
+/// Expands to one `#[test]` per named check (a function of this crate taking `&dyn Backend`) for
+/// the given backend value: `conformance_checks!(MyBackend; f32_logits_match_reference, ...)`.
+/// A framework that cannot run some checks lists the others.
 #[macro_export]
-macro_rules! conformance_suite {
-    ($backend:expr) => {
-        #[test]
-        fn f32_logits_match_reference() {
-            $crate::f32_logits_match_reference(&$backend)
-        }
-        #[test]
-        fn kv_cache_decode_matches_reference() {
-            $crate::kv_cache_decode_matches_reference(&$backend)
-        }
-        #[test]
-        fn greedy_answer_mentions_paris() {
-            $crate::greedy_answer_mentions_paris(&$backend)
-        }
-        #[test]
-        fn quantized_top5_overlaps_reference() {
-            $crate::quantized_top5_overlaps_reference(&$backend)
-        }
-        #[test]
-        fn synthetic_llama3_1b_shape() {
-            $crate::synthetic_llama3_1b_shape(&$backend)
-        }
-        #[test]
-        fn tiny_gguf_matches_reference() {
-            $crate::tiny_gguf_matches_reference(&$backend)
-        }
-        #[test]
-        fn quantized_int8_and_nf4_memory_and_quality() {
-            $crate::quantized_int8_and_nf4_memory_and_quality(&$backend)
-        }
-        #[test]
-        fn nf4_with_indivisible_rows_is_an_error() {
-            $crate::nf4_with_indivisible_rows_is_an_error(&$backend)
-        }
-        #[test]
-        fn truncated_gguf_is_an_error() {
-            $crate::truncated_gguf_is_an_error(&$backend)
-        }
-        #[test]
-        fn unsupported_architecture_is_an_error() {
-            $crate::unsupported_architecture_is_an_error(&$backend)
-        }
-        #[test]
-        fn unsupported_tensor_type_is_an_error() {
-            $crate::unsupported_tensor_type_is_an_error(&$backend)
-        }
-        #[test]
-        fn corrupt_safetensors_is_an_error() {
-            $crate::corrupt_safetensors_is_an_error(&$backend)
-        }
-        #[test]
-        fn malformed_gguf_fields_are_errors() {
-            $crate::malformed_gguf_fields_are_errors(&$backend)
-        }
-        #[test]
-        fn malformed_config_json_and_safetensors_are_errors() {
-            $crate::malformed_config_json_and_safetensors_are_errors(&$backend)
-        }
-        #[test]
-        fn prompt_longer_than_context_is_an_error() {
-            $crate::prompt_longer_than_context_is_an_error(&$backend)
-        }
+macro_rules! conformance_checks {
+    ($backend:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::$check(&$backend)
+            }
+        )+
     };
 }
 
-/// Expands to one `#[test]` per command-line check for the binary at the given path
-/// (use `env!("CARGO_BIN_EXE_<name>")`).
+/// Expands to one `#[test]` per conformance check, every check, for the given backend value.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:expr) => {
+        $crate::conformance_checks!($backend;
+            f32_logits_match_reference,
+            kv_cache_decode_matches_reference,
+            greedy_answer_mentions_paris,
+            quantized_top5_overlaps_reference,
+            synthetic_llama3_1b_shape,
+            tiny_gguf_matches_reference,
+            quantized_int8_and_nf4_memory_and_quality,
+            nf4_with_indivisible_rows_is_an_error,
+            truncated_gguf_is_an_error,
+            unsupported_architecture_is_an_error,
+            unsupported_tensor_type_is_an_error,
+            corrupt_safetensors_is_an_error,
+            malformed_gguf_fields_are_errors,
+            malformed_config_json_and_safetensors_are_errors,
+            wrong_shaped_gguf_tensor_is_an_error,
+            wrong_shaped_safetensors_tensor_is_an_error,
+            prompt_longer_than_context_is_an_error,
+        );
+    };
+}
+
+/// Expands to one `#[test]` per named command-line check (a function of [`cli`] taking the
+/// binary's path) for the binary at the given path (use `env!("CARGO_BIN_EXE_<name>")`).
+#[macro_export]
+macro_rules! cli_checks {
+    ($bin:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::cli::$check(std::path::Path::new($bin))
+            }
+        )+
+    };
+}
+
+/// Expands to one `#[test]` per command-line check, every check, for the binary at the given path.
 #[macro_export]
 macro_rules! cli_suite {
     ($bin:expr) => {
-        #[test]
-        fn greedy_prompt_json_mentions_paris() {
-            $crate::cli::greedy_prompt_json_mentions_paris(std::path::Path::new($bin))
-        }
-        #[test]
-        fn benchmark_json_is_a_benchmark_result() {
-            $crate::cli::benchmark_json_is_a_benchmark_result(std::path::Path::new($bin))
-        }
-        #[test]
-        fn chat_reads_one_question_per_line_from_a_pipe() {
-            $crate::cli::chat_reads_one_question_per_line_from_a_pipe(std::path::Path::new($bin))
-        }
-        #[test]
-        fn chat_survives_bad_lines_and_ends_cleanly_at_eof() {
-            $crate::cli::chat_survives_bad_lines_and_ends_cleanly_at_eof(std::path::Path::new($bin))
-        }
-        #[test]
-        fn a_model_larger_than_memory_is_refused_before_loading() {
-            $crate::cli::a_model_larger_than_memory_is_refused_before_loading(std::path::Path::new($bin))
-        }
-        #[test]
-        fn profile_writes_a_chrome_trace() {
-            $crate::cli::profile_writes_a_chrome_trace(std::path::Path::new($bin))
-        }
-        #[test]
-        fn missing_path_is_a_clear_error() {
-            $crate::cli::missing_path_is_a_clear_error(std::path::Path::new($bin))
-        }
-        #[test]
-        fn empty_directory_is_a_clear_error() {
-            $crate::cli::empty_directory_is_a_clear_error(std::path::Path::new($bin))
-        }
-        #[test]
-        fn model_type_mismatch_uses_the_original_message() {
-            $crate::cli::model_type_mismatch_uses_the_original_message(std::path::Path::new($bin))
-        }
-        #[test]
-        fn prompt_longer_than_the_context_is_a_clear_error() {
-            $crate::cli::prompt_longer_than_the_context_is_a_clear_error(std::path::Path::new($bin))
-        }
-        #[test]
-        fn unknown_model_and_offline_download_are_clear_errors() {
-            $crate::cli::unknown_model_and_offline_download_are_clear_errors(std::path::Path::new($bin))
-        }
-        #[test]
-        fn pickle_checkpoints_are_refused() {
-            $crate::cli::pickle_checkpoints_are_refused(std::path::Path::new($bin))
-        }
+        $crate::cli_checks!($bin;
+            greedy_prompt_json_mentions_paris,
+            benchmark_json_is_a_benchmark_result,
+            chat_reads_one_question_per_line_from_a_pipe,
+            chat_survives_bad_lines_and_ends_cleanly_at_eof,
+            a_model_larger_than_memory_is_refused_before_loading,
+            profile_writes_a_chrome_trace,
+            missing_path_is_a_clear_error,
+            empty_directory_is_a_clear_error,
+            model_type_mismatch_uses_the_original_message,
+            prompt_longer_than_the_context_is_a_clear_error,
+            unknown_model_and_offline_download_are_clear_errors,
+            pickle_checkpoints_are_refused,
+        );
     };
 }

@@ -7,9 +7,9 @@
 use std::ffi::CString;
 use std::path::Path;
 
-use bench_core::backend::DType;
-use bench_core::cache::Cache;
-use bench_core::{Error, Result};
+use bench_backend::backend::DType;
+use bench_backend::cache_root;
+use bench_backend::{Error, Result};
 
 /// A converted temporary GGUF; deleted on drop.
 pub struct Converted(tempfile::TempPath);
@@ -21,7 +21,7 @@ impl Converted {
 }
 
 pub fn convert(src: &Path, dtype: DType) -> Result<Converted> {
-    let dir = Cache::from_env().root().join("tmp");
+    let dir = cache_root().join("tmp");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io("creating the folder for converted GGUF files", &dir, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".llamacpp-")

@@ -21,11 +21,12 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use bench_core::backend::{check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, WeightSource};
-use bench_core::config::ModelConfig;
-use bench_core::files::WeightFormat;
-use bench_core::gguf::GgufFile;
-use bench_core::{Error, Result};
+use bench_backend::backend::{check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, WeightSource};
+use bench_backend::config::ModelConfig;
+use bench_backend::WeightFormat;
+use bench_backend::gguf::GgufFile;
+use bench_backend::schema::{TensorId, TensorRole};
+use bench_backend::{Error, Result};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -111,7 +112,7 @@ impl Backend for LlamaCppBackend {
         "llamacpp"
     }
 
-    fn device_info(&self, device: &str) -> DeviceInfo {
+    fn device_info(&self, device: bench_backend::Device) -> DeviceInfo {
         // Initialise first so the system info reflects the registered CPU backend.
         let _ = llama_backend();
         DeviceInfo {
@@ -122,7 +123,7 @@ impl Backend for LlamaCppBackend {
                 0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
                 n => n,
             },
-            cpu: bench_core::backend::cpu_model(),
+            cpu: bench_backend::backend::cpu_model(),
         }
     }
 
@@ -163,7 +164,7 @@ pub struct LlamaCppModel {
 /// The GGUF file of `spec`, or the error for a source llama.cpp cannot read.
 fn gguf_path(spec: &LoadSpec) -> Result<PathBuf> {
     Ok(match &spec.source {
-        WeightSource::Files(files) => match &files.weights {
+        WeightSource::Files(weights) => match weights {
             WeightFormat::Gguf(p) => p.clone(),
             WeightFormat::Safetensors { shards, .. } => {
                 let first = shards.first().map(|p| p.display().to_string()).unwrap_or_default();
@@ -185,7 +186,7 @@ fn gguf_path(spec: &LoadSpec) -> Result<PathBuf> {
 
 fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     let path = gguf_path(spec)?;
-    if spec.device != "cpu" {
+    if spec.device != bench_backend::Device::Cpu {
         return Err(Error::InvalidInput(format!(
             "device '{}': this llama.cpp build is CPU-only; use --device cpu",
             spec.device
@@ -196,7 +197,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
             return Err(Error::InvalidInput(format!(
                 "--quantize {} is bench-core's format, which llama.cpp has no kernels for; \
                  run a GGUF with llama.cpp's own blocks instead (e.g. `cargo xtask synth-gguf --type q8_0|q4_0`)",
-                format!("{q:?}").to_lowercase()
+                q.as_str()
             )))
         }
         (_, dtype) => dtype,
@@ -307,10 +308,11 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
 fn weight_bytes(gguf: &GgufFile, cfg: &ModelConfig) -> Result<(u64, u64)> {
     let mut total = 0u64;
     let mut embedding = 0u64;
+    let embedding_name = TensorId::global(TensorRole::TokenEmbedding).gguf_name();
     for t in &gguf.tensors {
         let b = t.byte_len().ok_or_else(|| Error::NotImplemented(format!("tensor {} has {}", t.name, t.ggml_type)))?;
         total += b;
-        if t.name == "token_embd.weight" {
+        if t.name == embedding_name {
             embedding = b;
         }
     }

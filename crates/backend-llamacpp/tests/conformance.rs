@@ -15,48 +15,24 @@
 
 use backend_conformance as suite;
 use backend_llamacpp::LlamaCppBackend;
-use bench_core::backend::{Quantize, WeightSource};
-use bench_core::registry::Registry;
+use bench_backend::backend::{Quantize, WeightSource};
+use bench_hub::registry::Registry;
 
-#[test]
-fn f32_logits_match_reference() {
-    suite::f32_logits_match_reference(&LlamaCppBackend)
-}
-#[test]
-fn kv_cache_decode_matches_reference() {
-    suite::kv_cache_decode_matches_reference(&LlamaCppBackend)
-}
-#[test]
-fn greedy_answer_mentions_paris() {
-    suite::greedy_answer_mentions_paris(&LlamaCppBackend)
-}
-#[test]
-fn quantized_top5_overlaps_reference() {
-    suite::quantized_top5_overlaps_reference(&LlamaCppBackend)
-}
-#[test]
-fn truncated_gguf_is_an_error() {
-    suite::truncated_gguf_is_an_error(&LlamaCppBackend)
-}
-#[test]
-fn unsupported_architecture_is_an_error() {
-    suite::unsupported_architecture_is_an_error(&LlamaCppBackend)
-}
-#[test]
-fn unsupported_tensor_type_is_an_error() {
-    suite::unsupported_tensor_type_is_an_error(&LlamaCppBackend)
-}
-#[test]
-fn corrupt_safetensors_is_an_error() {
-    suite::corrupt_safetensors_is_an_error(&LlamaCppBackend)
-}
-#[test]
-fn prompt_longer_than_context_is_an_error() {
-    suite::prompt_longer_than_context_is_an_error(&LlamaCppBackend)
-}
+backend_conformance::conformance_checks!(LlamaCppBackend;
+    f32_logits_match_reference,
+    kv_cache_decode_matches_reference,
+    greedy_answer_mentions_paris,
+    quantized_top5_overlaps_reference,
+    truncated_gguf_is_an_error,
+    unsupported_architecture_is_an_error,
+    unsupported_tensor_type_is_an_error,
+    corrupt_safetensors_is_an_error,
+    wrong_shaped_gguf_tensor_is_an_error,
+    prompt_longer_than_context_is_an_error,
+);
 
-fn load_error(spec: bench_core::backend::LoadSpec) -> String {
-    use bench_core::backend::Backend;
+fn load_error(spec: bench_backend::backend::LoadSpec) -> String {
+    use bench_backend::backend::Backend;
     match LlamaCppBackend.load(&spec) {
         Ok(_) => panic!("loading should have failed"),
         Err(e) => e.to_string(),

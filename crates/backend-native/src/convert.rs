@@ -10,8 +10,8 @@ use candle_core::{DType, Tensor};
 use cpu_kernels::ops::{KvCache, RopePairs};
 use cpu_kernels::{Matrix, WeightType};
 
-use bench_core::config::RopeLayout;
-use bench_core::{quant, Error, Result};
+use bench_backend::config::RopeLayout;
+use bench_backend::{quant, Error, Result};
 
 use crate::candle_err;
 use crate::model::{Embedding, Llama, Weight};

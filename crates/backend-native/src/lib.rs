@@ -9,8 +9,8 @@ mod load;
 pub mod model;
 pub mod tuned;
 
-use bench_core::backend::{Backend, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
-use bench_core::{Error, Result};
+use bench_backend::backend::{Backend, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
+use bench_backend::{Error, Result};
 
 pub use load::load_model;
 
@@ -25,13 +25,13 @@ impl Backend for NativeBackend {
         "native"
     }
 
-    fn device_info(&self, device: &str) -> DeviceInfo {
+    fn device_info(&self, device: Device) -> DeviceInfo {
         DeviceInfo {
             framework: "native (candle)".into(),
             framework_version: format!("candle {CANDLE_VERSION}"),
             device: device.to_string(),
             threads: candle_core::utils::get_num_threads(),
-            cpu: bench_core::backend::cpu_model(),
+            cpu: bench_backend::backend::cpu_model(),
         }
     }
 
@@ -68,7 +68,7 @@ impl NativeModel {
             Engine::Stock(m) => (m.layers.first().map(|l| l.cache.current_seq_len()).unwrap_or(0), m.max_seq_len),
             Engine::Tuned(m) => (m.cached, m.max_seq_len),
         };
-        bench_core::backend::check_forward_args(tokens, pos, cached, max, self.info.architecture.vocab_size)
+        bench_backend::backend::check_forward_args(tokens, pos, cached, max, self.info.architecture.vocab_size)
     }
 
     fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {

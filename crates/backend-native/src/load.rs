@@ -1,17 +1,20 @@
-//! Building a [`NativeModel`] from GGUF, safetensors or synthetic weights.
+//! Building a [`NativeModel`] from GGUF, safetensors or synthetic weights, all read through
+//! bench-backend's [`TensorSource`] (which has checked every tensor's shape): GGUF blocks are
+//! kept as candle `QMatMul`s when no dtype is asked for, everything else becomes dense tensors
+//! in the compute dtype, optionally quantized with bench-backend's int8 / NF4 formats.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::kv_cache::KvCache;
 
-use bench_core::backend::{DType as BDType, Kernels, LoadSpec, ModelInfo, Quantize, WeightSource};
-use bench_core::config::ModelConfig;
-use bench_core::files::WeightFormat;
-use bench_core::gguf::{GgmlType, GgufFile};
-use bench_core::{quant, synthetic, Error, Result};
+use bench_backend::backend::{DType as BDType, Kernels, LoadSpec, ModelInfo, Quantize};
+use bench_backend::config::ModelConfig;
+use bench_backend::gguf::GgmlType;
+use bench_backend::schema::{TensorId, TensorRole};
+use bench_backend::source::{self, TensorData, TensorSource};
+use bench_backend::{quant, Error, Result};
 
 use crate::model::{Embedding, Layer, Llama, Weight};
 use crate::{candle_err, Engine, NativeModel};
@@ -24,24 +27,19 @@ fn to_candle_dtype(d: BDType) -> DType {
     }
 }
 
-fn device(spec: &str) -> Result<Device> {
+fn device(spec: bench_backend::Device) -> Result<Device> {
     match spec {
-        "cpu" => Ok(Device::Cpu),
+        bench_backend::Device::Cpu => Ok(Device::Cpu),
         other => Err(Error::InvalidInput(format!(
             "device '{other}': this native build runs on the CPU only (build with candle's cuda feature for GPUs); use --device cpu"
         ))),
     }
 }
 
-/// A layer matrix (not the embedding or the output head): what --quantize int8|nf4 applies to.
-fn is_layer_matrix(name: &str) -> bool {
-    (name.starts_with("blk.") || name.starts_with("model.layers.")) && !name.contains("norm")
-}
-
-/// Quantizes a float matrix with bench-core's int8 / NF4 formats when `--quantize` asks for it.
-fn maybe_quantize(spec: &LoadSpec, name: &str, w: Tensor) -> Result<Weight> {
+/// Quantizes a layer matrix with bench-backend's int8 / NF4 formats when `--quantize` asks for it.
+fn maybe_quantize(spec: &LoadSpec, id: TensorId, name: &str, w: Tensor) -> Result<Weight> {
     let q = match spec.quantize {
-        Some(q @ (Quantize::Int8 | Quantize::Nf4)) if is_layer_matrix(name) => q,
+        Some(q @ (Quantize::Int8 | Quantize::Nf4)) if id.role.is_layer_matrix() => q,
         _ => return Ok(Weight::Dense(w)),
     };
     let dev = w.device().clone();
@@ -75,15 +73,81 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
         // The tuned kernels' pool is sized once, before its first use.
         cpu_kernels::pool::set_threads(n);
     }
-    let dev = device(&spec.device)?;
+    let dev = device(spec.device)?;
     let dtype = spec.float_dtype()?;
-    match &spec.source {
-        WeightSource::Files(files) => match &files.weights {
-            WeightFormat::Gguf(path) => load_gguf(path, spec, dtype, &dev),
-            WeightFormat::Safetensors { shards, config } => load_safetensors(shards, config, spec, dtype, &dev),
-        },
-        WeightSource::Synthetic { arch, seed } => load_synthetic(arch, *seed, spec, dtype, &dev),
+    let src = TensorSource::open(&spec.source, "native")?;
+    load(&src, spec, dtype, &dev)
+}
+
+/// A tensor of the source as a dense candle tensor in its stored dtype (ggml blocks dequantized).
+fn dense(t: &source::Tensor, dev: &Device) -> Result<Tensor> {
+    match &t.data {
+        TensorData::Ggml { .. } => qtensor(t, dev)?.dequantize(dev).map_err(candle_err),
+        TensorData::Float { dtype, bytes } => Tensor::from_raw_buffer(bytes, to_candle_dtype(*dtype), &t.shape, dev).map_err(candle_err),
+        TensorData::F32(values) => Tensor::from_slice(values, t.shape.as_slice(), dev).map_err(candle_err),
     }
+}
+
+/// A GGUF tensor as candle's `QTensor` (its blocks as they are in the file).
+fn qtensor(t: &source::Tensor, dev: &Device) -> Result<QTensor> {
+    let TensorData::Ggml { ggml_type, bytes } = &t.data else {
+        return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
+    };
+    qtensor_from_ggml(candle_ggml_dtype(*ggml_type, &t.name)?, bytes, t.shape.clone(), dev).map_err(candle_err)
+}
+
+fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
+    let cfg = src.config().clone();
+    let gguf = src.gguf_file().is_some();
+    // GGUF blocks stay quantized (candle's QMatMul) unless a dtype is asked for.
+    let keep_blocks = gguf && dtype.is_none();
+    let compute = match dtype {
+        Some(d) => d,
+        None if gguf => BDType::F32,
+        None => src.float_dtype(TensorId::global(TensorRole::TokenEmbedding)).unwrap_or(BDType::F32),
+    };
+    let label = if src.is_synthetic() { format!("synthetic {}", compute.as_str()) } else { compute.as_str().to_string() };
+    let compute_c = to_candle_dtype(compute);
+    let mut b = Builder {
+        cfg: cfg.clone(),
+        dtype: compute_c,
+        device: dev.clone(),
+        bytes: 0,
+        bytes_per_token: 0,
+        kinds: BTreeMap::new(),
+        source_desc: (gguf && dtype.is_some()).then(|| src.storage_summary()),
+    };
+    let get = |b: &mut Builder, id: TensorId| -> Result<Weight> {
+        let t = src.tensor(id)?;
+        if keep_blocks {
+            let TensorData::Ggml { ggml_type, .. } = &t.data else { unreachable!("a GGUF source holds ggml data") };
+            b.kind(ggml_type.to_string().to_lowercase());
+            return QMatMul::from_qtensor(qtensor(&t, dev)?).map(Weight::Quantized).map_err(candle_err);
+        }
+        let w = maybe_quantize(spec, id, &t.name, dense(&t, dev)?.to_dtype(compute_c).map_err(candle_err)?)?;
+        b.kind(weight_kind(&w, &label));
+        Ok(w)
+    };
+    let norm = |_: &mut Builder, id: TensorId| -> Result<Tensor> { dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err) };
+    let cache_len = spec.cache_len(&cfg);
+    let mut layers = Vec::with_capacity(cfg.arch.layers);
+    for i in 0..cfg.arch.layers {
+        layers.push(new_layer(&mut b, get, norm, i, cache_len)?);
+    }
+    let out_norm = norm(&mut b, TensorId::global(TensorRole::OutputNorm))?;
+    let out_norm = b.norm(out_norm);
+    let emb = src.tensor(TensorId::global(TensorRole::TokenEmbedding))?;
+    let embedding = if keep_blocks {
+        // Kept as stored (rows looked up in the blocks), like the layer matrices.
+        Embedding::Blocks(std::sync::Arc::new(qtensor(&emb, dev)?))
+    } else {
+        Embedding::Dense(dense(&emb, dev)?.to_dtype(compute_c).map_err(candle_err)?)
+    };
+    drop(emb);
+    // A tied head is the embedding tensor itself, except that GGUF blocks kept quantized keep the
+    // head in its quantized form too, as llama.cpp does.
+    let output = if !cfg.arch.tied_embeddings || keep_blocks { Some(get(&mut b, TensorId::global(TensorRole::Output))?) } else { None };
+    b.finish(src.model_name().to_string(), embedding, layers, out_norm, output, spec, src.is_synthetic())
 }
 
 /// Collects tensors into a model and keeps the memory accounting in one place.
@@ -229,20 +293,21 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
 
 fn new_layer(
     b: &mut Builder,
-    mut get: impl FnMut(&mut Builder, &str) -> Result<Weight>,
-    mut norm: impl FnMut(&mut Builder, &str) -> Result<Tensor>,
-    names: [&str; 9],
+    mut get: impl FnMut(&mut Builder, TensorId) -> Result<Weight>,
+    mut norm: impl FnMut(&mut Builder, TensorId) -> Result<Tensor>,
+    layer: usize,
     cache_len: usize,
 ) -> Result<Layer> {
-    let attn_norm = norm(b, names[0])?;
-    let wq = get(b, names[1])?;
-    let wk = get(b, names[2])?;
-    let wv = get(b, names[3])?;
-    let wo = get(b, names[4])?;
-    let ffn_norm = norm(b, names[5])?;
-    let w_gate = get(b, names[6])?;
-    let w_up = get(b, names[7])?;
-    let w_down = get(b, names[8])?;
+    let id = |role| TensorId::layer(layer, role);
+    let attn_norm = norm(b, id(TensorRole::AttnNorm))?;
+    let wq = get(b, id(TensorRole::AttnQ))?;
+    let wk = get(b, id(TensorRole::AttnK))?;
+    let wv = get(b, id(TensorRole::AttnV))?;
+    let wo = get(b, id(TensorRole::AttnOutput))?;
+    let ffn_norm = norm(b, id(TensorRole::FfnNorm))?;
+    let w_gate = get(b, id(TensorRole::FfnGate))?;
+    let w_up = get(b, id(TensorRole::FfnUp))?;
+    let w_down = get(b, id(TensorRole::FfnDown))?;
     Ok(Layer {
         attn_norm: b.norm(attn_norm),
         wq: b.matrix(wq),
@@ -255,11 +320,6 @@ fn new_layer(
         w_down: b.matrix(w_down),
         cache: KvCache::new(2, cache_len),
     })
-}
-
-fn gguf_layer_names(i: usize) -> [String; 9] {
-    ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
-        .map(|n| format!("blk.{i}.{n}.weight"))
 }
 
 fn candle_ggml_dtype(t: GgmlType, name: &str) -> Result<GgmlDType> {
@@ -285,142 +345,4 @@ fn candle_ggml_dtype(t: GgmlType, name: &str) -> Result<GgmlDType> {
             )))
         }
     })
-}
-
-fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
-    let gguf = GgufFile::open(path)?;
-    gguf.require_llama("native")?;
-    let cfg = ModelConfig::from_gguf(&gguf)?;
-    let compute = dtype.map(to_candle_dtype).unwrap_or(DType::F32);
-    let qtensor = |name: &str| -> Result<(QTensor, GgmlType)> {
-        let info = gguf.tensor(name).ok_or_else(|| Error::gguf(path, format!("missing tensor {name}")))?;
-        let gdt = candle_ggml_dtype(info.ggml_type, name)?;
-        let q = qtensor_from_ggml(gdt, gguf.tensor_bytes(info)?, info.shape(), dev).map_err(candle_err)?;
-        Ok((q, info.ggml_type))
-    };
-    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
-    let mut get = |b: &mut Builder, name: &str| -> Result<Weight> {
-        let (q, ty) = qtensor(name)?;
-        match dtype {
-            None => {
-                b.kind(ty.to_string().to_lowercase());
-                Ok(Weight::Quantized(QMatMul::from_qtensor(q).map_err(candle_err)?))
-            }
-            Some(dt) => {
-                let dense = q.dequantize(dev).and_then(|t| t.to_dtype(to_candle_dtype(dt))).map_err(candle_err)?;
-                let w = maybe_quantize(spec, name, dense)?;
-                b.kind(weight_kind(&w, dt.as_str()));
-                Ok(w)
-            }
-        }
-    };
-    let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { qtensor(name)?.0.dequantize(dev).map_err(candle_err) };
-    if dtype.is_some() {
-        b.source_desc = Some(format!("gguf {}", gguf.type_summary()));
-    }
-    let cache_len = spec.cache_len(&cfg);
-    let mut layers = Vec::with_capacity(cfg.arch.layers);
-    for i in 0..cfg.arch.layers {
-        let names = gguf_layer_names(i);
-        let names = names.each_ref().map(String::as_str);
-        layers.push(new_layer(&mut b, &mut get, norm, names, cache_len)?);
-    }
-    let out_norm = norm(&mut b, "output_norm.weight")?;
-    let out_norm = b.norm(out_norm);
-    let embedding = match dtype {
-        // Kept as stored (rows looked up in the blocks), like the layer matrices.
-        None => Embedding::Blocks(std::sync::Arc::new(qtensor("token_embd.weight")?.0)),
-        Some(_) => Embedding::Dense(qtensor("token_embd.weight")?.0.dequantize(dev).and_then(|t| t.to_dtype(compute)).map_err(candle_err)?),
-    };
-    let output = if gguf.tensor("output.weight").is_some() {
-        Some(get(&mut b, "output.weight")?)
-    } else if dtype.is_none() {
-        // Tied head kept in its quantized form, as llama.cpp does.
-        Some(get(&mut b, "token_embd.weight")?)
-    } else {
-        None
-    };
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    b.finish(name, embedding, layers, out_norm, output, spec, false)
-}
-
-fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
-    let cfg = ModelConfig::from_safetensors(config, shards)?;
-    // SAFETY: memory-mapped read-only; the files must not be truncated while in use.
-    let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(shards) }.map_err(|e| {
-        Error::ModelFiles(format!(
-            "invalid safetensors file ({}): {e}. The file is corrupt or truncated; download it again",
-            shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let load = |name: &str| -> Result<Tensor> {
-        st.load(name, dev).map_err(|e| Error::ModelFiles(format!("safetensors: tensor {name}: {e}")))
-    };
-    let embedding = load("model.embed_tokens.weight")?;
-    let compute = dtype.map(to_candle_dtype).unwrap_or(embedding.dtype());
-    if !matches!(compute, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(Error::NotImplemented(format!("safetensors weights of dtype {:?}; use f32, f16 or bf16", compute)));
-    }
-    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
-    let get = |b: &mut Builder, name: &str| -> Result<Weight> {
-        let w = maybe_quantize(spec, name, load(name)?.to_dtype(compute).map_err(candle_err)?)?;
-        b.kind(weight_kind(&w, &format!("{compute:?}").to_lowercase()));
-        Ok(w)
-    };
-    let norm = |_: &mut Builder, name: &str| -> Result<Tensor> { load(name)?.to_dtype(DType::F32).map_err(candle_err) };
-    let cache_len = spec.cache_len(&cfg);
-    let mut layers = Vec::with_capacity(cfg.arch.layers);
-    for i in 0..cfg.arch.layers {
-        let p = format!("model.layers.{i}");
-        let names = [
-            format!("{p}.input_layernorm.weight"),
-            format!("{p}.self_attn.q_proj.weight"),
-            format!("{p}.self_attn.k_proj.weight"),
-            format!("{p}.self_attn.v_proj.weight"),
-            format!("{p}.self_attn.o_proj.weight"),
-            format!("{p}.post_attention_layernorm.weight"),
-            format!("{p}.mlp.gate_proj.weight"),
-            format!("{p}.mlp.up_proj.weight"),
-            format!("{p}.mlp.down_proj.weight"),
-        ];
-        let names = names.each_ref().map(String::as_str);
-        layers.push(new_layer(&mut b, get, norm, names, cache_len)?);
-    }
-    let out_norm = norm(&mut b, "model.norm.weight")?;
-    let out_norm = b.norm(out_norm);
-    let embedding = embedding.to_dtype(compute).map_err(candle_err)?;
-    let output = if cfg.arch.tied_embeddings { None } else { Some(get(&mut b, "lm_head.weight")?) };
-    let name = config.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    b.finish(name, Embedding::Dense(embedding), layers, out_norm, output, spec, false)
-}
-
-fn load_synthetic(arch: &bench_core::registry::Architecture, seed: u64, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<NativeModel> {
-    let cfg = ModelConfig::synthetic(arch.clone())?;
-    let compute = to_candle_dtype(dtype.unwrap_or(BDType::F32));
-    let shapes: BTreeMap<String, Vec<usize>> = synthetic::tensor_shapes(arch).into_iter().collect();
-    let make = |name: &str, dt: DType| -> Result<Tensor> {
-        let shape = &shapes[name];
-        Tensor::from_vec(synthetic::tensor_values(seed, name, shape), shape.as_slice(), dev)
-            .and_then(|t| t.to_dtype(dt))
-            .map_err(candle_err)
-    };
-    let mut b = Builder { cfg: cfg.clone(), dtype: compute, device: dev.clone(), bytes: 0, bytes_per_token: 0, kinds: BTreeMap::new(), source_desc: None };
-    let get = |b: &mut Builder, name: &str| -> Result<Weight> {
-        let w = maybe_quantize(spec, name, make(name, compute)?)?;
-        b.kind(weight_kind(&w, &format!("synthetic {compute:?}").to_lowercase()));
-        Ok(w)
-    };
-    let norm = |_: &mut Builder, name: &str| make(name, DType::F32);
-    let cache_len = spec.cache_len(&cfg);
-    let mut layers = Vec::with_capacity(arch.layers);
-    for i in 0..arch.layers {
-        let names = gguf_layer_names(i);
-        let names = names.each_ref().map(String::as_str);
-        layers.push(new_layer(&mut b, get, norm, names, cache_len)?);
-    }
-    let out_norm = norm(&mut b, "output_norm.weight")?;
-    let out_norm = b.norm(out_norm);
-    let embedding = make("token_embd.weight", compute)?;
-    let output = if arch.tied_embeddings { None } else { Some(get(&mut b, "output.weight")?) };
-    b.finish(format!("synthetic (seed {seed})"), Embedding::Dense(embedding), layers, out_norm, output, spec, true)
 }

@@ -12,7 +12,7 @@ use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
-use bench_core::config::{ModelConfig, RopeLayout};
+use bench_backend::config::{ModelConfig, RopeLayout};
 
 /// A weight matrix `(out, in)`: ggml blocks kept quantized, a dense tensor, or bench-core's
 /// int8 / NF4 formats, which stay quantized in memory and are expanded to the compute dtype

@@ -6,7 +6,7 @@ mod tuned {
 }
 
 mod stock {
-    use bench_core::backend::{Backend, DeviceInfo, Kernels, LanguageModel, LoadSpec};
+    use bench_backend::backend::{Backend, Device, DeviceInfo, Kernels, LanguageModel, LoadSpec};
 
     /// The native framework with `--kernels stock`.
     struct Stock;
@@ -15,10 +15,10 @@ mod stock {
         fn name(&self) -> &'static str {
             "native-stock"
         }
-        fn device_info(&self, device: &str) -> DeviceInfo {
+        fn device_info(&self, device: Device) -> DeviceInfo {
             backend_native::NativeBackend.device_info(device)
         }
-        fn load(&self, spec: &LoadSpec) -> bench_core::Result<Box<dyn LanguageModel>> {
+        fn load(&self, spec: &LoadSpec) -> bench_backend::Result<Box<dyn LanguageModel>> {
             backend_native::NativeBackend.load(&LoadSpec { kernels: Kernels::Stock, ..spec.clone() })
         }
     }

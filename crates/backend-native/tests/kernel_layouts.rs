@@ -48,5 +48,5 @@ fn ggml_blocks_read_the_same_as_candle() {
 
 #[test]
 fn nf4_code_book_is_bench_cores() {
-    assert_eq!(NF4_CODEBOOK, bench_core::quant::NF4_CODEBOOK);
+    assert_eq!(NF4_CODEBOOK, bench_backend::quant::NF4_CODEBOOK);
 }

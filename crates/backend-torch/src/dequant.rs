@@ -4,8 +4,8 @@
 //!
 //! Layouts: ggml's `ggml-quants.c` (`dequantize_row_*`) and `ggml-common.h` (block structs).
 
-use bench_core::gguf::GgmlType;
-use bench_core::{Error, Result};
+use bench_backend::gguf::GgmlType;
+use bench_backend::{Error, Result};
 use tch::{Kind, Tensor};
 
 /// Dequantizes `bytes` of ggml type `ty` holding `n` values to a flat f32 tensor.

@@ -8,8 +8,8 @@ pub mod model;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use bench_core::backend::{Backend, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
-use bench_core::{Error, Result};
+use bench_backend::backend::{Backend, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
+use bench_backend::{Error, Result};
 
 pub use dequant::dequantize;
 
@@ -32,13 +32,13 @@ impl Backend for TorchBackend {
         "torch"
     }
 
-    fn device_info(&self, device: &str) -> DeviceInfo {
+    fn device_info(&self, device: Device) -> DeviceInfo {
         DeviceInfo {
             framework: "torch (libtorch via tch)".into(),
             framework_version: format!("libtorch {LIBTORCH_VERSION}, tch 0.24.0"),
             device: device.to_string(),
             threads: tch::get_num_threads().max(1) as usize,
-            cpu: bench_core::backend::cpu_model(),
+            cpu: bench_backend::backend::cpu_model(),
         }
     }
 
@@ -56,7 +56,7 @@ pub struct TorchModel {
 
 impl TorchModel {
     fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
-        bench_core::backend::check_forward_args(tokens, pos, self.cached, self.model.max_seq_len, self.info.architecture.vocab_size)?;
+        bench_backend::backend::check_forward_args(tokens, pos, self.cached, self.model.max_seq_len, self.info.architecture.vocab_size)?;
         let model = &mut self.model;
         let rows = guarded("running the model", || {
             let logits = tch::no_grad(|| model.forward(tokens, pos, all));

@@ -1,16 +1,11 @@
 //! Building a [`TorchModel`] from GGUF (blocks dequantized with tensor ops), safetensors
-//! (memory-mapped with the `safetensors` crate) or synthetic weights. Every tensor's shape is
-//! checked against the configuration before any libtorch op sees it.
+//! (memory-mapped) or synthetic weights, all read through bench-backend's [`TensorSource`],
+//! which has checked every tensor's shape against the configuration before libtorch sees it.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use bench_core::backend::{DType, LoadSpec, ModelInfo, Quantize, WeightSource};
-use bench_core::config::ModelConfig;
-use bench_core::files::WeightFormat;
-use bench_core::gguf::GgufFile;
-use bench_core::registry::Architecture;
-use bench_core::{quant, synthetic, Error, Result};
+use bench_backend::backend::{DType, LoadSpec, ModelInfo, Quantize};
+use bench_backend::schema::{TensorId, TensorRole};
+use bench_backend::source::{self, TensorData, TensorSource};
+use bench_backend::{quant, Error, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::{Layer, TorchLlama, Weight};
@@ -24,14 +19,10 @@ fn kind_of(d: DType) -> Kind {
     }
 }
 
-fn device(spec: &str) -> Result<Device> {
+fn device(spec: bench_backend::Device) -> Result<Device> {
     let cuda_index = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        s => match s.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
-            Some(i) => i,
-            None => return Err(Error::InvalidInput(format!("device '{spec}': use cpu, cuda or cuda:N"))),
-        },
+        bench_backend::Device::Cpu => return Ok(Device::Cpu),
+        bench_backend::Device::Cuda(i) => i,
     };
     let n = tch::Cuda::device_count() as usize;
     if cuda_index >= n {
@@ -73,182 +64,88 @@ pub fn load_model(spec: &LoadSpec) -> Result<TorchModel> {
     if let Some(n) = spec.threads {
         tch::set_num_threads(n as i32);
     }
-    let dev = device(&spec.device)?;
+    let dev = device(spec.device)?;
     let dtype = spec.float_dtype()?;
-    guarded("loading the model", || {
-        tch::no_grad(|| match &spec.source {
-            WeightSource::Files(files) => match &files.weights {
-                WeightFormat::Gguf(path) => load_gguf(path, spec, dtype, dev),
-                WeightFormat::Safetensors { shards, config } => load_safetensors(shards, config, spec, dtype, dev),
-            },
-            WeightSource::Synthetic { arch, seed } => load_synthetic(arch, *seed, spec, dtype, dev),
-        })
+    let src = TensorSource::open(&spec.source, "torch")?;
+    guarded("loading the model", || tch::no_grad(|| build(&src, spec, dtype, dev)))
+}
+
+/// A tensor of the source as a libtorch tensor of its shape: ggml blocks dequantized to f32 by
+/// tensor ops, safetensors floats in their own kind, synthetic values in f32.
+fn to_tensor(t: &source::Tensor) -> Result<Tensor> {
+    let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+    let elements = t.shape.iter().product();
+    Ok(match &t.data {
+        TensorData::Ggml { ggml_type, bytes } => dequant::dequantize(bytes, *ggml_type, elements, &t.name)?.view(shape.as_slice()),
+        TensorData::Float { dtype, bytes } => Tensor::from_data_size(bytes, &shape, kind_of(*dtype)),
+        TensorData::F32(values) => Tensor::from_slice(values).view(shape.as_slice()),
     })
 }
 
-/// Expected row-major shapes of every tensor, by GGUF name.
-fn expected_shapes(arch: &Architecture) -> BTreeMap<String, Vec<usize>> {
-    let mut s: BTreeMap<String, Vec<usize>> = synthetic::tensor_shapes(arch).into_iter().collect();
-    s.insert("output.weight".into(), vec![arch.vocab_size, arch.dim]);
-    s
-}
-
-/// Assembles the model from a tensor source keyed by GGUF names.
-fn build(
-    cfg: ModelConfig,
-    spec: &LoadSpec,
-    kind: Kind,
-    dev: Device,
-    name: String,
-    synthetic_weights: bool,
-    weights_desc: String,
-    mut get: impl FnMut(&str) -> Result<Option<Tensor>>,
-) -> Result<TorchModel> {
-    let shapes = expected_shapes(&cfg.arch);
-    let mut bytes = 0u64;
-    let mut per_token = 0u64;
-    let mut quantized_bytes = 0u64;
-    let mut fetch = |n: &str, k: Kind| -> Result<Tensor> {
-        let t = get(n)?.ok_or_else(|| Error::ModelFiles(format!("missing tensor {n}")))?;
-        let want: Vec<i64> = shapes[n].iter().map(|&d| d as i64).collect();
-        if t.size() != want {
-            return Err(Error::ModelFiles(format!("tensor {n} has shape {:?}, expected {want:?}", t.size())));
-        }
-        Ok(t.to_kind(k).to_device(dev))
+/// Assembles the model, reading one tensor at a time (so a staging copy never exceeds one).
+fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
+    let cfg = src.config().clone();
+    // No ggml kernels in libtorch: GGUF blocks are dequantized once at load, to f32 unless asked
+    // otherwise; safetensors keep their own dtype unless asked otherwise.
+    let compute = match dtype {
+        Some(d) => d,
+        None if src.gguf_file().is_some() => DType::F32,
+        None => src.float_dtype(TensorId::global(TensorRole::TokenEmbedding)).unwrap_or(DType::F32),
     };
+    let kind = kind_of(compute);
+    let fetch = |id: TensorId, k: Kind| -> Result<Tensor> { Ok(to_tensor(&src.tensor(id)?)?.to_kind(k).to_device(dev)) };
+    let tensor_bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+    let mut bytes = 0u64;
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for i in 0..cfg.arch.layers {
-        let p = |s: &str| format!("blk.{i}.{s}.weight");
-        let mut matrix = |s: &str| -> Result<Weight> {
-            let name = p(s);
-            let w = layer_weight(spec, &name, fetch(&name, kind)?)?;
-            quantized_bytes += w.bytes();
+        let id = |role| TensorId::layer(i, role);
+        let mut matrix = |role| -> Result<Weight> {
+            let w = layer_weight(spec, &id(role).gguf_name(), fetch(id(role), kind)?)?;
+            bytes += w.bytes();
             Ok(w)
         };
-        let (wq, wk, wv, wo) = (matrix("attn_q")?, matrix("attn_k")?, matrix("attn_v")?, matrix("attn_output")?);
-        let (w_gate, w_up, w_down) = (matrix("ffn_gate")?, matrix("ffn_up")?, matrix("ffn_down")?);
-        layers.push(Layer { attn_norm: fetch(&p("attn_norm"), Kind::Float)?, wq, wk, wv, wo, ffn_norm: fetch(&p("ffn_norm"), Kind::Float)?, w_gate, w_up, w_down });
+        let (wq, wk, wv, wo) = (matrix(TensorRole::AttnQ)?, matrix(TensorRole::AttnK)?, matrix(TensorRole::AttnV)?, matrix(TensorRole::AttnOutput)?);
+        let (w_gate, w_up, w_down) = (matrix(TensorRole::FfnGate)?, matrix(TensorRole::FfnUp)?, matrix(TensorRole::FfnDown)?);
+        let (attn_norm, ffn_norm) = (fetch(id(TensorRole::AttnNorm), Kind::Float)?, fetch(id(TensorRole::FfnNorm), Kind::Float)?);
+        bytes += tensor_bytes(&attn_norm) + tensor_bytes(&ffn_norm);
+        layers.push(Layer { attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down });
     }
-    let tensor_bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
-    for l in &layers {
-        bytes += tensor_bytes(&l.attn_norm) + tensor_bytes(&l.ffn_norm);
-    }
-    bytes += quantized_bytes;
-    per_token += bytes;
-    let mut take = |n: &str, k: Kind| -> Result<Tensor> {
-        let t = fetch(n, k)?;
-        let b = tensor_bytes(&t);
-        bytes += b;
-        if n != "token_embd.weight" {
-            per_token += b;
-        }
-        Ok(t)
-    };
-    let norm = take("output_norm.weight", Kind::Float)?;
-    let embedding = take("token_embd.weight", kind)?;
-    let emb_bytes = (embedding.numel() * kind.elt_size_in_bytes()) as u64;
-    let output = if cfg.arch.tied_embeddings { None } else { Some(take("output.weight", kind)?) };
-    drop(take);
-    let output = output.unwrap_or_else(|| {
-        per_token += emb_bytes; // the tied head reads the whole (shared) embedding
-        embedding.shallow_clone()
-    });
-    per_token += emb_bytes / cfg.arch.vocab_size as u64;
+    let norm = fetch(TensorId::global(TensorRole::OutputNorm), Kind::Float)?;
+    bytes += tensor_bytes(&norm);
+    let output = if cfg.arch.tied_embeddings { None } else { Some(fetch(TensorId::global(TensorRole::Output), kind)?) };
+    bytes += output.as_ref().map(tensor_bytes).unwrap_or(0);
+    let embedding = fetch(TensorId::global(TensorRole::TokenEmbedding), kind)?;
+    let emb_bytes = tensor_bytes(&embedding);
+    // Decoding a token reads every layer, the norm, the head (for a tied model the whole shared
+    // embedding) and one embedding row.
+    let per_token = bytes + if output.is_none() { emb_bytes } else { 0 } + emb_bytes / cfg.arch.vocab_size as u64;
+    bytes += emb_bytes;
+    let output = output.unwrap_or_else(|| embedding.shallow_clone());
     let max_seq_len = spec.cache_len(&cfg);
-    let weights_desc = match spec.quantize {
-        Some(Quantize::Int8) => format!("int8 layer matrices; embedding/head {weights_desc}"),
-        Some(Quantize::Nf4) => format!("nf4 layer matrices; embedding/head {weights_desc}"),
-        _ => weights_desc,
+    let stored = if src.is_synthetic() {
+        format!("synthetic {}", compute.as_str())
+    } else if src.gguf_file().is_some() {
+        format!("{} (dequantized from {})", compute.as_str(), src.storage_summary())
+    } else {
+        format!("{} ({})", compute.as_str(), src.storage_summary())
+    };
+    let weights = match spec.quantize {
+        Some(q @ (Quantize::Int8 | Quantize::Nf4)) => format!("{} layer matrices; embedding/head {stored}", q.as_str()),
+        _ => stored,
     };
     let info = ModelInfo {
-        name,
+        name: src.model_name().to_string(),
         parameters: cfg.arch.parameters(),
         weight_bytes: bytes,
         weight_bytes_per_token: per_token,
-        weights: weights_desc,
-        compute_dtype: format!("{kind:?}").to_lowercase(),
+        weights,
+        compute_dtype: compute.as_str().to_string(),
         device: format!("{dev:?}").to_lowercase(),
-        synthetic: synthetic_weights,
+        synthetic: src.is_synthetic(),
         max_seq_len,
         architecture: cfg.arch.clone(),
         kernels: format!("libtorch {}", crate::LIBTORCH_VERSION),
     };
     let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, dev, max_seq_len);
     Ok(TorchModel { model, info, cached: 0 })
-}
-
-fn load_gguf(path: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
-    let gguf = GgufFile::open(path)?;
-    gguf.require_llama("torch")?;
-    let cfg = ModelConfig::from_gguf(&gguf)?;
-    // No ggml kernels in libtorch: blocks are dequantized once at load, to f32 unless asked otherwise.
-    let kind = kind_of(dtype.unwrap_or(DType::F32));
-    let desc = format!("{} (dequantized from gguf {})", format!("{kind:?}").to_lowercase(), gguf.type_summary());
-    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    build(cfg, spec, kind, dev, name, false, desc, |n| {
-        let Some(info) = gguf.tensor(n) else { return Ok(None) };
-        let bytes = gguf.tensor_bytes(info).map_err(|_| {
-            Error::NotImplemented(format!("tensor {n} has type {}, which the torch framework does not support", info.ggml_type))
-        })?;
-        let shape: Vec<i64> = info.shape().iter().map(|&d| d as i64).collect();
-        Ok(Some(dequant::dequantize(bytes, info.ggml_type, info.elements() as usize, n)?.view(shape.as_slice())))
-    })
-}
-
-
-fn load_safetensors(shards: &[PathBuf], config: &Path, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
-    let cfg = ModelConfig::from_safetensors(config, shards)?;
-    let mut maps = Vec::with_capacity(shards.len());
-    for p in shards {
-        let f = std::fs::File::open(p).map_err(|e| Error::io("opening safetensors file", p, e))?;
-        // SAFETY: read-only map; the file must not be truncated while in use.
-        let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io("memory-mapping safetensors file", p, e))?;
-        maps.push((p.clone(), m));
-    }
-    let mut index: BTreeMap<String, usize> = BTreeMap::new();
-    let mut files = Vec::with_capacity(maps.len());
-    for (i, (p, m)) in maps.iter().enumerate() {
-        let st = safetensors::SafeTensors::deserialize(m).map_err(|e| {
-            Error::ModelFiles(format!("invalid safetensors file {}: {e}. The file is corrupt or truncated; download it again", p.display()))
-        })?;
-        for name in st.names() {
-            index.insert(name.to_string(), i);
-        }
-        files.push(st);
-    }
-    let stored = |name: &str| -> Option<Kind> {
-        let st = &files[*index.get(name)?];
-        match st.tensor(name).ok()?.dtype() {
-            safetensors::Dtype::F32 => Some(Kind::Float),
-            safetensors::Dtype::F16 => Some(Kind::Half),
-            safetensors::Dtype::BF16 => Some(Kind::BFloat16),
-            _ => None,
-        }
-    };
-    let file_kind = stored("model.embed_tokens.weight")
-        .ok_or_else(|| Error::ModelFiles("safetensors: model.embed_tokens.weight is missing or not f32/f16/bf16".into()))?;
-    let kind = dtype.map(kind_of).unwrap_or(file_kind);
-    let desc = format!("{} (safetensors {})", format!("{kind:?}").to_lowercase(), format!("{file_kind:?}").to_lowercase());
-    let name = config.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    build(cfg, spec, kind, dev, name, false, desc, |n| {
-        let hf = bench_core::config::hf_tensor_name(n);
-        let Some(&i) = index.get(&hf) else { return Ok(None) };
-        let view = files[i].tensor(&hf).map_err(|e| Error::ModelFiles(format!("safetensors: {hf}: {e}")))?;
-        let k = stored(&hf).ok_or_else(|| Error::NotImplemented(format!("safetensors tensor {hf} of dtype {:?}", view.dtype())))?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        Ok(Some(Tensor::from_data_size(view.data(), &shape, k)))
-    })
-}
-
-fn load_synthetic(arch: &Architecture, seed: u64, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
-    let cfg = ModelConfig::synthetic(arch.clone())?;
-    let kind = kind_of(dtype.unwrap_or(DType::F32));
-    let shapes: BTreeMap<String, Vec<usize>> = synthetic::tensor_shapes(arch).into_iter().collect();
-    let desc = format!("synthetic {}", format!("{kind:?}").to_lowercase());
-    build(cfg, spec, kind, dev, format!("synthetic (seed {seed})"), true, desc, |n| {
-        let Some(shape) = shapes.get(n) else { return Ok(None) };
-        let s: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        // Converted one tensor at a time so the f32 staging copy never exceeds one tensor.
-        Ok(Some(Tensor::from_slice(&synthetic::tensor_values(seed, n, shape)).view(s.as_slice()).to_kind(kind)))
-    })
 }

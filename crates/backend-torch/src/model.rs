@@ -4,7 +4,7 @@
 //! (Llama 3 scaling included), SwiGLU, and a KV cache preallocated once and written in place
 //! (`narrow(..).copy_(..)`).
 
-use bench_core::config::{ModelConfig, RopeLayout};
+use bench_backend::config::{ModelConfig, RopeLayout};
 use tch::{Device, Kind, Tensor};
 
 /// A weight matrix `(out, in)`: dense, or bench-core's int8 / NF4 formats kept quantized in

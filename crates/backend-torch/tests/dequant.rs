@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use bench_core::gguf::GgmlType;
+use bench_backend::gguf::GgmlType;
 
 fn random_blocks(ty: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
     let (_, bytes) = ty.block().unwrap();

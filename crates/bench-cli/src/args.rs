@@ -180,7 +180,7 @@ pub struct RuntimeArgs {
 
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: bench_backend::Device,
 
     /// CPU kernels (native framework): tuned = this project's SIMD kernels, picked for the CPU at
     /// run time; stock = candle's own ops as shipped. Other frameworks ignore it

@@ -15,13 +15,14 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use serde::Serialize;
 
-use bench_core::backend::{Backend, LanguageModel};
-use bench_core::bench::{self, BenchConfig, BenchmarkResult, RunContext};
-use bench_core::chat::{encode_chat, ChatTemplate, Message, Role};
-use bench_core::generate::{generate, Generation};
-use bench_core::report;
-use bench_core::sampling::{Sampler, SamplingConfig};
-use bench_core::tokenizer::Tokenizer;
+use bench_backend::backend::{Backend, LanguageModel};
+use bench_core::run::bench::{self, BenchConfig, BenchmarkResult, RunContext};
+use bench_core::run::perplexity::PerplexityReport;
+use bench_core::text::chat::{encode_chat, encode_chat_within, ChatTemplate, Message, Role};
+use bench_core::run::generate::{generate, Generation};
+use bench_core::metrics::report;
+use bench_core::run::sampling::{Sampler, SamplingConfig};
+use bench_core::text::tokenizer::Tokenizer;
 
 pub use args::Cli;
 
@@ -94,14 +95,13 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
             bail!("--framework {fw}: this binary runs the '{}' framework only; use `compare --framework {fw}` to pick frameworks", backend.name());
         }
     }
-    if cli.sampling.temperature < 0.0 || !cli.sampling.temperature.is_finite() {
-        bail!("--temperature must be 0 (greedy) or positive, got {}", cli.sampling.temperature);
-    }
-    if let Some(p) = cli.sampling.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            bail!("--top-p must be in (0, 1], got {p}");
-        }
-    }
+    let sampling = SamplingConfig {
+        temperature: cli.sampling.temperature,
+        top_k: cli.sampling.top_k,
+        top_p: cli.sampling.top_p,
+        seed: cli.sampling.seed,
+    };
+    sampling.validate()?;
     if cli.runtime.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
@@ -110,7 +110,7 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     }
     let _profile = init_tracing(cli)?;
 
-    let memory_check = |spec: &bench_core::backend::LoadSpec, label: &str| {
+    let memory_check = |spec: &bench_backend::backend::LoadSpec, label: &str| {
         if cli.model.ignore_memory_check {
             Ok(())
         } else {
@@ -143,12 +143,6 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     if let Some(path) = &cli.evaluation.perplexity {
         return run_perplexity(backend, cli, model.as_mut(), &resolved, path);
     }
-    let sampling = SamplingConfig {
-        temperature: cli.sampling.temperature,
-        top_k: cli.sampling.top_k,
-        top_p: cli.sampling.top_p,
-        seed: cli.sampling.seed,
-    };
     let template = ChatTemplate::for_tokenizer(&resolved.tokenizer);
     if let Some(prompt) = &cli.sampling.prompt {
         let messages = vec![Message::new(Role::User, prompt.clone())];
@@ -195,13 +189,13 @@ fn answer(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, ids: 
 
 /// A model loaded from a GGUF that `cargo xtask synth-gguf` wrote (metadata
 /// `llama3_bench.synthetic = true`): reported as synthetic whichever framework loaded it.
-struct SyntheticFile(Box<dyn bench_core::backend::LanguageModel>);
+struct SyntheticFile(Box<dyn bench_backend::backend::LanguageModel>);
 
 impl SyntheticFile {
-    fn marked(spec: &bench_core::backend::LoadSpec) -> bool {
+    fn marked(spec: &bench_backend::backend::LoadSpec) -> bool {
         match &spec.source {
-            bench_core::backend::WeightSource::Files(f) => match &f.weights {
-                bench_core::files::WeightFormat::Gguf(p) => bench_core::gguf::GgufFile::open(p)
+            bench_backend::backend::WeightSource::Files(weights) => match weights {
+                bench_backend::WeightFormat::Gguf(p) => bench_backend::gguf::GgufFile::open(p)
                     .ok()
                     .and_then(|g| g.get("llama3_bench.synthetic").and_then(|v| v.as_bool()))
                     .unwrap_or(false),
@@ -211,7 +205,7 @@ impl SyntheticFile {
         }
     }
 
-    fn wrap(model: Box<dyn bench_core::backend::LanguageModel>, spec: &bench_core::backend::LoadSpec) -> Box<dyn bench_core::backend::LanguageModel> {
+    fn wrap(model: Box<dyn bench_backend::backend::LanguageModel>, spec: &bench_backend::backend::LoadSpec) -> Box<dyn bench_backend::backend::LanguageModel> {
         if Self::marked(spec) && !model.info().synthetic {
             Box::new(SyntheticFile(model))
         } else {
@@ -220,17 +214,17 @@ impl SyntheticFile {
     }
 }
 
-impl bench_core::backend::LanguageModel for SyntheticFile {
-    fn forward(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<bench_core::backend::Logits> {
+impl bench_backend::backend::LanguageModel for SyntheticFile {
+    fn forward(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<bench_backend::backend::Logits> {
         self.0.forward(tokens, pos)
     }
-    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<Vec<bench_core::backend::Logits>> {
+    fn forward_all(&mut self, tokens: &[u32], pos: usize) -> bench_core::Result<Vec<bench_backend::backend::Logits>> {
         self.0.forward_all(tokens, pos)
     }
     fn reset(&mut self) {
         self.0.reset()
     }
-    fn info(&self) -> bench_core::backend::ModelInfo {
+    fn info(&self) -> bench_backend::backend::ModelInfo {
         let mut info = self.0.info();
         info.synthetic = true;
         info.weights = format!("synthetic {}", info.weights);
@@ -246,7 +240,7 @@ struct GenerationJson<'a> {
     prompt_ids: &'a [u32],
     generated_ids: &'a [u32],
     text: &'a str,
-    stop_reason: bench_core::generate::StopReason,
+    stop_reason: bench_core::run::generate::StopReason,
     load_time_s: f64,
     prefill_s: f64,
     first_token_s: f64,
@@ -387,15 +381,7 @@ fn chat(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, templat
             _ => {}
         }
         history.push(Message::new(Role::User, question));
-        // Keep the conversation inside the context: drop the oldest turns until the prompt and a
-        // full answer fit.
-        let ids = loop {
-            let ids = encode_chat(tokenizer, template, &history)?;
-            if ids.len() + cli.sampling.max_tokens <= context || history.len() <= 1 {
-                break ids;
-            }
-            history.drain(..2.min(history.len() - 1));
-        };
+        let ids = encode_chat_within(tokenizer, template, &mut history, cli.sampling.max_tokens, context)?;
         if ids.len() >= context {
             history.pop();
             eprintln!(
@@ -449,22 +435,18 @@ fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageMode
     let window = model.info().max_seq_len;
     eprintln!("perplexity: {} tokens of {} in windows of {window}", tokens.len(), path.display());
     let start = Instant::now();
-    let p = bench_core::perplexity::perplexity(model, &tokens, window, |done, total| eprintln!("  window {done}/{total}"))?;
+    let p = bench_core::run::perplexity::perplexity(model, &tokens, window, |done, total| eprintln!("  window {done}/{total}"))?;
     let info = model.info();
-    let j = serde_json::json!({
-        "framework": backend.name(),
-        "model": resolved.label,
-        "weights": info.weights,
-        "weight_bytes": info.weight_bytes,
-        "quantize": cli.model.quantize.map(|q| format!("{q:?}").to_lowercase()),
-        "text": path.display().to_string(),
-        "perplexity": p.perplexity,
-        "mean_nll": p.mean_nll,
-        "tokens_scored": p.tokens_scored,
-        "windows": p.windows,
-        "window_len": p.window_len,
-        "seconds": start.elapsed().as_secs_f64(),
-    });
+    let j = PerplexityReport {
+        framework: backend.name().to_string(),
+        model: resolved.label.clone(),
+        weights: info.weights.clone(),
+        weight_bytes: info.weight_bytes,
+        quantize: resolve::load_spec_options(cli).1,
+        text: path.display().to_string(),
+        result: p.clone(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
     if cli.output.json {
         println!("{}", serde_json::to_string_pretty(&j)?);
     } else {
@@ -522,12 +504,12 @@ fn run_benchmark(
     let ctx = RunContext {
         framework: backend.name().to_string(),
         model_size: resolved.label.clone(),
-        device: backend.device_info(&cli.runtime.device),
+        device: backend.device_info(cli.runtime.device),
         model: info,
         load_time_s,
         tokenize_time_s,
         warmup: config.warmup,
-        quantize: cli.model.quantize.map(|q| format!("{q:?}").to_lowercase()),
+        quantize: resolve::load_spec_options(cli).1,
     };
     if let Some(path) = &cli.benchmark.dump_logits {
         // Untimed, after the measurements: every prompt position's logits, for quality checks.

@@ -1,14 +1,15 @@
 //! Checks made after the options are resolved and before a byte of weights is read: the model's
 //! configuration (through bench-core's readers, which validate it), its vocabulary against the
-//! tokenizer's, and whether the load fits in the memory available (`bench_core::memory`).
+//! tokenizer's, and whether the load fits in the memory available (`bench_backend::memory`).
 
 use anyhow::{bail, Result};
-use bench_core::backend::{Backend, DType, LoadSpec, Quantize, WeightSource};
-use bench_core::config::{self, ModelConfig};
-use bench_core::files::WeightFormat;
-use bench_core::gguf::GgufFile;
-use bench_core::memory::{self, Stored, GB};
-use bench_core::registry::{Architecture, Registry};
+use bench_backend::backend::{Backend, DType, LoadSpec, Quantize, WeightSource};
+use bench_backend::config::{self, ModelConfig};
+use bench_backend::WeightFormat;
+use bench_backend::gguf::GgufFile;
+use bench_backend::memory::{self, Stored, GB};
+use bench_backend::arch::Architecture;
+use bench_hub::registry::Registry;
 
 use crate::resolve::Resolved;
 
@@ -18,7 +19,7 @@ fn describe(backend: &dyn Backend, spec: &LoadSpec) -> Result<(ModelConfig, Stor
     backend.check_source(spec)?;
     Ok(match &spec.source {
         WeightSource::Synthetic { arch, .. } => (ModelConfig::synthetic(arch.clone())?, Stored::Float(DType::F32), "synthetic weights".into()),
-        WeightSource::Files(files) => match &files.weights {
+        WeightSource::Files(weights) => match weights {
             WeightFormat::Gguf(path) => {
                 let gguf = GgufFile::open(path)?;
                 let cfg = ModelConfig::from_gguf(&gguf)?;
@@ -50,7 +51,7 @@ pub fn check_vocab(backend: &dyn Backend, resolved: &Resolved) -> Result<()> {
 /// fit (`--ignore-memory-check` skips this). `label` names the model.
 pub fn check_memory(backend: &dyn Backend, spec: &LoadSpec, label: &str) -> Result<()> {
     let (cfg, stored, _) = describe(backend, spec)?;
-    if spec.device != "cpu" {
+    if spec.device != bench_backend::Device::Cpu {
         // Free device memory is the framework's to report; host memory is not the limit there.
         tracing::debug!("memory check skipped on {}", spec.device);
         return Ok(());

@@ -3,13 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bench_core::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
-use bench_core::cache::Cache;
-use bench_core::download;
-use bench_core::files::{self, ModelFiles, ModelType, TokenizerLocation};
-use bench_core::gguf::GgufFile;
-use bench_core::registry::Registry;
-use bench_core::tokenizer::Tokenizer;
+use bench_backend::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
+use bench_hub::cache::Cache;
+use bench_hub::download;
+use bench_hub::files::{self, ModelFiles, ModelType, TokenizerLocation};
+use bench_hub::registry::Registry;
+use bench_core::text::tokenizer::Tokenizer;
 
 use crate::args::{Cli, DTypeArg, KernelsArg, ModelTypeArg, QuantizeArg};
 
@@ -64,16 +63,33 @@ pub fn load_spec_options(cli: &Cli) -> (Option<DType>, Option<Quantize>) {
     (dtype, quantize)
 }
 
-fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {
-    match &files.tokenizer {
-        TokenizerLocation::Gguf(p) => Ok(Tokenizer::from_gguf(&GgufFile::open(p)?)?),
-        TokenizerLocation::Json(p) => Ok(Tokenizer::from_json_file(p)?),
-        TokenizerLocation::Missing => {
-            let paths = ensure(registry, cache, LLAMA3_TOKENIZER, download_missing)
-                .context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?;
-            Ok(Tokenizer::from_json_file(&paths[0])?)
-        }
+/// The model's tokenizer; the registry's Llama 3 tokenizer when its files carry none.
+/// `--model-type`, typed.
+pub fn expected_model_type(cli: &Cli) -> Option<ModelType> {
+    cli.model.model_type.map(|t| match t {
+        ModelTypeArg::Llama => ModelType::Llama,
+        ModelTypeArg::Gpt => ModelType::Gpt,
+    })
+}
+
+/// `--kernels`, typed.
+pub fn kernels(cli: &Cli) -> Kernels {
+    match cli.runtime.kernels {
+        KernelsArg::Tuned => Kernels::Tuned,
+        KernelsArg::Stock => Kernels::Stock,
     }
+}
+
+fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {
+    let fallback = match files.tokenizer {
+        TokenizerLocation::Missing => Some(
+            ensure(registry, cache, LLAMA3_TOKENIZER, download_missing)
+                .context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?[0]
+                .clone(),
+        ),
+        _ => None,
+    };
+    Ok(Tokenizer::for_model(files, fallback.as_deref())?)
 }
 
 pub fn resolve(cli: &Cli) -> Result<Resolved> {
@@ -96,21 +112,15 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
             cli.model.shard
         );
     }
-    let expected = cli.model.model_type.map(|t| match t {
-        ModelTypeArg::Llama => ModelType::Llama,
-        ModelTypeArg::Gpt => ModelType::Gpt,
-    });
+    let expected = expected_model_type(cli);
     let spec = |source| LoadSpec {
         source,
         dtype,
         quantize,
-        device: cli.runtime.device.clone(),
+        device: cli.runtime.device,
         max_seq_len: Some(cli.model.max_seq_len),
         threads: cli.runtime.threads,
-        kernels: match cli.runtime.kernels {
-            KernelsArg::Tuned => Kernels::Tuned,
-            KernelsArg::Stock => Kernels::Stock,
-        },
+        kernels: kernels(cli),
     };
 
     if cli.model.synthetic {
@@ -149,8 +159,76 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         }
     };
     files::check_model_type(&files, expected)?;
-    let load_spec = spec(WeightSource::Files(files.clone()));
+    let load_spec = spec(WeightSource::Files(files.weights.clone()));
     check(&load_spec, &label)?;
     let tokenizer = tokenizer_for(&files, &registry, &cache, cli.model.download)?;
     Ok(Resolved { spec: load_spec, tokenizer, label })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use bench_backend::backend::Device;
+    use bench_core::run::request::{BenchRequest, ModelChoice};
+    use clap::Parser;
+
+    use super::*;
+
+    /// What `compare` sends is read back by this command line as the same typed values.
+    #[test]
+    fn a_bench_request_parses_back_into_the_same_values() {
+        let base = BenchRequest {
+            model: ModelChoice::Default,
+            model_type: None,
+            synthetic: false,
+            download: false,
+            ignore_memory_check: false,
+            dtype: None,
+            quantize: None,
+            iterations: 3,
+            warmup: 0,
+            gen_tokens: 7,
+            threads: 2,
+            device: Device::Cpu,
+            kernels: Kernels::Tuned,
+            dump_logits: None,
+        };
+        let requests = [
+            base.clone(),
+            BenchRequest {
+                model: ModelChoice::Path(PathBuf::from("/models/m.gguf")),
+                model_type: Some(ModelType::Llama),
+                download: true,
+                ignore_memory_check: true,
+                dtype: Some(DType::BF16),
+                device: Device::Cuda(1),
+                kernels: Kernels::Stock,
+                dump_logits: Some(PathBuf::from("/tmp/d.f32")),
+                ..base.clone()
+            },
+            BenchRequest { model: ModelChoice::Registry("llama3-8b".into()), synthetic: true, quantize: Some(Quantize::Nf4), ..base.clone() },
+            BenchRequest { model: ModelChoice::Size("1B".into()), model_type: Some(ModelType::Gpt), quantize: Some(Quantize::Float16), ..base },
+        ];
+        for r in requests {
+            let mut argv = vec!["x".to_string(), "--benchmark".into(), "--json".into()];
+            argv.extend(r.to_args());
+            let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+            assert_eq!(load_spec_options(&cli), (r.dtype, r.quantize), "{argv:?}");
+            assert_eq!(expected_model_type(&cli), r.model_type, "{argv:?}");
+            assert_eq!(kernels(&cli), r.kernels, "{argv:?}");
+            assert_eq!(cli.runtime.device, r.device, "{argv:?}");
+            assert_eq!(cli.runtime.threads, Some(r.threads), "{argv:?}");
+            assert_eq!((cli.benchmark.iterations, cli.benchmark.warmup, cli.benchmark.gen_tokens), (r.iterations, r.warmup, r.gen_tokens));
+            assert_eq!(cli.benchmark.dump_logits, r.dump_logits, "{argv:?}");
+            assert_eq!((cli.model.synthetic, cli.model.download, cli.model.ignore_memory_check), (r.synthetic, r.download, r.ignore_memory_check));
+            let model = match (&cli.model.model, cli.model.size, &cli.model.model_path) {
+                (Some(name), None, None) => ModelChoice::Registry(name.clone()),
+                (None, Some(size), None) => ModelChoice::Size(size.as_str().to_string()),
+                (None, None, Some(path)) => ModelChoice::Path(path.clone()),
+                _ => ModelChoice::Default,
+            };
+            assert_eq!(model, r.model, "{argv:?}");
+        }
+    }
 }

@@ -1,34 +1,19 @@
-//! bench-core: everything in llama3-bench that must be identical for every framework.
+//! bench-core: the framework-neutral runner of llama3-bench — everything that must be identical
+//! for every framework, so that they differ only inside `forward`.
 //!
-//! Backends (`backend-native` on candle, `backend-torch` on libtorch) implement the small
-//! [`Backend`] / [`LanguageModel`] traits and nothing else; tokenization, chat templates,
-//! sampling, model files, the benchmark loop, metrics and reports all live here so that every
-//! framework is driven by exactly the same code and differs only inside `forward`.
+//! - [`text`]: tokenizers (Hugging Face `tokenizer.json`, a GGUF's embedded BPE) and chat
+//!   templates (a checkpoint's own Jinja template, Llama 3's header format).
+//! - [`run`]: sampling, the generation loop, the benchmark loop, perplexity.
+//! - [`metrics`]: statistics, the machine's description, reports, and comparisons between runs.
 //!
-//! This crate depends on neither candle nor tch (see `DESIGN.md`).
+//! Frameworks implement bench-backend's [`Backend`] / [`LanguageModel`]; where models come from
+//! is bench-hub's. This crate depends on no framework.
 
-pub mod backend;
-pub mod bench;
-pub mod cache;
-pub mod chat;
-pub mod comparison;
-pub mod config;
-pub mod download;
-pub mod error;
-pub mod files;
-pub mod generate;
-pub mod gguf;
-pub mod machine;
-pub mod memory;
-pub mod perplexity;
-pub mod quant;
-pub mod registry;
-pub mod report;
-pub mod safetensors;
-pub mod sampling;
-pub mod stats;
-pub mod synthetic;
-pub mod tokenizer;
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-pub use backend::{Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, WeightSource};
-pub use error::{Error, Result};
+pub mod metrics;
+pub mod run;
+pub mod text;
+
+pub use bench_backend::{Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, WeightSource};
+pub use bench_backend::{Error, Result};

@@ -4,9 +4,9 @@
 
 mod common;
 
-use bench_core::chat::{encode_chat, ChatTemplate, Message, Role};
-use bench_core::gguf::GgufFile;
-use bench_core::tokenizer::{TokenStream, Tokenizer};
+use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
+use bench_backend::gguf::GgufFile;
+use bench_core::text::tokenizer::{TokenStream, Tokenizer};
 
 /// (text, expected ids) pairs, split as llama.cpp's `test-tokenizer-0` splits them.
 fn cases(vocab: &str) -> Vec<(String, Vec<u32>)> {

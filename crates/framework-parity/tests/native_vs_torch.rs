@@ -1,8 +1,8 @@
 //! native and torch on the real SmolLM2 GGUF with f32 weights: logits at every position of the
 //! test prompts agree within 1e-3 relative, and 32-token greedy generations are identical.
 
-use bench_core::backend::{Backend, DType};
-use bench_core::bench::{self, BenchConfig};
+use bench_backend::backend::{Backend, DType};
+use bench_core::run::bench::{self, BenchConfig};
 use backend_conformance::{fixtures, gguf_source, spec};
 
 const REL_TOLERANCE: f32 = 1e-3;
@@ -15,7 +15,7 @@ fn frameworks() -> [Box<dyn Backend>; 2] {
 fn logits_agree_at_every_position() {
     let gguf = fixtures::smollm2_gguf();
     let mut prompts = fixtures::question_prompts();
-    prompts.push(fixtures::smollm2_tokenizer().encode(bench_core::chat::Role::User.as_str(), false).unwrap());
+    prompts.push(fixtures::smollm2_tokenizer().encode(bench_core::text::chat::Role::User.as_str(), false).unwrap());
     let [a, b] = frameworks();
     let mut ma = a.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
     let mut mb = b.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
@@ -57,7 +57,7 @@ fn greedy_generations_are_identical() {
 
 #[test]
 fn quantized_logits_and_perplexity_agree() {
-    use bench_core::backend::Quantize;
+    use bench_backend::backend::Quantize;
     let gguf = fixtures::smollm2_gguf();
     let prompt = fixtures::question_prompts().remove(1);
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/genesis-1-4-kjv.txt")).unwrap();
@@ -70,7 +70,7 @@ fn quantized_logits_and_perplexity_agree() {
         for fw in frameworks() {
             let mut m = fw.load(&s).unwrap();
             logits.push(m.forward(&prompt, 0).unwrap());
-            ppl.push(bench_core::perplexity::perplexity(m.as_mut(), &tokens, 128, |_, _| {}).unwrap().perplexity);
+            ppl.push(bench_core::run::perplexity::perplexity(m.as_mut(), &tokens, 128, |_, _| {}).unwrap().perplexity);
         }
         let scale = logits[1].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let rel = logits[0].iter().zip(&logits[1]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;

@@ -1,6 +1,6 @@
 //! One CSV row per framework (units in the column names).
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 
 pub struct Csv;
 

@@ -1,6 +1,6 @@
 //! The comparison as JSON: every `BenchmarkResult`, the ratios, the cross-check, the machine.
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 
 pub struct Json;
 

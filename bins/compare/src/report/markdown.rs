@@ -1,6 +1,6 @@
 //! The comparison as a Markdown section (for READMEs and pull requests).
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 
 pub struct Markdown;
 

@@ -6,7 +6,7 @@ mod json;
 mod markdown;
 mod table;
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 
 pub use csv::Csv;
 pub use json::Json;

@@ -1,6 +1,6 @@
 //! The table for people: the original project's columns, extended.
 
-use bench_core::comparison::Comparison;
+use bench_core::metrics::comparison::Comparison;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 pub struct Table;

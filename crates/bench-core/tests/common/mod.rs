@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use bench_core::cache::Cache;
-use bench_core::download;
-use bench_core::registry::Registry;
+use bench_hub::cache::Cache;
+use bench_hub::download;
+use bench_hub::registry::Registry;
 
 /// The cached paths of a registry entry, downloading it if needed.
 pub fn fetch(name: &str) -> Vec<PathBuf> {

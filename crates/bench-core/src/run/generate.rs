@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::backend::LanguageModel;
-use crate::sampling::Sampler;
-use crate::tokenizer::{TokenStream, Tokenizer};
+use bench_backend::backend::LanguageModel;
+use crate::run::sampling::Sampler;
+use crate::text::tokenizer::{TokenStream, Tokenizer};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

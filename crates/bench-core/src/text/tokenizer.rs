@@ -17,7 +17,10 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
-use crate::gguf::{GgufFile, MetaValue};
+use bench_backend::gguf::{GgufFile, MetaValue};
+use bench_hub::files::{ModelFiles, TokenizerLocation};
+use bench_hub::hf_config::ChatConfig;
+
 use crate::{Error, Result};
 
 /// Llama 3's pre-tokenizer regex (`llama-bpe`).
@@ -33,7 +36,19 @@ pub struct Tokenizer {
     stop_tokens: Vec<u32>,
     add_bos: bool,
     chat_template: Option<String>,
+    /// A Hugging Face checkpoint's `bos_token` / `eos_token` texts: chats are then encoded as
+    /// transformers' `apply_chat_template` does (see [`crate::text::chat::encode_chat`]).
+    checkpoint_tokens: Option<CheckpointTokens>,
     description: String,
+}
+
+/// The BOS and EOS texts a checkpoint's `tokenizer_config.json` gives its chat template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointTokens {
+    /// `bos_token` ("" when the config has none).
+    pub bos: String,
+    /// `eos_token` ("" when the config has none).
+    pub eos: String,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -63,6 +78,7 @@ impl Tokenizer {
             stop_tokens,
             add_bos: bos.is_some(),
             chat_template: None,
+            checkpoint_tokens: None,
             description: format!("tokenizer.json ({})", path.display()),
         })
     }
@@ -161,8 +177,64 @@ impl Tokenizer {
             stop_tokens,
             add_bos,
             chat_template: gguf.get_str("tokenizer.chat_template").map(str::to_owned),
+            checkpoint_tokens: None,
             description: format!("GGUF byte-level BPE, pre-tokenizer '{pre}', {} tokens", tokens.len()),
         })
+    }
+
+    /// The tokenizer of a model's files — embedded in the GGUF, or the checkpoint's
+    /// `tokenizer.json`, with its `tokenizer_config.json` / `generation_config.json` applied —
+    /// or, when the files carry none, the `tokenizer.json` at `fallback`.
+    pub fn for_model(files: &ModelFiles, fallback: Option<&Path>) -> Result<Self> {
+        let tokenizer = match (&files.tokenizer, fallback) {
+            (TokenizerLocation::Gguf(p), _) => Self::from_gguf(&GgufFile::open(p)?)?,
+            (TokenizerLocation::Json(p), _) => Self::from_json_file(p)?,
+            (TokenizerLocation::Missing, Some(p)) => Self::from_json_file(p)?,
+            (TokenizerLocation::Missing, None) => {
+                return Err(Error::Tokenizer("the model's files have no tokenizer; put its tokenizer.json next to them".into()))
+            }
+        };
+        match &files.chat_config {
+            Some(cfg) => tokenizer.with_chat_config(cfg),
+            None => Ok(tokenizer),
+        }
+    }
+
+    /// Applies a Hugging Face checkpoint's `tokenizer_config.json` and `generation_config.json`
+    /// as transformers does: its chat template, its BOS token and whether BOS is added, and the
+    /// end-of-sequence ids generation stops at (`generation_config.json`'s `eos_token_id` list,
+    /// else the `eos_token`). A token text the vocabulary lacks is an error naming it.
+    pub fn with_chat_config(mut self, cfg: &ChatConfig) -> Result<Self> {
+        let id = |tok: &Self, text: &str, field: &str| {
+            tok.token_to_id(text).ok_or_else(|| Error::Tokenizer(format!("tokenizer_config.json {field} {text:?} is not in the vocabulary")))
+        };
+        if let Some(bos) = &cfg.bos_token {
+            self.bos = Some(id(&self, bos, "bos_token")?);
+        }
+        let eos = cfg.eos_token.as_deref().map(|t| id(&self, t, "eos_token")).transpose()?;
+        if !cfg.eos_token_ids.is_empty() {
+            self.stop_tokens = cfg.eos_token_ids.clone();
+        } else if let Some(eos) = eos {
+            self.stop_tokens = vec![eos];
+        }
+        if let Some(add) = cfg.add_bos_token {
+            self.add_bos = add;
+        }
+        if cfg.chat_template.is_some() {
+            self.chat_template = cfg.chat_template.clone();
+            self.checkpoint_tokens = Some(CheckpointTokens {
+                bos: cfg.bos_token.clone().unwrap_or_default(),
+                eos: cfg.eos_token.clone().unwrap_or_default(),
+            });
+        }
+        self.description.push_str(" with tokenizer_config.json");
+        Ok(self)
+    }
+
+    /// The BOS / EOS texts of a checkpoint's chat template, when the tokenizer has one from
+    /// `tokenizer_config.json`.
+    pub fn checkpoint_tokens(&self) -> Option<&CheckpointTokens> {
+        self.checkpoint_tokens.as_ref()
     }
 
     /// Token ids of `text`; special tokens written in the text become their ids. Prepends BOS when

@@ -4,6 +4,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::{Error, Result};
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingConfig {
     /// 0 means greedy (argmax).
@@ -14,6 +16,20 @@ pub struct SamplingConfig {
 }
 
 impl SamplingConfig {
+    /// Checks every setting is one a sampler can use: temperature 0 (greedy) or positive and
+    /// finite, top-p in (0, 1]. The message names the command-line option.
+    pub fn validate(&self) -> Result<()> {
+        if self.temperature < 0.0 || !self.temperature.is_finite() {
+            return Err(Error::InvalidInput(format!("--temperature must be 0 (greedy) or positive, got {}", self.temperature)));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(Error::InvalidInput(format!("--top-p must be in (0, 1], got {p}")));
+            }
+        }
+        Ok(())
+    }
+
     pub fn greedy() -> Self {
         Self { temperature: 0.0, top_k: None, top_p: None, seed: 0 }
     }

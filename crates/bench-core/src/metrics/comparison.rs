@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::BenchmarkResult;
-use crate::machine::MachineInfo;
-use crate::stats::Summary;
+use crate::run::bench::BenchmarkResult;
+use crate::metrics::machine::MachineInfo;
+use crate::metrics::stats::Summary;
 use crate::{Error, Result};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -23,11 +23,26 @@ pub struct Settings {
     pub device: String,
 }
 
+/// A framework that could not run, why, and what to do about it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Unavailable {
     pub framework: String,
     pub reason: String,
     pub fix: String,
+    /// What kind of failure it was (absent in reports written before it existed: `failed`).
+    #[serde(default)]
+    pub kind: UnavailableKind,
+}
+
+/// Why a framework could not run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnavailableKind {
+    /// Its binary is not built here: nothing else of it can run either.
+    NotBuilt,
+    /// It ran and failed (or could not be started, or was killed).
+    #[default]
+    Failed,
 }
 
 /// `better` beats `worse` on `metric` by `ratio` (>= 1), both at quantization level `quantize`.
@@ -96,8 +111,8 @@ impl Quality {
         let positions = reference.len() / vocab;
         let (mut kl, mut agree) = (0.0, 0usize);
         for (r, q) in reference.chunks(vocab).zip(quantized.chunks(vocab)) {
-            kl += crate::sampling::kl_divergence(r, q);
-            agree += usize::from(crate::sampling::argmax(r) == crate::sampling::argmax(q));
+            kl += crate::run::sampling::kl_divergence(r, q);
+            agree += usize::from(crate::run::sampling::argmax(r) == crate::run::sampling::argmax(q));
         }
         Ok(Self {
             framework: framework.into(),

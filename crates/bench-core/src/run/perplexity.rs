@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::LanguageModel;
-use crate::sampling::log_softmax;
+use bench_backend::backend::{LanguageModel, Quantize};
+use crate::run::sampling::log_softmax;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -16,6 +16,28 @@ pub struct Perplexity {
     pub tokens_scored: usize,
     pub windows: usize,
     pub window_len: usize,
+}
+
+/// A perplexity run as the command line reports it (`--perplexity FILE --json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PerplexityReport {
+    /// The framework's name.
+    pub framework: String,
+    /// The model's label (registry name or file name).
+    pub model: String,
+    /// How the weights were held.
+    pub weights: String,
+    /// Bytes of weights held.
+    pub weight_bytes: u64,
+    /// Load-time quantization, if any.
+    pub quantize: Option<Quantize>,
+    /// The text file scored.
+    pub text: String,
+    /// The measurement.
+    #[serde(flatten)]
+    pub result: Perplexity,
+    /// Wall time of the scoring.
+    pub seconds: f64,
 }
 
 /// `on_window(done, total)` reports progress.
@@ -42,8 +64,8 @@ pub fn perplexity(model: &mut dyn LanguageModel, tokens: &[u32], window_len: usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Logits, ModelInfo};
-    use crate::registry::Registry;
+    use bench_backend::backend::{Logits, ModelInfo};
+    use bench_hub::registry::Registry;
 
     /// A test double that gives the true next token probability p and spreads 1-p uniformly.
     struct Oracle {

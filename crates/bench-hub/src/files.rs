@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gguf::GgufFile;
+use bench_backend::gguf::GgufFile;
+pub use bench_backend::WeightFormat;
+
+use crate::hf_config::ChatConfig;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,12 +33,6 @@ impl std::fmt::Display for ModelType {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WeightFormat {
-    Gguf(PathBuf),
-    Safetensors { shards: Vec<PathBuf>, config: PathBuf },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenizerLocation {
     /// Embedded in the GGUF file.
     Gguf(PathBuf),
@@ -45,21 +42,15 @@ pub enum TokenizerLocation {
     Missing,
 }
 
+/// A model's files: weights, tokenizer, and a Hugging Face checkpoint's chat settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFiles {
+    /// The weight files.
     pub weights: WeightFormat,
+    /// Where the tokenizer is.
     pub tokenizer: TokenizerLocation,
-}
-
-impl ModelFiles {
-    /// A short name for reports: the file or folder name.
-    pub fn display_name(&self) -> String {
-        let p = match &self.weights {
-            WeightFormat::Gguf(p) => p.clone(),
-            WeightFormat::Safetensors { config, .. } => config.parent().map(Path::to_path_buf).unwrap_or_default(),
-        };
-        p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
-    }
+    /// `tokenizer_config.json` / `generation_config.json` of a Hugging Face checkpoint, if any.
+    pub chat_config: Option<ChatConfig>,
 }
 
 const HINT: &str = "pass a .gguf file, or a folder with *.safetensors and config.json (or use --model NAME)";
@@ -102,7 +93,7 @@ fn gguf_files(path: &Path) -> ModelFiles {
     } else {
         TokenizerLocation::Gguf(path.to_path_buf())
     };
-    ModelFiles { weights: WeightFormat::Gguf(path.to_path_buf()), tokenizer }
+    ModelFiles { weights: WeightFormat::Gguf(path.to_path_buf()), tokenizer, chat_config: None }
 }
 
 fn gguf_has_tokenizer(path: &Path) -> bool {
@@ -169,7 +160,11 @@ fn require_config(dir: &Path) -> Result<PathBuf> {
 
 fn single_safetensors(file: PathBuf, dir: &Path) -> Result<ModelFiles> {
     let config = require_config(dir)?;
-    Ok(ModelFiles { weights: WeightFormat::Safetensors { shards: vec![file], config }, tokenizer: tokenizer_in(dir) })
+    Ok(ModelFiles {
+        weights: WeightFormat::Safetensors { shards: vec![file], config },
+        tokenizer: tokenizer_in(dir),
+        chat_config: ChatConfig::read(dir)?,
+    })
 }
 
 fn sharded(index: &Path, dir: &Path) -> Result<ModelFiles> {
@@ -182,7 +177,7 @@ fn sharded(index: &Path, dir: &Path) -> Result<ModelFiles> {
             missing.display()
         )));
     }
-    Ok(ModelFiles { weights: WeightFormat::Safetensors { shards, config }, tokenizer: tokenizer_in(dir) })
+    Ok(ModelFiles { weights: WeightFormat::Safetensors { shards, config }, tokenizer: tokenizer_in(dir), chat_config: ChatConfig::read(dir)? })
 }
 
 /// The shard file names of a `model.safetensors.index.json`, sorted, each once.

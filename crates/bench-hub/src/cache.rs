@@ -14,16 +14,9 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// The cache at [`bench_backend::cache_root`].
     pub fn from_env() -> Self {
-        let root = if let Some(home) = std::env::var_os("LLAMA3_BENCH_HOME") {
-            PathBuf::from(home)
-        } else if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME") {
-            PathBuf::from(xdg).join("llama3-bench")
-        } else {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-            home.join(".cache").join("llama3-bench")
-        };
-        Self { root }
+        Self { root: bench_backend::cache_root() }
     }
 
     pub fn at(root: impl Into<PathBuf>) -> Self {

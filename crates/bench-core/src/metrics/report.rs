@@ -5,7 +5,7 @@ use std::path::Path;
 
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 
-use crate::bench::BenchmarkResult;
+use crate::run::bench::BenchmarkResult;
 use crate::{Error, Result};
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a

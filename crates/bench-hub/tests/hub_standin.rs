@@ -8,10 +8,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use bench_core::cache::Cache;
-use bench_core::download::{self, Outcome};
-use bench_core::files::{discover, WeightFormat};
-use bench_core::registry::Registry;
+use bench_hub::cache::Cache;
+use bench_hub::download::{self, Outcome};
+use bench_hub::files::{discover, WeightFormat};
+use bench_hub::registry::Registry;
 
 fn serve(files: HashMap<String, Vec<u8>>, gets: Arc<AtomicUsize>) -> String {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();

@@ -9,9 +9,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bench_core::cache::Cache;
-use bench_core::download;
-use bench_core::registry::Registry;
+use bench_hub::cache::Cache;
+use bench_hub::download;
+use bench_hub::registry::Registry;
 
 const SIZE: usize = 200_000;
 

@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
+use crate::arch::Architecture;
 use crate::config::ModelConfig;
-use crate::files::ModelFiles;
-use crate::registry::Architecture;
 use crate::Result;
 
 /// Logits over the vocabulary for one position.
@@ -38,13 +39,85 @@ impl DType {
     }
 }
 
+impl std::str::FromStr for DType {
+    type Err = crate::Error;
+    /// `f32`, `f16` or `bf16` (what [`DType::as_str`] writes).
+    fn from_str(s: &str) -> Result<Self> {
+        parse_named(s, "dtype", &[DType::F32, DType::F16, DType::BF16], |d| d.as_str())
+    }
+}
+
+/// The device a framework runs on, parsed once from `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Device {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|i| i.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| crate::Error::InvalidInput(format!("device '{s}': use cpu, cuda or cuda:N"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// The one of `all` whose `name` is `s`; the error names `what` and the accepted names.
+fn parse_named<T: Copy>(s: &str, what: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let accepted: Vec<_> = all.iter().map(|&v| name(v)).collect();
+        crate::Error::InvalidInput(format!("{what} '{s}' (accepted: {})", accepted.join(", ")))
+    })
+}
+
 /// Load-time quantization (the original's `--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantize {
+    /// Layer matrices in int8, one scale per row.
     Int8,
+    /// Layer matrices in 4-bit NormalFloat, one absmax per 64 values.
     Nf4,
+    /// Every weight in f16, computed in f16.
     Float16,
+}
+
+impl std::str::FromStr for Quantize {
+    type Err = crate::Error;
+    /// `int8`, `nf4` or `float16` (what [`Quantize::as_str`] writes).
+    fn from_str(s: &str) -> Result<Self> {
+        parse_named(s, "quantization", &[Quantize::Int8, Quantize::Nf4, Quantize::Float16], |q| q.as_str())
+    }
+}
+
+impl Quantize {
+    /// The name `--quantize` takes and reports show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantize::Int8 => "int8",
+            Quantize::Nf4 => "nf4",
+            Quantize::Float16 => "float16",
+        }
+    }
 }
 
 /// Which CPU kernels a framework with a choice runs (native: its own tuned kernels, or candle's
@@ -60,7 +133,16 @@ pub enum Kernels {
     Stock,
 }
 
+impl std::str::FromStr for Kernels {
+    type Err = crate::Error;
+    /// `tuned` or `stock`.
+    fn from_str(s: &str) -> Result<Self> {
+        parse_named(s, "kernels", &[Kernels::Tuned, Kernels::Stock], |k| k.as_str())
+    }
+}
+
 impl Kernels {
+    /// The name `--kernels` takes and reports show.
     pub fn as_str(self) -> &'static str {
         match self {
             Kernels::Tuned => "tuned",
@@ -69,10 +151,26 @@ impl Kernels {
     }
 }
 
+/// A model's weight files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// One GGUF file.
+    Gguf(PathBuf),
+    /// Hugging Face safetensors: one file or the shards of a `model.safetensors.index.json`, and
+    /// the `config.json` next to them.
+    Safetensors {
+        /// The `.safetensors` files, sorted.
+        shards: Vec<PathBuf>,
+        /// The checkpoint's `config.json`.
+        config: PathBuf,
+    },
+}
+
 /// Where the weights come from.
 #[derive(Debug, Clone)]
 pub enum WeightSource {
-    Files(ModelFiles),
+    /// Weight files on disk.
+    Files(WeightFormat),
     /// Seeded random weights of a given shape: for speed work only, always labelled synthetic.
     Synthetic { arch: Architecture, seed: u64 },
 }
@@ -84,8 +182,8 @@ pub struct LoadSpec {
     /// weight to this dtype and compute in it.
     pub dtype: Option<DType>,
     pub quantize: Option<Quantize>,
-    /// "cpu", "cuda", "cuda:1".
-    pub device: String,
+    /// Where to run.
+    pub device: Device,
     /// Longest sequence the KV cache must hold; `None` = the model's context, capped at 4096.
     pub max_seq_len: Option<usize>,
     /// CPU threads for the framework's kernels; `None` = the framework's default.
@@ -181,7 +279,7 @@ pub struct ModelInfo {
 pub trait Backend {
     /// "native", "torch".
     fn name(&self) -> &'static str;
-    fn device_info(&self, device: &str) -> DeviceInfo;
+    fn device_info(&self, device: Device) -> DeviceInfo;
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>>;
     /// Whether GGUF blocks are kept as they are when no dtype is asked for (ggml kernels), rather
     /// than dequantized to f32 at load: what the memory check before loading counts.

@@ -9,8 +9,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::arch::{ArchField, Architecture, RopeScaling};
 use crate::gguf::GgufFile;
-use crate::registry::{ArchField, Architecture, RopeScaling};
+use crate::schema::{self, NameScheme, TensorId, TensorRole};
 use crate::{Error, Result};
 
 /// How rotary pairs are laid out in the q/k projections.
@@ -89,7 +90,8 @@ impl ModelConfig {
             }
         };
         let heads = need("attention.head_count")?;
-        let embd = gguf.tensor("token_embd.weight").ok_or_else(|| bad("missing tensor token_embd.weight".into()))?;
+        let embd_name = TensorId::global(TensorRole::TokenEmbedding).gguf_name();
+        let embd = gguf.tensor(&embd_name).ok_or_else(|| bad(format!("missing tensor {embd_name}")))?;
         let embd_rows = embd.dims.get(1).and_then(|&d| usize::try_from(d).ok()).unwrap_or(0);
         let vocab_size = int("vocab_size")?.unwrap_or(embd_rows);
         let arch = Architecture {
@@ -101,15 +103,15 @@ impl ModelConfig {
             vocab_size,
             rope_theta: float("rope.freq_base", 10_000.0)? as f32,
             norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5)?,
-            tied_embeddings: gguf.tensor("output.weight").is_none(),
+            tied_embeddings: gguf.tensor(&TensorId::global(TensorRole::Output).gguf_name()).is_none(),
             context_length: int("context_length")?.unwrap_or(4096),
             rope_scaling: None,
         };
         arch.check().map_err(|p| bad(p.describe(|f| f.gguf_name(arch_name))))?;
-        check_tensor_shapes(&arch, &gguf.path, str::to_string, |name| {
+        check_tensor_shapes(&arch, &gguf.path, NameScheme::Gguf, |name| {
             gguf.tensor(name).map(|t| t.dims.iter().rev().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect())
         })?;
-        let rope_freq_factors = match gguf.tensor("rope_freqs.weight") {
+        let rope_freq_factors = match gguf.tensor(schema::GGUF_ROPE_FREQS) {
             Some(t) if t.ggml_type == crate::gguf::GgmlType::F32 => {
                 let bytes = gguf.tensor_bytes(t)?;
                 let factors: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
@@ -122,7 +124,8 @@ impl ModelConfig {
             let half = cfg.head_dim() / 2;
             if factors.len() != half || !factors.iter().all(|f| f.is_finite() && *f > 0.0) || !cfg.inv_freqs().iter().all(|f| f.is_finite()) {
                 return Err(bad(format!(
-                    "tensor rope_freqs.weight holds {} values (accepted: {half} finite values > 0, one per rotary frequency, that keep the frequencies finite)",
+                    "tensor {} holds {} values (accepted: {half} finite values > 0, one per rotary frequency, that keep the frequencies finite)",
+                    schema::GGUF_ROPE_FREQS,
                     factors.len()
                 )));
             }
@@ -208,9 +211,9 @@ impl ModelConfig {
             }
         }
         let origin = shards.first().map(|p| p.as_path()).unwrap_or(config);
-        check_tensor_shapes(&cfg.arch, origin, hf_tensor_name, |name| shapes.get(name).map(|t| t.shape.clone()))?;
-        for (gguf_name, _) in crate::synthetic::tensor_shapes(&cfg.arch) {
-            if let Some(t) = shapes.get(&hf_tensor_name(&gguf_name)) {
+        check_tensor_shapes(&cfg.arch, origin, NameScheme::HuggingFace, |name| shapes.get(name).map(|t| t.shape.clone()))?;
+        for id in schema::tensors(&cfg.arch) {
+            if let Some(t) = shapes.get(&id.hf_name()) {
                 if t.dtype.float().is_none() {
                     return Err(Error::ModelFiles(format!(
                         "{}: tensor {} has dtype {} (accepted: F32, F16, BF16)",
@@ -232,17 +235,17 @@ impl ModelConfig {
 }
 
 /// Every tensor the architecture needs must be in the file with the shape it implies (row-major,
-/// outermost first); `file_name` gives a tensor's name in the file from its GGUF name and
-/// `shape_of` looks it up by that name. Run before any weight is read, so that a wrong config or
-/// tensor table is an error naming both, not a failed matrix product.
+/// outermost first); `scheme` says how the file names them and `shape_of` looks one up by that
+/// name. Run before any weight is read, so that a wrong config or tensor table is an error naming
+/// the tensor, the file, the shape found and the shape expected, not a failed matrix product.
 pub fn check_tensor_shapes(
     arch: &Architecture,
     file: &Path,
-    file_name: impl Fn(&str) -> String,
+    scheme: NameScheme,
     shape_of: impl Fn(&str) -> Option<Vec<usize>>,
 ) -> Result<()> {
-    for (gguf_name, want) in crate::synthetic::tensor_shapes(arch) {
-        let name = file_name(&gguf_name);
+    for id in schema::tensors(arch) {
+        let name = id.name(scheme);
         match shape_of(&name) {
             None => {
                 return Err(Error::ModelFiles(format!(
@@ -251,49 +254,27 @@ pub fn check_tensor_shapes(
                     arch.layers
                 )))
             }
-            Some(got) if got != want => {
-                return Err(Error::ModelFiles(format!(
-                    "{}: tensor {name} has shape {got:?}, but the config (dim {}, {} heads / {} KV heads, ffn {}, vocab {}) implies {want:?}",
-                    file.display(),
-                    arch.dim,
-                    arch.heads,
-                    arch.kv_heads,
-                    arch.ffn_dim,
-                    arch.vocab_size
-                )))
-            }
-            Some(_) => {}
+            Some(found) => check_shape(arch, file, &name, &id.shape(arch), &found)?,
         }
     }
     Ok(())
 }
 
-/// The Hugging Face name of a tensor given its GGUF name (`blk.3.attn_q.weight` ->
-/// `model.layers.3.self_attn.q_proj.weight`).
-pub fn hf_tensor_name(gguf_name: &str) -> String {
-    const PARTS: [(&str, &str); 9] = [
-        ("attn_norm", "input_layernorm"),
-        ("attn_q", "self_attn.q_proj"),
-        ("attn_k", "self_attn.k_proj"),
-        ("attn_v", "self_attn.v_proj"),
-        ("attn_output", "self_attn.o_proj"),
-        ("ffn_norm", "post_attention_layernorm"),
-        ("ffn_gate", "mlp.gate_proj"),
-        ("ffn_up", "mlp.up_proj"),
-        ("ffn_down", "mlp.down_proj"),
-    ];
-    match gguf_name {
-        "token_embd.weight" => "model.embed_tokens.weight".into(),
-        "output_norm.weight" => "model.norm.weight".into(),
-        "output.weight" => "lm_head.weight".into(),
-        n => {
-            let rest = n.strip_prefix("blk.").unwrap_or(n);
-            let (i, part) = rest.split_once('.').unwrap_or((rest, ""));
-            let part = part.strip_suffix(".weight").unwrap_or(part);
-            let hf = PARTS.iter().find(|(g, _)| *g == part).map(|(_, h)| *h).unwrap_or(part);
-            format!("model.layers.{i}.{hf}.weight")
-        }
+/// One tensor's shape against the one `arch` implies: the error names the tensor, the file, both
+/// shapes and the hyper-parameters they come from.
+pub fn check_shape(arch: &Architecture, file: &Path, name: &str, expected: &[usize], found: &[usize]) -> Result<()> {
+    if found == expected {
+        return Ok(());
     }
+    Err(Error::ModelFiles(format!(
+        "{}: tensor {name} has shape {found:?}, but the config (dim {}, {} heads / {} KV heads, ffn {}, vocab {}) implies {expected:?}",
+        file.display(),
+        arch.dim,
+        arch.heads,
+        arch.kv_heads,
+        arch.ffn_dim,
+        arch.vocab_size
+    )))
 }
 
 /// The model's vocabulary must cover every id the tokenizer can produce.
@@ -326,12 +307,11 @@ fn llama3_scale(freq: f64, s: RopeScaling) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Registry;
+    use crate::test_support::registry_arch;
 
     #[test]
     fn the_vocabulary_must_cover_the_tokenizer() {
-        let r = Registry::load().unwrap();
-        let arch = &r.model("smollm2-135m").unwrap().architecture;
+        let arch = &registry_arch("smollm2-135m");
         assert!(check_tokenizer_vocab(arch, "m.gguf", arch.vocab_size, "t").is_ok());
         let err = check_tokenizer_vocab(arch, "m.gguf", 128_256, "tokenizer.json").unwrap_err().to_string();
         assert!(err.contains("m.gguf: vocab_size is 49152 but the tokenizer (tokenizer.json) has 128256 tokens (accepted: a vocabulary of at least 128256)"), "{err}");
@@ -341,8 +321,7 @@ mod tests {
     fn llama3_rope_scaling_matches_reference_values() {
         // Reference: Meta's apply_scaling for Llama 3.2 1B (theta 500000, factor 32, head dim 64).
         // High frequencies are kept, low ones divided by 32, the band between is interpolated.
-        let r = Registry::load().unwrap();
-        let cfg = ModelConfig::synthetic(r.model("llama3-1b").unwrap().architecture.clone()).unwrap();
+        let cfg = ModelConfig::synthetic(registry_arch("llama3-1b")).unwrap();
         let inv = cfg.inv_freqs();
         assert_eq!(inv.len(), 32);
         assert_eq!(inv[0], 1.0);

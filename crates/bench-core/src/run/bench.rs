@@ -1,4 +1,5 @@
-//! The benchmark runner and its result, per the methodology in `DESIGN.md`.
+//! The benchmark runner and its result, per the methodology in the README ("What the numbers
+//! mean").
 //!
 //! One iteration = reset the KV cache, prefill the prompt, then decode `gen_tokens` tokens
 //! greedily with EOS ignored (so every framework generates the same number of tokens). Warm-up
@@ -13,10 +14,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{DeviceInfo, LanguageModel, ModelInfo};
-use crate::memory;
-use crate::sampling::argmax_with_margin;
-use crate::stats::Summary;
+use bench_backend::backend::{DeviceInfo, LanguageModel, ModelInfo, Quantize};
+use bench_backend::memory;
+use crate::run::sampling::argmax_with_margin;
+use crate::metrics::stats::Summary;
 use crate::{Error, Result};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -175,7 +176,7 @@ pub struct BenchmarkResult {
     pub synthetic: bool,
     /// Load-time quantization (`int8`, `nf4`, `float16`), `None` for plain weights.
     #[serde(default)]
-    pub quantize: Option<String>,
+    pub quantize: Option<Quantize>,
     pub model: ModelInfo,
     pub device: DeviceInfo,
     /// Greedy tokens of the first measured iteration (for cross-framework checks).
@@ -195,13 +196,13 @@ pub struct RunContext {
     pub load_time_s: f64,
     pub tokenize_time_s: f64,
     pub warmup: usize,
-    pub quantize: Option<String>,
+    pub quantize: Option<Quantize>,
 }
 
 impl BenchmarkResult {
     /// The quantization level this run belongs to in a comparison ("none" for plain weights).
     pub fn level(&self) -> &str {
-        self.quantize.as_deref().unwrap_or("none")
+        self.quantize.map(Quantize::as_str).unwrap_or("none")
     }
 
     pub fn from_samples(ctx: RunContext, prompt_tokens: usize, samples: Vec<IterationSample>, greedy: GreedyTrace) -> Self {
@@ -268,8 +269,8 @@ impl BenchmarkResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Logits;
-    use crate::registry::Registry;
+    use bench_backend::backend::Logits;
+    use bench_hub::registry::Registry;
 
     /// A test double: "next token = (last token + 1) mod vocab", with a fixed sleep per forward
     /// call so that the timings have a known floor.

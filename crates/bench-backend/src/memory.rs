@@ -9,7 +9,7 @@
 //! a moment instead of being killed by the kernel minutes later.
 
 use crate::backend::{DType, Quantize};
-use crate::registry::Architecture;
+use crate::arch::Architecture;
 
 fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -155,8 +155,7 @@ mod tests {
     fn llama3_8b_weights_match_the_parameter_count() {
         // Llama 3.1 8B has 8,030,261,248 parameters (Meta's model card: 8.03 B): 32.1 GB in f32,
         // 16.1 GB in bf16; int8 and nf4 shrink only the layer matrices.
-        let r = crate::registry::Registry::load().unwrap();
-        let arch = &r.model("llama3-8b").unwrap().architecture;
+        let arch = &crate::test_support::registry_arch("llama3-8b");
         let f32 = estimate_load(arch, Stored::Float(DType::F32), None, None, 0);
         assert_eq!(f32.weights, arch.parameters() * 4);
         assert_eq!(arch.parameters(), 8_030_261_248);

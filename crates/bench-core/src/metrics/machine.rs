@@ -23,7 +23,7 @@ impl MachineInfo {
             .map(|kb| kb * 1024.0 / 1e9)
             .unwrap_or(f64::NAN);
         Self {
-            cpu: crate::backend::cpu_model(),
+            cpu: bench_backend::backend::cpu_model(),
             logical_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             memory_gb,
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),

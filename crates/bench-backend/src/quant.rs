@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn nf4_rejects_rows_that_do_not_split_into_blocks() {
-        let err = quantize_nf4(&[0.0; 96], 1, 96, "blk.0.attn_q.weight").unwrap_err().to_string();
-        assert!(err.contains("blocks of 64") && err.contains("blk.0.attn_q.weight") && err.contains("rows of 96"), "{err}");
+        let name = crate::schema::TensorId::layer(0, crate::schema::TensorRole::AttnQ).gguf_name();
+        let err = quantize_nf4(&[0.0; 96], 1, 96, &name).unwrap_err().to_string();
+        assert!(err.contains("blocks of 64") && err.contains(&name) && err.contains("rows of 96"), "{err}");
     }
 }

@@ -1,0 +1,4 @@
+//! Text in and out: tokenizers and chat templates.
+
+pub mod chat;
+pub mod tokenizer;
