@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p cpu-kernels` (set `LLAMA3_BENCH_ISA=avx2` to measure a lower tier).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use cpu_kernels::{matmul, Matrix, WeightType};
 
 fn matrix(ty: WeightType, rows: usize, cols: usize) -> Matrix {
@@ -15,6 +16,17 @@ fn matrix(ty: WeightType, rows: usize, cols: usize) -> Matrix {
     Matrix::new(ty, rows, cols, data).unwrap()
 }
 
+/// One matrix x one token for each of `types` at `(rows, cols)`, as bytes of weights per second.
+fn decode(g: &mut BenchmarkGroup<'_, WallTime>, types: &[WeightType], rows: usize, cols: usize) {
+    for &ty in types {
+        let w = matrix(ty, rows, cols);
+        let x = vec![0.5f32; cols];
+        let mut y = vec![0.0f32; rows];
+        g.throughput(Throughput::Bytes(w.bytes() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(ty.label()), &w, |b, w| b.iter(|| matmul(w, &x, 1, &mut y).unwrap()));
+    }
+}
+
 fn kernels(c: &mut Criterion) {
     let (rows, cols) = (8192, 2048);
     let mut g = c.benchmark_group("decode_8192x2048");
@@ -22,25 +34,13 @@ fn kernels(c: &mut Criterion) {
     let mut dst = vec![0u8; src.len()];
     g.throughput(Throughput::Bytes(src.len() as u64));
     g.bench_function("memcpy (copy bandwidth)", |b| b.iter(|| dst.copy_from_slice(&src)));
-    for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q5K, WeightType::Q6K, WeightType::Int8, WeightType::Nf4, WeightType::F32, WeightType::F16, WeightType::BF16] {
-        let w = matrix(ty, rows, cols);
-        let x = vec![0.5f32; cols];
-        let mut y = vec![0.0f32; rows];
-        g.throughput(Throughput::Bytes(w.bytes() as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(ty.label()), &w, |b, w| b.iter(|| matmul(w, &x, 1, &mut y).unwrap()));
-    }
+    let all = [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q5K, WeightType::Q6K, WeightType::Int8, WeightType::Nf4, WeightType::F32, WeightType::F16, WeightType::BF16];
+    decode(&mut g, &all, rows, cols);
     g.finish();
     // Larger than this machine's caches (Llama 3 8B's MLP shape, 14336 x 4096): what decode sees.
     let mut g = c.benchmark_group("decode_14336x4096");
     g.sample_size(20);
-    for ty in [WeightType::Q4_0, WeightType::Q4K, WeightType::Q6K, WeightType::Q8_0] {
-        let (rows, cols) = (14336, 4096);
-        let w = matrix(ty, rows, cols);
-        let x = vec![0.5f32; cols];
-        let mut y = vec![0.0f32; rows];
-        g.throughput(Throughput::Bytes(w.bytes() as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(ty.label()), &w, |b, w| b.iter(|| matmul(w, &x, 1, &mut y).unwrap()));
-    }
+    decode(&mut g, &[WeightType::Q4_0, WeightType::Q4K, WeightType::Q6K, WeightType::Q8_0], 14336, 4096);
     g.finish();
     let mut g = c.benchmark_group("prefill_2048x2048_128_tokens");
     g.sample_size(10);
