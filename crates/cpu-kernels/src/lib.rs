@@ -17,6 +17,7 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 pub mod quant;
+mod storage;
 
 pub use matmul::{matmul, matmul_many, Layout, Matrix};
 pub use quant::WeightType;

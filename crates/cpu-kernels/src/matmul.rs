@@ -18,6 +18,7 @@ use std::cell::RefCell;
 
 use crate::cpu::{self, Isa};
 use crate::pool;
+use crate::storage::Storage;
 use crate::quant::{self, BlockQ8, WeightType};
 use crate::KernelError;
 
@@ -50,7 +51,7 @@ pub struct Matrix {
     cols: usize,
     row_bytes: usize,
     layout: Layout,
-    data: Vec<u8>,
+    data: Storage,
 }
 
 impl Matrix {
@@ -76,8 +77,12 @@ impl Matrix {
             )));
         }
         let data = match layout {
-            Layout::Rows => data,
-            Layout::Interleaved8 if quant::interleave::applies(ty, rows) => quant::interleave::pack(ty, rows, row_bytes, &data),
+            Layout::Rows => Storage::copy_of(&data),
+            Layout::Interleaved8 if quant::interleave::applies(ty, rows) => {
+                let mut out = Storage::zeroed(data.len());
+                quant::interleave::pack(ty, rows, row_bytes, &data, &mut out);
+                out
+            }
             Layout::Interleaved8 => {
                 return Err(KernelError::Shape(format!("a {} matrix of {rows} rows cannot be interleaved in groups of 8", ty.label())))
             }

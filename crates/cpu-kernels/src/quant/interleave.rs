@@ -14,7 +14,8 @@
 //! - the header: each f16 field of the ggml block (Q4_0 / Q8_0 / Q6_K: `d`; Q4_1: `d`, `m`;
 //!   Q4_K: `d`, `dmin`) for rows 0..8, 16 bytes per field;
 //! - the rest of the block (nibbles, codes, high bits, packed sub-block scales), in the block's
-//!   own byte order, as 4-byte words: word `s` of rows 0..8 together (32 bytes per `s`).
+//!   own byte order, as 4-byte words: word `s` of rows 0..8 together (32 bytes per `s`); Q6_K's
+//!   words are reordered into the order its kernel reads them ([`q6k_slot`]).
 //!
 //! A Q4 word `s` holds, in its low nibbles, values `4s..4s+4` of the block and, in its high
 //! nibbles, values `16+4s..16+4s+4` (ggml's nibble order), so one mask and one shift of 32
@@ -50,16 +51,29 @@ fn position(ty: WeightType, r: usize, j: usize) -> usize {
         ((j - start) / 2) * 2 * GROUP + 2 * r + (j - start) % 2
     } else {
         let k = if j < start { j } else { j - hb };
-        GROUP * hb + (k / 4) * 4 * GROUP + 4 * r + k % 4
+        let word = if ty == WeightType::Q6K { q6k_slot(k / 4) } else { k / 4 };
+        GROUP * hb + word * 4 * GROUP + 4 * r + k % 4
     }
 }
 
-/// `rows` ggml rows of `row_bytes` each (row-major) in the interleaved layout.
-pub fn pack(ty: WeightType, rows: usize, row_bytes: usize, data: &[u8]) -> Vec<u8> {
-    debug_assert!(applies(ty, rows) && data.len() == rows * row_bytes);
+/// Where Q6_K's 4-byte word `w` of a block (ql words 0..32, qh 32..48, scales 48..52) goes: the
+/// scales first, then for each half `h` and word `k < 8` the three words one step of the decode
+/// kernel reads together (ql `16h + k`, ql `16h + 8 + k`, qh `32 + 8h + k`), so the kernel
+/// walks the block front to back once instead of returning to each ql and qh word four times.
+fn q6k_slot(w: usize) -> usize {
+    match w {
+        0..32 => 4 + 24 * (w / 16) + 3 * (w % 8) + (w % 16) / 8,
+        32..48 => 4 + 24 * ((w - 32) / 8) + 3 * ((w - 32) % 8) + 2,
+        _ => w - 48,
+    }
+}
+
+/// `rows` ggml rows of `row_bytes` each (row-major) in the interleaved layout, into `out`
+/// (as long as `data`).
+pub fn pack(ty: WeightType, rows: usize, row_bytes: usize, data: &[u8], out: &mut [u8]) {
+    debug_assert!(applies(ty, rows) && data.len() == rows * row_bytes && out.len() == data.len());
     let bb = ty.block_bytes();
     let blocks = row_bytes / bb;
-    let mut out = vec![0u8; data.len()];
     for g in 0..rows / GROUP {
         for i in 0..blocks {
             let dst = &mut out[(g * blocks + i) * GROUP * bb..][..GROUP * bb];
@@ -71,7 +85,6 @@ pub fn pack(ty: WeightType, rows: usize, row_bytes: usize, data: &[u8]) -> Vec<u
             }
         }
     }
-    out
 }
 
 /// Row `r` of an interleaved matrix, in ggml's row layout, into `out` (`row_bytes` long).
@@ -96,7 +109,8 @@ mod tests {
         for ty in [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q6K] {
             let (rows, row_bytes) = (16, 3 * ty.block_bytes());
             let data: Vec<u8> = (0..rows * row_bytes).map(|i| (i * 31 % 253) as u8).collect();
-            let packed = pack(ty, rows, row_bytes, &data);
+            let mut packed = vec![0u8; data.len()];
+            pack(ty, rows, row_bytes, &data, &mut packed);
             let mut seen = vec![false; ty.block_bytes() * GROUP];
             for r in 0..GROUP {
                 for j in 0..ty.block_bytes() {

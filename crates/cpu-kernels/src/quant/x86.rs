@@ -289,36 +289,29 @@ unsafe fn broadcast_word(qs: *const i8, s: usize) -> __m256i {
     _mm256_set1_epi32((qs.add(4 * s) as *const i32).read_unaligned())
 }
 
-/// Q6_K, 8 interleaved rows: the i32 sums over words `k0..k0+4` (16 values, one scale) of run
-/// `G` in half `h` against each token's activation block `x[n]`. Run `G` takes the low (G < 2)
-/// or high nibbles of ql bytes 0..32 (G even) or 32..64 (G odd) of the half, and bits 2G, 2G+1
-/// of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`); values are `q - 32`, the 32 taken off
-/// through the activations' half sums.
+/// Q6_K, 8 interleaved rows, step `k` (0..8) of half `h`: the three words read together (ql
+/// `16h + k`, ql `16h + 8 + k`, qh `32 + 8h + k`; `interleave::q6k_slot`) as the codes of runs
+/// 0..4, word `k` of each: run `G` takes the low (G < 2) or high nibbles of the first (G even) or
+/// second ql word and bits 2G, 2G+1 of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`). Codes are
+/// unsigned, 0..64; the kernel takes the 32 off through the activations' half sums.
+/// How many 8-row super-blocks ahead the one-token Q6_K kernel prefetches: its three streams
+/// (ql, ql, qh) are read faster than the hardware prefetchers ramp up (measured: 2 ahead lifted
+/// an out-of-cache 14336 x 4096 matrix from about 25 to about 30 GiB/s; 4 ahead was slower).
+const PF: usize = 2;
 #[inline(always)]
-unsafe fn q6k_words<T: Tier, const N: usize, const G: usize>(w: *const u8, h: usize, k0: usize, x: [&BlockQ8; N]) -> [__m256i; N] {
-    // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
-    type D<T> = <T as Tier>::Bytes;
+unsafe fn q6k_codes(w: *const u8, h: usize, k: usize) -> [__m256i; 4] {
     let (m4, m30) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30));
-    let zero = _mm256_setzero_si256();
-    let mut acc = [zero; N];
-    for k in k0..k0 + 4 {
-        let ql = _mm256_loadu_si256(w.add(32 * (16 * h + 8 * (G & 1) + k)) as *const __m256i);
-        let qh = _mm256_loadu_si256(w.add(32 * (32 + 8 * h + k)) as *const __m256i);
-        let low = if G < 2 { _mm256_and_si256(ql, m4) } else { _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4) };
-        let high = match G {
-            0 => _mm256_slli_epi16(qh, 4),
-            1 => _mm256_slli_epi16(qh, 2),
-            2 => qh,
-            _ => _mm256_srli_epi16(qh, 2),
-        };
-        let q = _mm256_or_si256(low, _mm256_and_si256(high, m30));
-        for n in 0..N {
-            acc[n] = D::<T>::step(acc[n], q, broadcast_word(x[n].qs.as_ptr(), k));
-        }
-    }
-    // Σ (q - 32)·x = Σ q·x - 32·Σ x, with Σ x over these 16 values from the activation block.
-    let half = k0 / 4;
-    std::array::from_fn(|n| _mm256_sub_epi32(D::<T>::finish(acc[n], zero), _mm256_set1_epi32(32 * x[n].halves[half])))
+    let p = w.add(32 * (4 + 24 * h + 3 * k));
+    let qa = _mm256_loadu_si256(p as *const __m256i);
+    let qb = _mm256_loadu_si256(p.add(32) as *const __m256i);
+    let qh = _mm256_loadu_si256(p.add(64) as *const __m256i);
+    let hi = |v: __m256i| _mm256_and_si256(v, m30);
+    [
+        _mm256_or_si256(_mm256_and_si256(qa, m4), hi(_mm256_slli_epi16(qh, 4))),
+        _mm256_or_si256(_mm256_and_si256(qb, m4), hi(_mm256_slli_epi16(qh, 2))),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), hi(qh)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), hi(_mm256_srli_epi16(qh, 2))),
+    ]
 }
 
 /// Eight interleaved rows (`quant::interleave`'s layout, `nb` blocks) against `N` token rows of
@@ -449,37 +442,61 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
             }
         }
         WeightType::Q6K => {
+            // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
+            type D<T> = <T as Tier>::Bytes;
             for i in 0..nb / 8 {
                 let b = group.add(i * gbb);
                 let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
                 let w = b.add(16);
-                // Words 0..32: ql; 32..48: qh; 48..52: the 16 i8 scales (d·sc per row and scale).
+                // Words 0..4: the 16 i8 scales (d·sc per row and scale); then ql and qh words.
                 let mut dsc = [_mm256_setzero_ps(); 16];
                 for q in 0..4 {
-                    let sw = _mm256_loadu_si256(w.add(32 * (48 + q)) as *const __m256i);
+                    let sw = _mm256_loadu_si256(w.add(32 * q) as *const __m256i);
                     for byte in 0..4 {
                         let v = _mm256_sra_epi32(_mm256_sll_epi32(sw, _mm_cvtsi32_si128(24 - 8 * byte as i32)), _mm_cvtsi32_si128(24));
                         dsc[4 * q + byte] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(v));
                     }
                 }
                 for h in 0..2 {
-                    // Run g of 32 values (activation block 4h+g); each half of it has its scale.
-                    macro_rules! run {
-                        ($g:literal) => {{
-                            let x: [&BlockQ8; N] = std::array::from_fn(|n| a[n].get_unchecked(8 * i + 4 * h + $g));
-                            let first = q6k_words::<T, N, $g>(w, h, 0, x);
-                            let second = q6k_words::<T, N, $g>(w, h, 4, x);
-                            for n in 0..N {
-                                let xd = _mm256_set1_ps(x[n].d);
-                                acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * $g], _mm256_mul_ps(_mm256_cvtepi32_ps(first[n]), xd), acc[n]);
-                                acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * $g + 1], _mm256_mul_ps(_mm256_cvtepi32_ps(second[n]), xd), acc[n]);
+                    // Run g of 32 values is activation block 4h+g; its words 0..4 and 4..8 have
+                    // scales 2g and 2g+1. sums[n][2g + k/4]: one accumulator per run and scale.
+                    let x: [[&BlockQ8; 4]; N] = std::array::from_fn(|n| std::array::from_fn(|g| a[n].get_unchecked(8 * i + 4 * h + g)));
+                    let mut sums = [[zero; 8]; N];
+                    if N == 1 {
+                        // One token: each step's three words are loaded once for all four runs.
+                        for k in 0..8 {
+                            let pf = w.add(32 * (4 + 24 * h + 3 * k) + PF * gbb);
+                            _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+                            _mm_prefetch::<_MM_HINT_T0>(pf.add(64) as *const i8);
+                            let q = q6k_codes(w, h, k);
+                            for g in 0..4 {
+                                let s = &mut sums[0][2 * g + k / 4];
+                                *s = D::<T>::step(*s, q[g], broadcast_word(x[0][g].qs.as_ptr(), k));
                             }
-                        }};
+                        }
+                    } else {
+                        // Several tokens: a run at a time keeps the accumulators in registers.
+                        for g in 0..4 {
+                            for k in 0..8 {
+                                let q = q6k_codes(w, h, k)[g];
+                                for n in 0..N {
+                                    let s = &mut sums[n][2 * g + k / 4];
+                                    *s = D::<T>::step(*s, q, broadcast_word(x[n][g].qs.as_ptr(), k));
+                                }
+                            }
+                        }
                     }
-                    run!(0);
-                    run!(1);
-                    run!(2);
-                    run!(3);
+                    for n in 0..N {
+                        for g in 0..4 {
+                            // Σ (q - 32)·x = Σ q·x - 32·Σ x, with Σ x over each 16 values from the block.
+                            let xb = x[n][g];
+                            let xd = _mm256_set1_ps(xb.d);
+                            for part in 0..2 {
+                                let lanes = _mm256_sub_epi32(D::<T>::finish(sums[n][2 * g + part], zero), _mm256_set1_epi32(32 * xb.halves[part]));
+                                acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * g + part], _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), xd), acc[n]);
+                            }
+                        }
+                    }
                 }
             }
         }
