@@ -289,15 +289,16 @@ unsafe fn broadcast_word(qs: *const i8, s: usize) -> __m256i {
     _mm256_set1_epi32((qs.add(4 * s) as *const i32).read_unaligned())
 }
 
+/// How many 8-row super-blocks ahead the one-token Q6_K kernel prefetches: its three streams
+/// (ql, ql, qh) are read faster than the hardware prefetchers ramp up (measured: 2 ahead lifted
+/// an out-of-cache 14336 x 4096 matrix from about 25 to about 30 GiB/s; 4 ahead was slower).
+const PF: usize = 2;
+
 /// Q6_K, 8 interleaved rows, step `k` (0..8) of half `h`: the three words read together (ql
 /// `16h + k`, ql `16h + 8 + k`, qh `32 + 8h + k`; `interleave::q6k_slot`) as the codes of runs
 /// 0..4, word `k` of each: run `G` takes the low (G < 2) or high nibbles of the first (G even) or
 /// second ql word and bits 2G, 2G+1 of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`). Codes are
 /// unsigned, 0..64; the kernel takes the 32 off through the activations' half sums.
-/// How many 8-row super-blocks ahead the one-token Q6_K kernel prefetches: its three streams
-/// (ql, ql, qh) are read faster than the hardware prefetchers ramp up (measured: 2 ahead lifted
-/// an out-of-cache 14336 x 4096 matrix from about 25 to about 30 GiB/s; 4 ahead was slower).
-const PF: usize = 2;
 #[inline(always)]
 unsafe fn q6k_codes(w: *const u8, h: usize, k: usize) -> [__m256i; 4] {
     let (m4, m30) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30));
