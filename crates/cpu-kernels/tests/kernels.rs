@@ -127,7 +127,7 @@ fn every_type_matches_the_reference_on_every_tier() {
         let cols_list: &[usize] = match ty.block_values() {
             256 => &[256, 768],
             64 => &[576, 64, 1536],
-            _ => &[576, 32, 1536],
+            _ => &[576, 32, 96, 1536],
         };
         for &cols in cols_list {
             // 64 / 16 / 24 rows: whole groups of 8 (interleaved where the type allows).
