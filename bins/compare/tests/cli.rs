@@ -44,7 +44,7 @@ fn json_has_one_result_per_framework_ratios_and_the_cross_check() {
     assert!(c.unavailable.is_empty());
     for r in &c.results {
         assert_eq!((r.iterations, r.generated_tokens, r.device.threads), (2, 4, c.settings.threads));
-        assert_eq!(r.model.compute_dtype.as_str() == "f32" || r.model.compute_dtype == "float", true, "{}", r.model.compute_dtype);
+        assert_eq!(r.model.compute_dtype, bench_backend::backend::DType::F32);
     }
     assert_eq!(c.results[0].prompt_tokens, c.results[1].prompt_tokens, "same prompt for both");
     for metric in ["throughput", "latency", "memory", "first_token", "prefill"] {

@@ -173,7 +173,7 @@ fn every_generation_config_eos_id_stops_generation() {
         weight_bytes: 0,
         weight_bytes_per_token: 0,
         weights: "none".into(),
-        compute_dtype: "f32".into(),
+        compute_dtype: bench_backend::backend::DType::F32,
         device: "cpu".into(),
         synthetic: true,
         max_seq_len: 64,

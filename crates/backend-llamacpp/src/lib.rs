@@ -289,16 +289,21 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         weight_bytes,
         weight_bytes_per_token,
         weights,
-        compute_dtype: match target {
-            Some(DType::F32) => "f32 (f32 KV cache, no flash attention)".into(),
-            Some(d) => format!("{} weights, f32 activations, f16 KV cache", d.as_str()),
-            None => "llama.cpp's kernels for the file's blocks, f16 KV cache".into(),
-        },
+        // ggml computes in f32 whatever the weights are stored in.
+        compute_dtype: DType::F32,
         device: format!("cpu ({})", simd_summary()),
         synthetic,
         max_seq_len,
         architecture: cfg.arch.clone(),
-        kernels: format!("llama.cpp ggml-cpu ({})", simd_summary()),
+        kernels: format!(
+            "llama.cpp ggml-cpu ({}), {}",
+            simd_summary(),
+            match target {
+                Some(DType::F32) => "f32 KV cache, no flash attention",
+                Some(_) => "f16 KV cache",
+                None => "the file's blocks, f16 KV cache",
+            }
+        ),
     };
     Ok(LlamaCppModel { session, info, cached: 0, n_batch: max_seq_len, _converted: converted })
 }

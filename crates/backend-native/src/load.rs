@@ -114,6 +114,7 @@ fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device
     let compute_c = to_candle_dtype(compute);
     let mut b = Builder {
         cfg: cfg.clone(),
+        compute,
         dtype: compute_c,
         device: dev.clone(),
         bytes: 0,
@@ -157,6 +158,7 @@ fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device
 /// Collects tensors into a model and keeps the memory accounting in one place.
 struct Builder {
     cfg: ModelConfig,
+    compute: BDType,
     dtype: DType,
     device: Device,
     bytes: u64,
@@ -248,7 +250,7 @@ impl Builder {
             weight_bytes: self.bytes,
             weight_bytes_per_token: self.bytes_per_token,
             weights,
-            compute_dtype: format!("{:?}", self.dtype).to_lowercase(),
+            compute_dtype: self.compute,
             device: format!("{:?}", self.device).to_lowercase(),
             synthetic,
             max_seq_len,
@@ -283,7 +285,7 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
             let emb = if shared { 0 } else { tuned.embedding.bytes() as u64 };
             info.weight_bytes = layer_bytes + head + emb;
             info.weight_bytes_per_token = layer_bytes + head + tuned.embedding.bytes() as u64 / tuned.embedding.rows() as u64;
-            info.compute_dtype = "f32".into();
+            info.compute_dtype = BDType::F32;
             info.kernels = format!("tuned ({})", cpu_kernels::cpu::isa().label());
             Ok(NativeModel { engine: Engine::Tuned(tuned), info })
         }

@@ -139,7 +139,7 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device)
         weight_bytes: bytes,
         weight_bytes_per_token: per_token,
         weights,
-        compute_dtype: compute.as_str().to_string(),
+        compute_dtype: compute,
         device: format!("{dev:?}").to_lowercase(),
         synthetic: src.is_synthetic(),
         max_seq_len,

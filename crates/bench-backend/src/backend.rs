@@ -39,6 +39,12 @@ impl DType {
     }
 }
 
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl std::str::FromStr for DType {
     type Err = crate::Error;
     /// `f32`, `f16` or `bf16` (what [`DType::as_str`] writes).
@@ -264,7 +270,9 @@ pub struct ModelInfo {
     pub weight_bytes_per_token: u64,
     /// e.g. "f32", "bf16", "gguf q4_1 (+q8_0 embedding)".
     pub weights: String,
-    pub compute_dtype: String,
+    /// The dtype of the activations and the arithmetic (weights may be stored in another form:
+    /// see `weights`).
+    pub compute_dtype: DType,
     pub device: String,
     pub synthetic: bool,
     pub max_seq_len: usize,

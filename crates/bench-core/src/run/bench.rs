@@ -307,7 +307,7 @@ mod tests {
                 weight_bytes: 2_000_000_000,
                 weight_bytes_per_token: 1_000_000_000,
                 weights: "none".into(),
-                compute_dtype: "f32".into(),
+                compute_dtype: bench_backend::backend::DType::F32,
                 device: "cpu".into(),
                 synthetic: true,
                 max_seq_len: 64,

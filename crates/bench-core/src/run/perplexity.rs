@@ -99,7 +99,7 @@ mod tests {
                 weight_bytes: 0,
                 weight_bytes_per_token: 0,
                 weights: "".into(),
-                compute_dtype: "f32".into(),
+                compute_dtype: bench_backend::backend::DType::F32,
                 device: "cpu".into(),
                 synthetic: true,
                 max_seq_len: 4,
