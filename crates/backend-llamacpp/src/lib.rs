@@ -25,6 +25,7 @@ use bench_backend::backend::{check_forward_args, Backend, DType, DeviceInfo, Lan
 use bench_backend::config::ModelConfig;
 use bench_backend::WeightFormat;
 use bench_backend::gguf::GgufFile;
+use bench_backend::memory::WeightBytes;
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::{Error, Result};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
@@ -311,21 +312,17 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
 /// (bytes of every weight as llama.cpp holds them, bytes read to decode one token): every matrix,
 /// one embedding row, and the whole embedding again when it doubles as the output head.
 fn weight_bytes(gguf: &GgufFile, cfg: &ModelConfig) -> Result<(u64, u64)> {
-    let mut total = 0u64;
-    let mut embedding = 0u64;
+    let mut bytes = WeightBytes::default();
     let embedding_name = TensorId::global(TensorRole::TokenEmbedding).gguf_name();
     for t in &gguf.tensors {
         let b = t.byte_len().ok_or_else(|| Error::NotImplemented(format!("tensor {} has {}", t.name, t.ggml_type)))?;
-        total += b;
         if t.name == embedding_name {
-            embedding = b;
+            bytes.embedding(b, cfg.arch.vocab_size as u64, cfg.arch.tied_embeddings);
+        } else {
+            bytes.whole(b);
         }
     }
-    let mut per_token = total - embedding + embedding / cfg.arch.vocab_size.max(1) as u64;
-    if cfg.arch.tied_embeddings {
-        per_token += embedding;
-    }
-    Ok((total, per_token))
+    Ok((bytes.held(), bytes.per_token()))
 }
 
 impl LlamaCppModel {

@@ -14,6 +14,7 @@ use bench_backend::config::ModelConfig;
 use bench_backend::gguf::GgmlType;
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
+use bench_backend::memory::WeightBytes;
 use bench_backend::{quant, Error, Result};
 
 use crate::model::{Embedding, Layer, Llama, Weight};
@@ -117,8 +118,7 @@ fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device
         compute,
         dtype: compute_c,
         device: dev.clone(),
-        bytes: 0,
-        bytes_per_token: 0,
+        bytes: WeightBytes::default(),
         kinds: BTreeMap::new(),
         source_desc: (gguf && dtype.is_some()).then(|| src.storage_summary()),
     };
@@ -161,8 +161,7 @@ struct Builder {
     compute: BDType,
     dtype: DType,
     device: Device,
-    bytes: u64,
-    bytes_per_token: u64,
+    bytes: WeightBytes,
     kinds: BTreeMap<String, usize>,
     /// For weights converted at load: what they were in the file.
     source_desc: Option<String>,
@@ -191,14 +190,11 @@ fn weight_kind(w: &Weight, float: &str) -> String {
 
 impl Builder {
     fn matrix(&mut self, w: Weight) -> Weight {
-        let b = weight_bytes(&w);
-        self.bytes += b;
-        self.bytes_per_token += b;
+        self.bytes.whole(weight_bytes(&w));
         w
     }
     fn norm(&mut self, t: Tensor) -> Tensor {
-        self.bytes += tensor_bytes(&t);
-        self.bytes_per_token += tensor_bytes(&t);
+        self.bytes.whole(tensor_bytes(&t));
         t
     }
     fn kind(&mut self, k: impl Into<String>) {
@@ -215,15 +211,11 @@ impl Builder {
         spec: &LoadSpec,
         synthetic: bool,
     ) -> Result<(Llama, ModelInfo)> {
-        let emb_bytes = embedding.bytes();
-        self.bytes += emb_bytes;
-        // Decoding a token reads one embedding row.
-        self.bytes_per_token += emb_bytes / self.cfg.arch.vocab_size as u64;
+        // Tied and dense (no output tensor of its own): the head is the embedding tensor itself.
+        self.bytes.embedding(embedding.bytes(), self.cfg.arch.vocab_size as u64, output.is_none());
         let output = match output {
             Some(w) => self.matrix(w),
             None => {
-                // Tied and dense: the head is the embedding tensor itself (shared storage).
-                self.bytes_per_token += emb_bytes;
                 let Embedding::Dense(table) = &embedding else {
                     return Err(Error::Backend("a tied head without its own tensor needs a dense embedding table".into()));
                 };
@@ -247,8 +239,8 @@ impl Builder {
         let info = ModelInfo {
             name,
             parameters: self.cfg.arch.parameters(),
-            weight_bytes: self.bytes,
-            weight_bytes_per_token: self.bytes_per_token,
+            weight_bytes: self.bytes.held(),
+            weight_bytes_per_token: self.bytes.per_token(),
             weights,
             compute_dtype: self.compute,
             device: format!("{:?}", self.device).to_lowercase(),
@@ -272,19 +264,22 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
     }
     match crate::convert::to_tuned(model)? {
         Ok(tuned) => {
-            let layer_bytes: u64 = tuned
-                .layers
-                .iter()
-                .map(|l| {
-                    let m = [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down].iter().map(|m| m.bytes() as u64).sum::<u64>();
-                    m + 4 * (l.attn_norm.len() + l.ffn_norm.len()) as u64
-                })
-                .sum();
-            let head = tuned.output.bytes() as u64 + 4 * tuned.norm.len() as u64;
+            let mut bytes = WeightBytes::default();
+            for l in &tuned.layers {
+                for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                    bytes.whole(m.bytes() as u64);
+                }
+                bytes.whole(4 * (l.attn_norm.len() + l.ffn_norm.len()) as u64);
+            }
+            bytes.whole(4 * tuned.norm.len() as u64);
+            // One matrix serves as embedding and head when they are tied (an `Arc` shared by both).
             let shared = std::sync::Arc::ptr_eq(&tuned.embedding, &tuned.output);
-            let emb = if shared { 0 } else { tuned.embedding.bytes() as u64 };
-            info.weight_bytes = layer_bytes + head + emb;
-            info.weight_bytes_per_token = layer_bytes + head + tuned.embedding.bytes() as u64 / tuned.embedding.rows() as u64;
+            if !shared {
+                bytes.whole(tuned.output.bytes() as u64);
+            }
+            bytes.embedding(tuned.embedding.bytes() as u64, tuned.embedding.rows() as u64, shared);
+            info.weight_bytes = bytes.held();
+            info.weight_bytes_per_token = bytes.per_token();
             info.compute_dtype = BDType::F32;
             info.kernels = format!("tuned ({})", cpu_kernels::cpu::isa().label());
             Ok(NativeModel { engine: Engine::Tuned(tuned), info })

@@ -5,6 +5,7 @@
 use bench_backend::backend::{DType, LoadSpec, ModelInfo, Quantize};
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
+use bench_backend::memory::WeightBytes;
 use bench_backend::{quant, Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -95,31 +96,29 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device)
     let kind = kind_of(compute);
     let fetch = |id: TensorId, k: Kind| -> Result<Tensor> { Ok(to_tensor(&src.tensor(id)?)?.to_kind(k).to_device(dev)) };
     let tensor_bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
-    let mut bytes = 0u64;
+    let mut bytes = WeightBytes::default();
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for i in 0..cfg.arch.layers {
         let id = |role| TensorId::layer(i, role);
         let mut matrix = |role| -> Result<Weight> {
             let w = layer_weight(spec, &id(role).gguf_name(), fetch(id(role), kind)?)?;
-            bytes += w.bytes();
+            bytes.whole(w.bytes());
             Ok(w)
         };
         let (wq, wk, wv, wo) = (matrix(TensorRole::AttnQ)?, matrix(TensorRole::AttnK)?, matrix(TensorRole::AttnV)?, matrix(TensorRole::AttnOutput)?);
         let (w_gate, w_up, w_down) = (matrix(TensorRole::FfnGate)?, matrix(TensorRole::FfnUp)?, matrix(TensorRole::FfnDown)?);
         let (attn_norm, ffn_norm) = (fetch(id(TensorRole::AttnNorm), Kind::Float)?, fetch(id(TensorRole::FfnNorm), Kind::Float)?);
-        bytes += tensor_bytes(&attn_norm) + tensor_bytes(&ffn_norm);
+        bytes.whole(tensor_bytes(&attn_norm) + tensor_bytes(&ffn_norm));
         layers.push(Layer { attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down });
     }
     let norm = fetch(TensorId::global(TensorRole::OutputNorm), Kind::Float)?;
-    bytes += tensor_bytes(&norm);
+    bytes.whole(tensor_bytes(&norm));
     let output = if cfg.arch.tied_embeddings { None } else { Some(fetch(TensorId::global(TensorRole::Output), kind)?) };
-    bytes += output.as_ref().map(tensor_bytes).unwrap_or(0);
+    if let Some(o) = &output {
+        bytes.whole(tensor_bytes(o));
+    }
     let embedding = fetch(TensorId::global(TensorRole::TokenEmbedding), kind)?;
-    let emb_bytes = tensor_bytes(&embedding);
-    // Decoding a token reads every layer, the norm, the head (for a tied model the whole shared
-    // embedding) and one embedding row.
-    let per_token = bytes + if output.is_none() { emb_bytes } else { 0 } + emb_bytes / cfg.arch.vocab_size as u64;
-    bytes += emb_bytes;
+    bytes.embedding(tensor_bytes(&embedding), cfg.arch.vocab_size as u64, output.is_none());
     let output = output.unwrap_or_else(|| embedding.shallow_clone());
     let max_seq_len = spec.cache_len(&cfg);
     let stored = if src.is_synthetic() {
@@ -136,8 +135,8 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device)
     let info = ModelInfo {
         name: src.model_name().to_string(),
         parameters: cfg.arch.parameters(),
-        weight_bytes: bytes,
-        weight_bytes_per_token: per_token,
+        weight_bytes: bytes.held(),
+        weight_bytes_per_token: bytes.per_token(),
         weights,
         compute_dtype: compute,
         device: format!("{dev:?}").to_lowercase(),

@@ -7,6 +7,9 @@
 //! the memory available ([`available`]: `MemAvailable` of `/proc/meminfo`, and the cgroup v2 or v1
 //! limit minus usage when the process runs under one), so a model that cannot fit is refused in
 //! a moment instead of being killed by the kernel minutes later.
+//!
+//! And [`WeightBytes`], the one rule every backend counts its weights by (bytes held, bytes read
+//! to decode one token), so the bandwidth column compares like with like.
 
 use crate::backend::{DType, Quantize};
 use crate::arch::Architecture;
@@ -183,5 +186,57 @@ mod tests {
         let cur = super::current_rss_bytes().unwrap();
         let peak = super::peak_rss_bytes().unwrap();
         assert!(peak >= cur && peak >= 64 << 20, "{peak} {cur}");
+    }
+}
+
+/// Bytes of weights a loaded model holds and reads to decode one token, counted by one rule for
+/// every framework: every matrix and norm is read whole for each token; the token embedding is
+/// held whole but only one row of it is read, plus all of it when it also serves as the output
+/// head (tied embeddings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WeightBytes {
+    held: u64,
+    per_token: u64,
+}
+
+impl WeightBytes {
+    /// A tensor read whole for every token (a layer matrix, a norm, an untied head).
+    pub fn whole(&mut self, bytes: u64) {
+        self.held += bytes;
+        self.per_token += bytes;
+    }
+
+    /// The token embedding: `bytes` over `rows` rows; `also_head` when the same bytes are the
+    /// output head (held once, read whole).
+    pub fn embedding(&mut self, bytes: u64, rows: u64, also_head: bool) {
+        self.held += bytes;
+        self.per_token += bytes / rows.max(1) + if also_head { bytes } else { 0 };
+    }
+
+    /// Bytes held ([`crate::ModelInfo::weight_bytes`]).
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    /// Bytes read per decoded token ([`crate::ModelInfo::weight_bytes_per_token`]).
+    pub fn per_token(&self) -> u64 {
+        self.per_token
+    }
+}
+
+#[cfg(test)]
+mod weight_bytes_tests {
+    use super::WeightBytes;
+
+    #[test]
+    fn tied_embedding_is_held_once_and_read_whole() {
+        let mut w = WeightBytes::default();
+        w.whole(1000);
+        w.embedding(400, 100, true);
+        assert_eq!((w.held(), w.per_token()), (1400, 1000 + 4 + 400));
+        let mut untied = WeightBytes::default();
+        untied.whole(1000);
+        untied.embedding(400, 100, false);
+        assert_eq!((untied.held(), untied.per_token()), (1400, 1004));
     }
 }
