@@ -192,6 +192,9 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
             spec.device
         )));
     }
+    if spec.shard != 1 {
+        return Err(Error::InvalidInput(format!("--shard {}: this llama.cpp build is CPU-only and runs unsharded; use --shard 1", spec.shard)));
+    }
     let target = match (spec.quantize, spec.float_dtype()?) {
         (Some(q @ (Quantize::Int8 | Quantize::Nf4)), _) => {
             return Err(Error::InvalidInput(format!(
@@ -299,6 +302,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         max_seq_len,
         architecture: cfg.arch.clone(),
         kernels: format!("llama.cpp ggml-cpu ({})", simd_summary()),
+        shards: Vec::new(),
     };
     Ok(LlamaCppModel { session, info, cached: 0, n_batch: max_seq_len, _converted: converted })
 }
