@@ -6,7 +6,9 @@ backend_conformance::cli_suite!(env!("CARGO_BIN_EXE_torch-only"));
 /// machine: `--device cuda` says so and how to build one that does.
 #[test]
 fn cuda_device_in_a_build_without_cuda_names_the_fix() {
-    if env!("LLAMA3_BENCH_TORCH_CUDA_LINKED") == "1" {
+    // Set by backend-torch/build.rs when it links libtorch_cuda (absent if the script's output
+    // predates it: then it did not link it either).
+    if option_env!("LLAMA3_BENCH_TORCH_CUDA_LINKED") == Some("1") {
         eprintln!("skipped: this torch-only links libtorch's CUDA library (a GPU build)");
         return;
     }
