@@ -246,7 +246,7 @@ impl LoadSpec {
         if n == 1 {
             return Ok(vec![self.device]);
         }
-        if let Ok(list) = std::env::var(SHARD_DEVICES_ENV) {
+        if let Some(list) = std::env::var(SHARD_DEVICES_ENV).ok().filter(|l| !l.trim().is_empty()) {
             let devices = list.split(',').map(|d| d.trim().parse()).collect::<Result<Vec<Device>>>()?;
             if devices.len() != n {
                 return Err(Error::InvalidInput(format!("{SHARD_DEVICES_ENV}={list} names {} devices for --shard {n}", devices.len())));
@@ -426,6 +426,8 @@ mod tests {
         assert!(err(spec(Device::Cuda(1), 2), 30).contains("cuda:0..cuda:1"));
         assert!(err(spec(Device::Cuda(0), 0), 30).contains("at least 1"));
         assert!(err(spec(Device::Cuda(0), 31), 30).contains("only 30 layers"));
+        std::env::set_var(SHARD_DEVICES_ENV, " ");
+        assert!(err(spec(Device::Cpu, 2), 30).contains("pass --device cuda"), "empty = unset");
         std::env::set_var(SHARD_DEVICES_ENV, "cpu, cpu");
         assert_eq!(spec(Device::Cpu, 2).shard_devices(30).unwrap(), vec![Device::Cpu, Device::Cpu]);
         assert!(err(spec(Device::Cpu, 3), 30).contains("names 2 devices"));
