@@ -6,17 +6,20 @@
 #   ./run.sh native-only --device cuda --synthetic --size 1B --dtype bf16 --benchmark
 #   ./run.sh torch-only --device cuda:0 --synthetic --size 1B --dtype f32 --prompt Hi
 #
-# The binaries link libtorch and open the CUDA libraries of the machine's Python venv with torch
+# The binaries travel gzip-compressed (bin.tar.gz; stripped they are over the 64 MiB a GPU machine
+# takes) and are unpacked once into the cache. They link libtorch and open the CUDA libraries of the machine's Python venv with torch
 # 2.11.0+cu130 (SITE= its site-packages). The Llama 3 tokenizer that --synthetic needs is
 # unpacked into the cache ($LLAMA3_BENCH_HOME, default ~/.cache/llama3-bench) on first use.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SITE="${SITE:-/opt/torch/.venv/lib/python3.12/site-packages}"
 
-if [ $# -eq 0 ] || [ ! -x "$here/$1" ] || [ "$1" = run.sh ]; then
+usage() {
     echo "usage: $0 native-only|torch-only|compare [ARGS...]" >&2
     exit 2
-fi
+}
+[ $# -gt 0 ] || usage
+case "$1" in */* | "" | .*) usage ;; esac
 if [ ! -f "$SITE/torch/lib/libtorch_cuda.so" ]; then
     echo "run.sh: $SITE/torch/lib/libtorch_cuda.so not found: set SITE to the site-packages of a Python with torch 2.11.0+cu130" >&2
     exit 1
@@ -30,6 +33,20 @@ if [ ! -f "$tok" ]; then
     gzip -dc "$here/llama3-tokenizer.json.gz" > "$tok.tmp.$$"
     mv "$tok.tmp.$$" "$tok"
 fi
+
+# The binaries, unpacked once per bundle (keyed by the archive's checksum; an atomic rename).
+sum="$(cksum < "$here/bin.tar.gz" | cut -d' ' -f1)"
+bin="$cache/gpu-bundle-$sum"
+if [ ! -x "$bin/compare" ]; then
+    mkdir -p "$cache"
+    tmp="$bin.tmp.$$"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    tar -xzf "$here/bin.tar.gz" -C "$tmp"
+    rm -rf "$bin"
+    mv "$tmp" "$bin"
+fi
+[ -x "$bin/$1" ] || usage
 
 # cudarc (native) opens unversioned names first (libcublas.so), which the CUDA wheels do not ship
 # (libcublas.so.13): a folder of unversioned links to the venv's copies, first on the path, so
@@ -48,4 +65,4 @@ for d in "$SITE"/nvidia/*/lib; do
 done
 
 export LD_LIBRARY_PATH="$links:$SITE/torch/lib$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-exec "$here/$1" "${@:2}"
+exec "$bin/$1" "${@:2}"
