@@ -14,7 +14,10 @@ fn main() {
         let lib = lib.canonicalize().unwrap_or(lib);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     }
-    if std::env::var("LLAMA3_BENCH_TORCH_CUDA").is_ok_and(|v| v == "1") {
+    let cuda = std::env::var("LLAMA3_BENCH_TORCH_CUDA").is_ok_and(|v| v == "1");
+    if cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch_cpu,-ltorch,-lc10,--as-needed,--allow-shlib-undefined");
     }
+    // Lets the code (and tests) tell "built without CUDA" from "no GPU here" in its errors.
+    println!("cargo:rustc-env=LLAMA3_BENCH_TORCH_CUDA_LINKED={}", u8::from(cuda));
 }

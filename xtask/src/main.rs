@@ -9,11 +9,15 @@
 //! - `test`: install what the tests need, then run the whole workspace's tests.
 //! - `fuzz TARGET [--seconds N]`: run a libFuzzer target of the file readers (gguf, safetensors,
 //!   config) on the stable toolchain; `cargo test` replays their corpus.
+//! - `gpu-bundle [--out DIR]`: native-only, torch-only and compare built with CUDA (sm_90) on a
+//!   machine without a GPU, stripped into one folder under 64 MiB with a `run.sh` for the GPU
+//!   machines (see `gpu.rs`).
 //! - `compare` (alias `bench`): the main job on a fresh machine: install libtorch and the default
 //!   model if missing, build the release binaries (llamacpp-only too where cmake and libclang are
 //!   installed), run `compare` with the given arguments.
 
 mod fuzz;
+mod gpu;
 mod llamacpp;
 mod synth_gguf;
 mod torch;
@@ -77,6 +81,13 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
+    /// Build native-only, torch-only and compare with CUDA for H100/H200 (sm_90) and write them,
+    /// stripped, with a run.sh, into one folder for the GPU machines (needs no GPU here).
+    GpuBundle {
+        /// Output folder (default target/gpu-bundle)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -97,8 +108,13 @@ fn main() -> ExitCode {
 
 /// Runs cargo in the repository root.
 fn cargo(command: &[&str], args: &[&str]) -> Result<()> {
+    cargo_in(&torch::repo_root(), command, args)
+}
+
+/// Runs cargo in `dir`.
+fn cargo_in(dir: &std::path::Path, command: &[&str], args: &[&str]) -> Result<()> {
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(torch::repo_root())
+        .current_dir(dir)
         .args(command)
         .args(args)
         .status()?;
@@ -180,6 +196,7 @@ fn run(cli: Cli) -> Result<()> {
             rest.extend(args.iter().map(String::as_str));
             cargo(&["test"], &rest)?;
         }
+        Command::GpuBundle { out } => gpu::bundle(out)?,
         Command::SynthGguf { size, file_type, seed, out } => {
             synth_gguf::run(&registry, &cache, size, file_type, seed, out)?;
         }

@@ -30,35 +30,44 @@ fn is_complete(dir: &Path) -> bool {
 pub fn setup() -> Result<PathBuf> {
     let cache = Cache::from_env();
     let dir = cache.root().join(format!("libtorch-{TORCH_VERSION}"));
-    if !is_complete(&dir) {
-        std::fs::create_dir_all(cache.root())?;
-        let staging = cache.root().join(format!(".libtorch-{TORCH_VERSION}.staging"));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging)?;
-        }
-        let python = std::env::var("LLAMA3_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
-        eprintln!("installing libtorch {TORCH_VERSION} from the package registry ({}) into {}", WHEELS.join(", "), dir.display());
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--only-binary", ":all:", "--target"])
-            .arg(&staging)
-            .args(WHEELS)
-            .status()
-            .with_context(|| format!("running `{python} -m pip` (install Python 3 with pip, or set LLAMA3_BENCH_PYTHON)"))?;
-        if !status.success() {
-            let _ = std::fs::remove_dir_all(&staging);
-            bail!("pip could not install {} ({status}); is the package registry reachable?", WHEELS.join(" "));
-        }
-        if !is_complete(&staging) {
-            let _ = std::fs::remove_dir_all(&staging);
-            bail!("the installed wheels do not contain libtorch {TORCH_VERSION} (torch/lib/libtorch_cpu.so, headers)");
-        }
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)?;
-        }
-        std::fs::rename(&staging, &dir)?;
-    }
+    pip_install_into(&cache, &dir, &WHEELS, is_complete)?;
     link_into_repo(&dir)?;
     Ok(dir)
+}
+
+/// Installs `wheels` (`--no-deps`, binary only) into `dir` unless `is_complete(dir)`: through a
+/// staging folder, checked, then renamed into place, so an interrupted install never looks complete.
+pub fn pip_install_into(cache: &Cache, dir: &Path, wheels: &[&str], is_complete: fn(&Path) -> bool) -> Result<()> {
+    if is_complete(dir) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(cache.root())?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("install");
+    let staging = dir.with_file_name(format!(".{name}.staging"));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let python = std::env::var("LLAMA3_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    eprintln!("installing {} from the package registry into {}", wheels.join(", "), dir.display());
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--only-binary", ":all:", "--target"])
+        .arg(&staging)
+        .args(wheels)
+        .status()
+        .with_context(|| format!("running `{python} -m pip` (install Python 3 with pip, or set LLAMA3_BENCH_PYTHON)"))?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(&staging);
+        bail!("pip could not install {} ({status}); is the package registry reachable?", wheels.join(" "));
+    }
+    if !is_complete(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        bail!("the installed wheels ({}) do not contain what is needed", wheels.join(" "));
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::rename(&staging, dir)?;
+    Ok(())
 }
 
 /// `.libtorch` -> the install folder, replaced atomically if it points elsewhere.

@@ -181,3 +181,18 @@ fn quantize_all_sweeps_levels_with_quality_against_f32() {
     assert!(mem("native", "nf4") < mem("native", "int8") && mem("native", "int8") < mem("native", "none"));
     assert_eq!(c.cross_checks.len(), 4, "a cross-check per level");
 }
+
+/// `--device cuda` reaches each framework; the default builds (no CUDA) refuse it with the fix,
+/// so compare lists both as unavailable with their reasons and exits 1 (no framework ran).
+#[test]
+fn cuda_device_on_builds_without_cuda_lists_each_framework_with_the_fix() {
+    require("native-only");
+    require("torch-only");
+    let o = run(&[&["--framework", "native", "torch", "--model", "smollm2-135m", "--device", "cuda", "--format", "json"][..], &QUICK[..]].concat(), None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("native unavailable") && err.contains("this native-only was built without CUDA"), "{err}");
+    assert!(err.contains("torch unavailable") && err.contains("libtorch sees 0 CUDA devices"), "{err}");
+    assert!(err.contains("no framework could run"), "{err}");
+}

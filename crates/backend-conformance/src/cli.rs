@@ -160,3 +160,15 @@ pub fn pickle_checkpoints_are_refused(bin_path: &Path) {
     std::fs::write(&p, b"not really").unwrap();
     assert_clean_failure(&run(bin_path, &["--model-path", p.to_str().unwrap(), "--prompt", "x"]), "pickle");
 }
+
+/// `--device cuda` and `cuda:N` on a build or machine without CUDA: a clear error naming `needle`
+/// (the fix), exit 1, no panic, before any weights are read. For a binary whose build cannot use
+/// a GPU, so the outcome does not depend on the machine the test runs on.
+pub fn cuda_device_without_cuda_is_a_clear_error(bin_path: &Path, needle: &str) {
+    for device in ["cuda", "cuda:1"] {
+        let o = run(bin_path, &["--model", "smollm2-135m", "--device", device, "--prompt", "Hi", "--max-tokens", "2"]);
+        assert_clean_failure(&o, needle);
+        let expected = if device == "cuda" { "cuda:0" } else { device };
+        assert!(stderr(&o).contains(&format!("device '{expected}'")), "names the device: {}", stderr(&o));
+    }
+}

@@ -11,7 +11,7 @@ pub mod fixtures;
 
 use std::path::Path;
 
-use bench_backend::backend::{Backend, DType, Device, LoadSpec, WeightFormat, WeightSource};
+use bench_backend::backend::{Backend, DType, Device, Kernels, LoadSpec, WeightFormat, WeightSource, SHARD_DEVICES_ENV};
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_core::run::generate::generate;
 use bench_core::run::sampling::{argmax, top_k, Sampler, SamplingConfig};
@@ -24,7 +24,7 @@ use bench_hub::registry::Registry;
 pub const F32_LOGIT_TOLERANCE: f32 = 2e-3;
 
 pub fn spec(source: WeightSource, dtype: Option<DType>) -> LoadSpec {
-    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default() }
+    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default(), shard: 1 }
 }
 
 pub fn gguf_source(path: &Path) -> WeightSource {
@@ -85,6 +85,57 @@ pub fn kv_cache_decode_matches_reference(backend: &dyn Backend) {
     println!("conformance[{}]: 8 cached decode steps vs reference without cache: max |Δ| = {d:.2e}", backend.name());
     assert!(d < F32_LOGIT_TOLERANCE, "max |Δ| {d}");
     assert_eq!(argmax(&logits), argmax(want));
+}
+
+/// `--shard 3` on the real SmolLM2 at f32 (30 layers -> 0..10, 10..20, 20..30), every shard
+/// mapped to the CPU through [`SHARD_DEVICES_ENV`] so the sharded path (per-shard layers and
+/// caches, the activations handed over with `to_device`) runs on a machine without GPUs: its
+/// logits at every prompt position match the NumPy reference, and its prompt logits and 16 greedy
+/// decode steps through the KV cache equal the unsharded model's (both on the framework's stock
+/// ops, which a sharded native model runs). The result lists each shard's layers and weight bytes,
+/// adding up to the model's. Sets the environment variable: call it from a test binary of its own.
+pub fn sharded_output_equals_unsharded(backend: &dyn Backend) {
+    let gguf = fixtures::smollm2_gguf();
+    let prompt = fixtures::question_prompts().remove(0);
+    std::env::set_var(SHARD_DEVICES_ENV, "cpu,cpu,cpu");
+    let base = LoadSpec { kernels: Kernels::Stock, ..spec(gguf_source(&gguf), Some(DType::F32)) };
+    let mut one = backend.load(&base).unwrap();
+    let mut three = backend.load(&LoadSpec { shard: 3, ..base.clone() }).unwrap();
+    std::env::remove_var(SHARD_DEVICES_ENV);
+
+    let info = three.info();
+    assert!(one.info().shards.is_empty(), "an unsharded model lists no shards");
+    let layers: Vec<[usize; 2]> = info.shards.iter().map(|s| s.layers).collect();
+    assert_eq!(layers, vec![[0, 10], [10, 20], [20, 30]], "{:?}", info.shards);
+    assert!(info.shards.iter().all(|s| s.device == "cpu" && s.weight_bytes > 0), "{:?}", info.shards);
+    assert_eq!(info.shards.iter().map(|s| s.weight_bytes).sum::<u64>(), info.weight_bytes, "{:?}", info.shards);
+    assert_eq!(info.weight_bytes, one.info().weight_bytes);
+
+    let reference = fixtures::reference_logits(&gguf, std::slice::from_ref(&prompt)).remove(0);
+    let sharded = three.forward_all(&prompt, 0).unwrap();
+    let vs_reference = sharded.iter().zip(&reference).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+    assert!(vs_reference < F32_LOGIT_TOLERANCE, "sharded vs NumPy reference: max |Δ| {vs_reference}");
+    let unsharded = one.forward_all(&prompt, 0).unwrap();
+    let mut worst = sharded.iter().zip(&unsharded).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);
+
+    let (mut a, mut b) = (unsharded.last().unwrap().clone(), sharded.last().unwrap().clone());
+    let mut tokens = Vec::new();
+    for step in 0..16 {
+        let (ta, tb) = (argmax(&a), argmax(&b));
+        assert_eq!(ta, tb, "greedy token {step} differs");
+        tokens.push(ta);
+        let pos = prompt.len() + step;
+        a = one.forward(&[ta], pos).unwrap();
+        b = three.forward(&[tb], pos).unwrap();
+        worst = worst.max(max_abs_diff(&a, &b));
+    }
+    println!(
+        "conformance[{}]: --shard 3 (all on cpu): {} prompt positions vs NumPy max |Δ| = {vs_reference:.2e}; vs unsharded max |Δ| = {worst:.2e} over the prompt and 16 greedy steps {tokens:?}; shard weight bytes {:?}",
+        backend.name(),
+        prompt.len(),
+        info.shards.iter().map(|s| s.weight_bytes).collect::<Vec<_>>()
+    );
+    assert!(worst <= 1e-5, "sharded vs unsharded: max |Δ| {worst}");
 }
 
 /// `--temperature 0 --dtype f32`: the answer to "What is the capital of France?" names Paris.

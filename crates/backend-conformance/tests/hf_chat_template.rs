@@ -179,6 +179,7 @@ fn every_generation_config_eos_id_stops_generation() {
         max_seq_len: 64,
         architecture: arch,
         kernels: String::new(),
+        shards: Vec::new(),
     };
     let hello = tokenizer.encode("Hello", false).unwrap()[0];
     let prompt = tokenizer.encode("Hi", true).unwrap();

@@ -193,6 +193,9 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
             spec.device
         )));
     }
+    if spec.shard != 1 {
+        return Err(Error::InvalidInput(format!("--shard {}: this llama.cpp build is CPU-only and runs unsharded; use --shard 1", spec.shard)));
+    }
     let target = match (spec.quantize, spec.float_dtype()?) {
         (Some(q @ (Quantize::Int8 | Quantize::Nf4)), _) => {
             return Err(Error::InvalidInput(format!(
@@ -305,6 +308,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
                 None => "the file's blocks, f16 KV cache",
             }
         ),
+        shards: Vec::new(),
     };
     Ok(LlamaCppModel { session, info, cached: 0, n_batch: max_seq_len, _converted: converted })
 }

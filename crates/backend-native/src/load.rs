@@ -9,7 +9,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, Q
 use candle_core::{DType, Device, Tensor};
 use candle_nn::kv_cache::KvCache;
 
-use bench_backend::backend::{DType as BDType, Kernels, LoadSpec, ModelInfo, Quantize};
+use bench_backend::backend::{shard_ranges, DType as BDType, Kernels, LoadSpec, ModelInfo, Quantize, ShardInfo};
 use bench_backend::config::ModelConfig;
 use bench_backend::gguf::GgmlType;
 use bench_backend::schema::{TensorId, TensorRole};
@@ -31,9 +31,41 @@ fn to_candle_dtype(d: BDType) -> DType {
 fn device(spec: bench_backend::Device) -> Result<Device> {
     match spec {
         bench_backend::Device::Cpu => Ok(Device::Cpu),
-        other => Err(Error::InvalidInput(format!(
-            "device '{other}': this native build runs on the CPU only (build with candle's cuda feature for GPUs); use --device cpu"
+        bench_backend::Device::Cuda(i) => cuda_device(i),
+    }
+}
+
+/// Without the `cuda` feature candle has no CUDA backend at all: say how to get one.
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(i: usize) -> Result<Device> {
+    Err(Error::InvalidInput(format!(
+        "device 'cuda:{i}': this native-only was built without CUDA; build it with `cargo xtask gpu-bundle` \
+         (or `cargo build -p native-only --features cuda`, which needs nvcc), or use --device cpu"
+    )))
+}
+
+/// candle's CUDA device `i`. cudarc loads the driver and CUDA libraries when first used and panics
+/// when one is missing (e.g. a CUDA build run on a machine without an NVIDIA driver, or without
+/// the bundle's LD_LIBRARY_PATH): that panic is caught, silenced and turned into an error here.
+#[cfg(feature = "cuda")]
+fn cuda_device(i: usize) -> Result<Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(i));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(dev)) => Ok(dev),
+        Ok(Err(e)) => Err(Error::InvalidInput(format!(
+            "device 'cuda:{i}': candle could not open it ({e}); check that `nvidia-smi` lists it, or use --device cpu"
         ))),
+        Err(panic) => {
+            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let first = msg.as_deref().and_then(|m| m.split(" - ").next()).unwrap_or("unknown error").to_string();
+            Err(Error::InvalidInput(format!(
+                "device 'cuda:{i}': the CUDA libraries could not be loaded ({first}); run on a machine with an NVIDIA \
+                 driver, through the GPU bundle's run.sh (which sets LD_LIBRARY_PATH), or use --device cpu"
+            )))
+        }
     }
 }
 
@@ -74,10 +106,12 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
         // The tuned kernels' pool is sized once, before its first use.
         cpu_kernels::pool::set_threads(n);
     }
-    let dev = device(spec.device)?;
     let dtype = spec.float_dtype()?;
     let src = TensorSource::open(&spec.source, "native")?;
-    let (model, info) = load(&src, spec, dtype, &dev)?;
+    let devices = spec.shard_devices(src.config().arch.layers)?;
+    let candle_devices = devices.iter().map(|&d| device(d)).collect::<Result<Vec<_>>>()?;
+    let shards = shard_ranges(src.config().arch.layers, devices.len()).into_iter().zip(candle_devices).collect();
+    let (model, info) = load(&src, spec, dtype, shards, &devices)?;
     // Every tensor has been copied out of the file: unmapping it before the tuned path makes
     // its copy keeps the file's pages out of the peak (one copy of the weights fewer).
     drop(src);
@@ -101,7 +135,16 @@ fn qtensor(t: &source::Tensor, dev: &Device) -> Result<QTensor> {
     qtensor_from_ggml(candle_ggml_dtype(*ggml_type, &t.name)?, bytes, t.shape.clone(), dev).map_err(candle_err)
 }
 
-fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device) -> Result<(Llama, ModelInfo)> {
+/// `shards`: each shard's layers and device (one for an unsharded model); `names`: the devices
+/// as the user spelled them, for reports.
+fn load(
+    src: &TensorSource,
+    spec: &LoadSpec,
+    dtype: Option<BDType>,
+    shards: Vec<(std::ops::Range<usize>, Device)>,
+    names: &[bench_backend::Device],
+) -> Result<(Llama, ModelInfo)> {
+    let (first, last) = (shards[0].1.clone(), shards[shards.len() - 1].1.clone());
     let cfg = src.config().clone();
     let gguf = src.gguf_file().is_some();
     // GGUF blocks stay quantized (candle's QMatMul) unless a dtype is asked for.
@@ -117,12 +160,14 @@ fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device
         cfg: cfg.clone(),
         compute,
         dtype: compute_c,
-        device: dev.clone(),
+        shards: shards.clone(),
+        shard_bytes: vec![0; shards.len()],
+        names: names.to_vec(),
         bytes: WeightBytes::default(),
         kinds: BTreeMap::new(),
         source_desc: (gguf && dtype.is_some()).then(|| src.storage_summary()),
     };
-    let get = |b: &mut Builder, id: TensorId| -> Result<Weight> {
+    let get = |b: &mut Builder, id: TensorId, dev: &Device| -> Result<Weight> {
         let t = src.tensor(id)?;
         if keep_blocks {
             let TensorData::Ggml { ggml_type, .. } = &t.data else { unreachable!("a GGUF source holds ggml data") };
@@ -133,25 +178,35 @@ fn load(src: &TensorSource, spec: &LoadSpec, dtype: Option<BDType>, dev: &Device
         b.kind(weight_kind(&w, &label));
         Ok(w)
     };
-    let norm = |_: &mut Builder, id: TensorId| -> Result<Tensor> { dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err) };
+    let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> {
+        dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err)
+    };
     let cache_len = spec.cache_len(&cfg);
     let mut layers = Vec::with_capacity(cfg.arch.layers);
-    for i in 0..cfg.arch.layers {
-        layers.push(new_layer(&mut b, get, norm, i, cache_len)?);
+    for (s, (range, dev)) in shards.iter().enumerate() {
+        let before = b.bytes.held();
+        for i in range.clone() {
+            layers.push(new_layer(&mut b, |b, id| get(b, id, dev), |b, id| norm(b, id, dev), i, cache_len)?);
+        }
+        b.shard_bytes[s] += b.bytes.held() - before;
     }
-    let out_norm = norm(&mut b, TensorId::global(TensorRole::OutputNorm))?;
+    let before = b.bytes.held();
+    let out_norm = norm(&mut b, TensorId::global(TensorRole::OutputNorm), &last)?;
     let out_norm = b.norm(out_norm);
     let emb = src.tensor(TensorId::global(TensorRole::TokenEmbedding))?;
     let embedding = if keep_blocks {
         // Kept as stored (rows looked up in the blocks), like the layer matrices.
-        Embedding::Blocks(std::sync::Arc::new(qtensor(&emb, dev)?))
+        Embedding::Blocks(std::sync::Arc::new(qtensor(&emb, &first)?))
     } else {
-        Embedding::Dense(dense(&emb, dev)?.to_dtype(compute_c).map_err(candle_err)?)
+        Embedding::Dense(dense(&emb, &first)?.to_dtype(compute_c).map_err(candle_err)?)
     };
     drop(emb);
     // A tied head is the embedding tensor itself, except that GGUF blocks kept quantized keep the
     // head in its quantized form too, as llama.cpp does.
-    let output = if !cfg.arch.tied_embeddings || keep_blocks { Some(get(&mut b, TensorId::global(TensorRole::Output))?) } else { None };
+    let output =
+        if !cfg.arch.tied_embeddings || keep_blocks { Some(get(&mut b, TensorId::global(TensorRole::Output), &last)?) } else { None };
+    let last_index = b.shard_bytes.len() - 1;
+    b.shard_bytes[last_index] += b.bytes.held() - before;
     b.finish(src.model_name().to_string(), embedding, layers, out_norm, output, spec, src.is_synthetic())
 }
 
@@ -160,7 +215,12 @@ struct Builder {
     cfg: ModelConfig,
     compute: BDType,
     dtype: DType,
-    device: Device,
+    /// Each shard's layers and device.
+    shards: Vec<(std::ops::Range<usize>, Device)>,
+    /// Weight bytes held on each shard's device.
+    shard_bytes: Vec<u64>,
+    /// The shards' devices as `--device` spells them.
+    names: Vec<bench_backend::Device>,
     bytes: WeightBytes,
     kinds: BTreeMap<String, usize>,
     /// For weights converted at load: what they were in the file.
@@ -211,15 +271,26 @@ impl Builder {
         spec: &LoadSpec,
         synthetic: bool,
     ) -> Result<(Llama, ModelInfo)> {
+        let emb_bytes = embedding.bytes();
         // Tied and dense (no output tensor of its own): the head is the embedding tensor itself.
-        self.bytes.embedding(embedding.bytes(), self.cfg.arch.vocab_size as u64, output.is_none());
+        self.bytes.embedding(emb_bytes, self.cfg.arch.vocab_size as u64, output.is_none());
+        self.shard_bytes[0] += emb_bytes;
         let output = match output {
             Some(w) => self.matrix(w),
             None => {
                 let Embedding::Dense(table) = &embedding else {
                     return Err(Error::Backend("a tied head without its own tensor needs a dense embedding table".into()));
                 };
-                Weight::Dense(table.clone())
+                let last = &self.shards[self.shards.len() - 1].1;
+                if table.device().same_device(last) {
+                    Weight::Dense(table.clone())
+                } else {
+                    // Sharded over devices: the head needs its own copy next to the last layers.
+                    let n = self.shard_bytes.len();
+                    self.shard_bytes[n - 1] += emb_bytes;
+                    self.bytes.copy(emb_bytes);
+                    Weight::Dense(table.to_device(last).map_err(candle_err)?)
+                }
             }
         };
         let max_seq_len = spec.cache_len(&self.cfg);
@@ -243,14 +314,23 @@ impl Builder {
             weight_bytes_per_token: self.bytes.per_token(),
             weights,
             compute_dtype: self.compute,
-            device: format!("{:?}", self.device).to_lowercase(),
+            device: self.names.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
             synthetic,
             max_seq_len,
             architecture: self.cfg.arch.clone(),
             kernels: format!("stock (candle {})", crate::CANDLE_VERSION),
+            shards: if self.shards.len() > 1 {
+                self.shards
+                    .iter()
+                    .zip(&self.names)
+                    .zip(&self.shard_bytes)
+                    .map(|(((r, _), d), &weight_bytes)| ShardInfo { device: d.to_string(), layers: [r.start, r.end], weight_bytes })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
-        let model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.device, max_seq_len)
-            .map_err(candle_err)?;
+        let model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.shards, max_seq_len).map_err(candle_err)?;
         Ok((model, info))
     }
 }
@@ -258,8 +338,15 @@ impl Builder {
 /// Moves the model onto the tuned kernels when asked (and possible), with the memory figures
 /// of what the tuned path holds and reads.
 fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
-    if spec.kernels == Kernels::Stock || !model.device.is_cpu() {
+    let sharded = !model.handovers.is_empty();
+    if spec.kernels == Kernels::Stock || !model.device.is_cpu() || sharded {
         let model = model.with_dense_embedding().map_err(candle_err)?;
+        if spec.kernels == Kernels::Tuned {
+            // The tuned kernels are whole-model CPU code: on a GPU, or split into shards, the
+            // stock path (candle's ops, CUDA or CPU) runs, and says so.
+            let why = if sharded { "sharded" } else { "the tuned kernels are CPU-only" };
+            info.kernels = format!("stock (candle {} on {}; {why})", crate::CANDLE_VERSION, info.device);
+        }
         return Ok(NativeModel { engine: Engine::Stock(model), info });
     }
     match crate::convert::to_tuned(model)? {

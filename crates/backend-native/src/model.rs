@@ -7,6 +7,10 @@
 //! this version writes into a preallocated cache in place (`candle_nn::kv_cache::KvCache`), and
 //! runs grouped-query attention by folding the query heads that share a KV head into one matrix
 //! product, so K and V are never copied. Norms, softmax and RoPE tables stay in f32.
+//!
+//! Devices: candle's own ops run on the CPU or on CUDA alike. With `--shard N` each layer (and
+//! its cache) lives on its shard's device and the activations move with `to_device` where one
+//! shard hands over to the next.
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
@@ -94,7 +98,14 @@ pub struct Llama {
     cos: Tensor,
     sin: Tensor,
     pub dtype: DType,
+    /// Where the tokens go in: the embedding's device (the first shard's).
     pub device: Device,
+    /// The device of each layer (all `device` unless sharded); the output norm and head are on
+    /// the last one.
+    pub layer_devices: Vec<Device>,
+    /// The first layer of every shard after the first: where the activations are handed over
+    /// (always through `to_device`, so the path runs even when two shards share a device).
+    pub handovers: Vec<usize>,
     pub max_seq_len: usize,
 }
 
@@ -106,14 +117,17 @@ impl Llama {
         norm: Tensor,
         output: Weight,
         dtype: DType,
-        device: Device,
+        shards: Vec<(std::ops::Range<usize>, Device)>,
         max_seq_len: usize,
     ) -> candle_core::Result<Self> {
+        let device = shards.first().map(|s| s.1.clone()).unwrap_or(Device::Cpu);
+        let layer_devices = shards.iter().flat_map(|(r, d)| r.clone().map(move |_| d.clone())).collect();
+        let handovers = shards.iter().skip(1).map(|(r, _)| r.start).collect();
         let (cos, sin) = cfg.rope_tables(max_seq_len);
         let half = cfg.head_dim() / 2;
         let cos = Tensor::from_vec(cos, (max_seq_len, half), &device)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (max_seq_len, half), &device)?.to_dtype(dtype)?;
-        Ok(Self { cfg, embedding, layers, norm, output, cos, sin, dtype, device, max_seq_len })
+        Ok(Self { cfg, embedding, layers, norm, output, cos, sin, dtype, device, layer_devices, handovers, max_seq_len })
     }
 
     /// The model with its embedding table dense, as the stock forward pass needs it.
@@ -139,16 +153,26 @@ impl Llama {
             candle_core::bail!("the stock forward pass needs a dense embedding table (Llama::with_dense_embedding)")
         };
         let mut x = table.index_select(&ids, 0)?.unsqueeze(0)?; // (1, t, dim)
-        let cos = self.cos.narrow(0, pos, t)?;
-        let sin = self.sin.narrow(0, pos, t)?;
+        let mut cos = self.cos.narrow(0, pos, t)?;
+        let mut sin = self.sin.narrow(0, pos, t)?;
         let a = &self.cfg.arch;
         let (heads, kv_heads, hd) = (a.heads, a.kv_heads, a.head_dim());
         let n_rep = heads / kv_heads;
         let eps = a.norm_eps as f32;
-        let mask = if t > 1 { Some(causal_mask(t, pos, n_rep, &self.device)?) } else { None };
+        let mut mask = if t > 1 { Some(causal_mask(t, pos, n_rep, &self.device)?) } else { None };
         let scale = 1.0 / (hd as f64).sqrt();
 
         for (i, layer) in self.layers.iter_mut().enumerate() {
+            if self.handovers.contains(&i) {
+                // A shard boundary: the activations (and this step's small tables) move to the
+                // next shard's device; nothing else crosses devices.
+                let _span = tracing::trace_span!("shard_handover", layer = i).entered();
+                let here = &self.layer_devices[i];
+                x = x.to_device(here)?;
+                cos = cos.to_device(here)?;
+                sin = sin.to_device(here)?;
+                mask = mask.map(|m| m.to_device(here)).transpose()?;
+            }
             let attn = {
                 let _span = tracing::trace_span!("attention", layer = i).entered();
                 let h = rms_norm(&x, &layer.attn_norm, eps)?;

@@ -2,7 +2,7 @@
 //! (memory-mapped) or synthetic weights, all read through bench-backend's [`TensorSource`],
 //! which has checked every tensor's shape against the configuration before libtorch sees it.
 
-use bench_backend::backend::{DType, LoadSpec, ModelInfo, Quantize};
+use bench_backend::backend::{shard_ranges, DType, LoadSpec, ModelInfo, Quantize, ShardInfo};
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
 use bench_backend::memory::WeightBytes;
@@ -20,6 +20,10 @@ fn kind_of(d: DType) -> Kind {
     }
 }
 
+/// Whether this build keeps `libtorch_cuda.so` linked (build.rs, `LLAMA3_BENCH_TORCH_CUDA=1`):
+/// without it libtorch sees no GPU even on a GPU machine, which the error says.
+const CUDA_LINKED: bool = matches!(env!("LLAMA3_BENCH_TORCH_CUDA_LINKED").as_bytes(), b"1");
+
 fn device(spec: bench_backend::Device) -> Result<Device> {
     let cuda_index = match spec {
         bench_backend::Device::Cpu => return Ok(Device::Cpu),
@@ -27,11 +31,28 @@ fn device(spec: bench_backend::Device) -> Result<Device> {
     };
     let n = tch::Cuda::device_count() as usize;
     if cuda_index >= n {
-        return Err(Error::InvalidInput(format!(
-            "device '{spec}': libtorch sees {n} CUDA device(s) here; use --device cpu"
-        )));
+        let fix = if n > 0 {
+            format!("use cuda:0..cuda:{}", n - 1)
+        } else if !CUDA_LINKED {
+            "this torch-only was built without libtorch's CUDA library linked; build it with `cargo xtask gpu-bundle` \
+             (or LLAMA3_BENCH_TORCH_CUDA=1 cargo build -p torch-only), or use --device cpu"
+                .to_string()
+        } else {
+            "no NVIDIA GPU or driver is visible to this process (on the GPU machine run it through the bundle's run.sh, \
+             which sets LD_LIBRARY_PATH), or use --device cpu"
+                .to_string()
+        };
+        return Err(Error::InvalidInput(format!("device '{spec}': libtorch sees {n} CUDA devices; {fix}")));
     }
     Ok(Device::Cuda(cuda_index))
+}
+
+/// `cpu` / `cuda:N`, as `--device` spells it.
+fn device_name(d: Device) -> String {
+    match d {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 /// Turns a layer matrix into bench-core's int8 / NF4 format when `--quantize` asks for it
@@ -65,10 +86,10 @@ pub fn load_model(spec: &LoadSpec) -> Result<TorchModel> {
     if let Some(n) = spec.threads {
         tch::set_num_threads(n as i32);
     }
-    let dev = device(spec.device)?;
     let dtype = spec.float_dtype()?;
     let src = TensorSource::open(&spec.source, "torch")?;
-    guarded("loading the model", || tch::no_grad(|| build(&src, spec, dtype, dev)))
+    let devices = spec.shard_devices(src.config().arch.layers)?.into_iter().map(device).collect::<Result<Vec<_>>>()?;
+    guarded("loading the model", || tch::no_grad(|| build(&src, spec, dtype, &devices)))
 }
 
 /// A tensor of the source as a libtorch tensor of its shape: ggml blocks dequantized to f32 by
@@ -83,8 +104,9 @@ fn to_tensor(t: &source::Tensor) -> Result<Tensor> {
     })
 }
 
-/// Assembles the model, reading one tensor at a time (so a staging copy never exceeds one).
-fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device) -> Result<TorchModel> {
+/// Assembles the model, reading one tensor at a time (so a staging copy never exceeds one), with
+/// each shard's layers on its device (`devices`: one per shard; one for an unsharded model).
+fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[Device]) -> Result<TorchModel> {
     let cfg = src.config().clone();
     // No ggml kernels in libtorch: GGUF blocks are dequantized once at load, to f32 unless asked
     // otherwise; safetensors keep their own dtype unless asked otherwise.
@@ -94,32 +116,52 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device)
         None => src.float_dtype(TensorId::global(TensorRole::TokenEmbedding)).unwrap_or(DType::F32),
     };
     let kind = kind_of(compute);
-    let fetch = |id: TensorId, k: Kind| -> Result<Tensor> { Ok(to_tensor(&src.tensor(id)?)?.to_kind(k).to_device(dev)) };
+    let fetch = |id: TensorId, k: Kind, dev: Device| -> Result<Tensor> { Ok(to_tensor(&src.tensor(id)?)?.to_kind(k).to_device(dev)) };
     let tensor_bytes = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
+    let ranges = shard_ranges(cfg.arch.layers, devices.len());
+    let layer_devices: Vec<Device> = ranges.iter().zip(devices).flat_map(|(r, &d)| r.clone().map(move |_| d)).collect();
+    let (first, last) = (devices[0], devices[devices.len() - 1]);
+    // Weight bytes held on each shard's device.
+    let mut shard_bytes = vec![0u64; devices.len()];
     let mut bytes = WeightBytes::default();
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for i in 0..cfg.arch.layers {
+        let dev = layer_devices[i];
+        let layer_start = bytes.held();
         let id = |role| TensorId::layer(i, role);
         let mut matrix = |role| -> Result<Weight> {
-            let w = layer_weight(spec, &id(role).gguf_name(), fetch(id(role), kind)?)?;
+            let w = layer_weight(spec, &id(role).gguf_name(), fetch(id(role), kind, dev)?)?;
             bytes.whole(w.bytes());
             Ok(w)
         };
         let (wq, wk, wv, wo) = (matrix(TensorRole::AttnQ)?, matrix(TensorRole::AttnK)?, matrix(TensorRole::AttnV)?, matrix(TensorRole::AttnOutput)?);
         let (w_gate, w_up, w_down) = (matrix(TensorRole::FfnGate)?, matrix(TensorRole::FfnUp)?, matrix(TensorRole::FfnDown)?);
-        let (attn_norm, ffn_norm) = (fetch(id(TensorRole::AttnNorm), Kind::Float)?, fetch(id(TensorRole::FfnNorm), Kind::Float)?);
+        let (attn_norm, ffn_norm) = (fetch(id(TensorRole::AttnNorm), Kind::Float, dev)?, fetch(id(TensorRole::FfnNorm), Kind::Float, dev)?);
         bytes.whole(tensor_bytes(&attn_norm) + tensor_bytes(&ffn_norm));
+        shard_bytes[ranges.iter().position(|r| r.contains(&i)).unwrap_or(0)] += bytes.held() - layer_start;
         layers.push(Layer { attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down });
     }
-    let norm = fetch(TensorId::global(TensorRole::OutputNorm), Kind::Float)?;
+    let norm = fetch(TensorId::global(TensorRole::OutputNorm), Kind::Float, last)?;
     bytes.whole(tensor_bytes(&norm));
-    let output = if cfg.arch.tied_embeddings { None } else { Some(fetch(TensorId::global(TensorRole::Output), kind)?) };
+    let output = if cfg.arch.tied_embeddings { None } else { Some(fetch(TensorId::global(TensorRole::Output), kind, last)?) };
     if let Some(o) = &output {
         bytes.whole(tensor_bytes(o));
     }
-    let embedding = fetch(TensorId::global(TensorRole::TokenEmbedding), kind)?;
-    bytes.embedding(tensor_bytes(&embedding), cfg.arch.vocab_size as u64, output.is_none());
-    let output = output.unwrap_or_else(|| embedding.shallow_clone());
+    *shard_bytes.last_mut().unwrap() += tensor_bytes(&norm) + output.as_ref().map(tensor_bytes).unwrap_or(0);
+    let embedding = fetch(TensorId::global(TensorRole::TokenEmbedding), kind, first)?;
+    let emb_bytes = tensor_bytes(&embedding);
+    shard_bytes[0] += emb_bytes;
+    bytes.embedding(emb_bytes, cfg.arch.vocab_size as u64, output.is_none());
+    let output = match output {
+        Some(o) => o,
+        None if first == last => embedding.shallow_clone(),
+        None => {
+            // A tied head on another device than the embedding: a copy there.
+            *shard_bytes.last_mut().unwrap() += emb_bytes;
+            bytes.copy(emb_bytes);
+            embedding.to_device(last)
+        }
+    };
     let max_seq_len = spec.cache_len(&cfg);
     let stored = if src.is_synthetic() {
         format!("synthetic {}", compute.as_str())
@@ -139,12 +181,23 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, dev: Device)
         weight_bytes_per_token: bytes.per_token(),
         weights,
         compute_dtype: compute,
-        device: format!("{dev:?}").to_lowercase(),
+        device: devices.iter().map(|d| device_name(*d)).collect::<Vec<_>>().join(","),
         synthetic: src.is_synthetic(),
         max_seq_len,
         architecture: cfg.arch.clone(),
         kernels: format!("libtorch {}", crate::LIBTORCH_VERSION),
+        shards: if devices.len() > 1 {
+            ranges
+                .iter()
+                .zip(devices)
+                .zip(&shard_bytes)
+                .map(|((r, d), &weight_bytes)| ShardInfo { device: device_name(*d), layers: [r.start, r.end], weight_bytes })
+                .collect()
+        } else {
+            Vec::new()
+        },
     };
-    let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, dev, max_seq_len);
+    let shards: Vec<_> = ranges.iter().cloned().zip(devices.iter().copied()).collect();
+    let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, &shards, max_seq_len);
     Ok(TorchModel { model, info, cached: 0 })
 }

@@ -2,7 +2,8 @@
 //! RMSNorm (in f32), grouped-query attention through `scaled_dot_product_attention` with
 //! `enable_gqa` (K/V are never repeated), rotary embeddings from bench-core's frequency table
 //! (Llama 3 scaling included), SwiGLU, and a KV cache preallocated once and written in place
-//! (`narrow(..).copy_(..)`).
+//! (`narrow(..).copy_(..)`). With `--shard N` each layer (and its cache) lives on its shard's
+//! device and the activations move with `to_device` where one shard hands over to the next.
 
 use bench_backend::config::{ModelConfig, RopeLayout};
 use tch::{Device, Kind, Tensor};
@@ -58,16 +59,23 @@ pub struct Layer {
 
 pub struct TorchLlama {
     pub cfg: ModelConfig,
+    /// On the first shard's device (`device`).
     pub embedding: Tensor,
     pub layers: Vec<Layer>,
+    /// The device of each layer (all `device` unless sharded).
+    pub layer_devices: Vec<Device>,
+    /// The first layer of every shard after the first: where the activations are handed over
+    /// (always through `to_device`, so the path runs even when two shards share a device).
+    pub handovers: Vec<usize>,
     pub norm: Tensor,
-    /// `(vocab, dim)`; the embedding itself when tied.
+    /// `(vocab, dim)`; the embedding itself when tied. With the norm, on the last layer's device.
     pub output: Tensor,
     cos: Tensor,
     sin: Tensor,
     k_cache: Vec<Tensor>,
     v_cache: Vec<Tensor>,
     pub kind: Kind,
+    /// Where the tokens go in: the embedding's device.
     pub device: Device,
     pub max_seq_len: usize,
 }
@@ -81,23 +89,25 @@ impl TorchLlama {
         norm: Tensor,
         output: Tensor,
         kind: Kind,
-        device: Device,
+        shards: &[(std::ops::Range<usize>, Device)],
         max_seq_len: usize,
     ) -> Self {
+        let device = shards.first().map(|s| s.1).unwrap_or(Device::Cpu);
+        let layer_devices: Vec<Device> = shards.iter().flat_map(|(r, d)| r.clone().map(move |_| *d)).collect();
+        let handovers = shards.iter().skip(1).map(|(r, _)| r.start).collect();
         let (cos, sin) = cfg.rope_tables(max_seq_len);
         let half = (cfg.head_dim() / 2) as i64;
         let table = |v: Vec<f32>| Tensor::from_slice(&v).view([max_seq_len as i64, half]).to_device(device);
         let a = &cfg.arch;
         let shape = [1, a.kv_heads as i64, max_seq_len as i64, a.head_dim() as i64];
-        let k_cache = (0..a.layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
-        let v_cache = (0..a.layers).map(|_| Tensor::zeros(shape, (kind, device))).collect();
-        Self { cos: table(cos), sin: table(sin), cfg, embedding, layers, norm, output, k_cache, v_cache, kind, device, max_seq_len }
+        let k_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
+        let v_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
+        let (cos, sin) = (table(cos), table(sin));
+        Self { cos, sin, cfg, embedding, layers, layer_devices, handovers, norm, output, k_cache, v_cache, kind, device, max_seq_len }
     }
 
-    /// Rotates `x` `(1, heads, t, hd)` for positions `pos..pos+t`, in f32.
-    fn rope(&self, x: &Tensor, pos: usize, t: usize) -> Tensor {
-        let cos = self.cos.narrow(0, pos as i64, t as i64);
-        let sin = self.sin.narrow(0, pos as i64, t as i64);
+    /// Rotates `x` `(1, heads, t, hd)` by the `(t, hd/2)` tables of its positions, in f32.
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
         let x = x.to_kind(Kind::Float);
         let size = x.size();
         let hd = size[3];
@@ -110,8 +120,8 @@ impl TorchLlama {
             // pairs (x[i], x[i + hd/2])
             RopeLayout::HalfSplit => (x.narrow(3, 0, hd / 2), x.narrow(3, hd / 2, hd / 2)),
         };
-        let r0 = &x0 * &cos - &x1 * &sin;
-        let r1 = &x0 * &sin + &x1 * &cos;
+        let r0 = &x0 * cos - &x1 * sin;
+        let r1 = &x0 * sin + &x1 * cos;
         let out = match self.cfg.rope_layout {
             RopeLayout::Interleaved => Tensor::stack(&[r0, r1], 4).view([size[0], size[1], size[2], hd]),
             RopeLayout::HalfSplit => Tensor::cat(&[r0, r1], 3),
@@ -145,15 +155,28 @@ impl TorchLlama {
             let k = Tensor::arange(total, (Kind::Int64, self.device)).unsqueeze(0);
             k.le_tensor(&q)
         });
+        let mut cos = self.cos.narrow(0, pos as i64, t as i64);
+        let mut sin = self.sin.narrow(0, pos as i64, t as i64);
+        let mut mask = mask;
         for i in 0..self.layers.len() {
+            if self.handovers.contains(&i) {
+                // A shard boundary: the activations (and this step's small tables) move to the
+                // next shard's device; nothing else crosses devices.
+                let here = self.layer_devices[i];
+                let _span = tracing::trace_span!("shard_handover", layer = i).entered();
+                x = x.to_device(here);
+                cos = cos.to_device(here);
+                sin = sin.to_device(here);
+                mask = mask.map(|m| m.to_device(here));
+            }
             let attn_span = tracing::trace_span!("attention", layer = i).entered();
             let layer = &self.layers[i];
             let h = self.rms_norm(&x, &layer.attn_norm);
             let q = layer.wq.apply(&h).view([1, t as i64, heads, hd]).transpose(1, 2);
             let k = layer.wk.apply(&h).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
             let v = layer.wv.apply(&h).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
-            let q = self.rope(&q, pos, t);
-            let k = self.rope(&k, pos, t);
+            let q = self.rope(&q, &cos, &sin);
+            let k = self.rope(&k, &cos, &sin);
             self.k_cache[i].narrow(2, pos as i64, t as i64).copy_(&k);
             self.v_cache[i].narrow(2, pos as i64, t as i64).copy_(&v);
             let keys = self.k_cache[i].narrow(2, 0, total);

@@ -196,11 +196,76 @@ pub struct LoadSpec {
     pub threads: Option<usize>,
     /// Tuned or stock CPU kernels (frameworks without a choice ignore it).
     pub kernels: Kernels,
+    /// `--shard N`: the layers split into N contiguous ranges, each on its own device
+    /// ([`LoadSpec::shard_devices`]); 1 = the whole model on `device`.
+    pub shard: usize,
+}
+
+/// Test-only override of the devices `--shard N` puts its shards on, comma-separated (e.g.
+/// `cpu,cpu`): lets the sharded code path run on a machine with fewer GPUs than shards, or none.
+pub const SHARD_DEVICES_ENV: &str = "LLAMA3_BENCH_SHARD_DEVICES";
+
+/// One shard of a model split with `--shard N`: a contiguous range of layers on one device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardInfo {
+    pub device: String,
+    /// First layer and one past the last.
+    pub layers: [usize; 2],
+    /// Weight bytes held on this device: its layers, plus the embedding on the first shard and
+    /// the output norm and head on the last.
+    pub weight_bytes: u64,
+}
+
+/// `layers` split into `n` contiguous ranges whose sizes differ by at most one (the first
+/// `layers % n` ranges take the extra layer).
+pub fn shard_ranges(layers: usize, n: usize) -> Vec<std::ops::Range<usize>> {
+    let n = n.max(1);
+    let (base, extra) = (layers / n, layers % n);
+    let mut start = 0;
+    (0..n)
+        .map(|i| {
+            let len = base + usize::from(i < extra);
+            let r = start..start + len;
+            start += len;
+            r
+        })
+        .collect()
 }
 
 impl LoadSpec {
     pub fn is_synthetic(&self) -> bool {
         matches!(self.source, WeightSource::Synthetic { .. })
+    }
+
+    /// The device of each shard: `--shard 1` runs on `device`; `--shard N` puts shard i on
+    /// `cuda:i` (the one-process multi-GPU split), unless [`SHARD_DEVICES_ENV`] names the
+    /// devices (tests). `layers` = the model's layer count (a shard needs at least one).
+    pub fn shard_devices(&self, layers: usize) -> Result<Vec<Device>> {
+        use crate::Error;
+        let n = self.shard;
+        if n == 0 {
+            return Err(Error::InvalidInput("--shard must be at least 1".into()));
+        }
+        if n > layers {
+            return Err(Error::InvalidInput(format!("--shard {n}: the model has only {layers} layers; use --shard {layers} or fewer")));
+        }
+        if n == 1 {
+            return Ok(vec![self.device]);
+        }
+        if let Some(list) = std::env::var(SHARD_DEVICES_ENV).ok().filter(|l| !l.trim().is_empty()) {
+            let devices = list.split(',').map(|d| d.trim().parse()).collect::<Result<Vec<Device>>>()?;
+            if devices.len() != n {
+                return Err(Error::InvalidInput(format!("{SHARD_DEVICES_ENV}={list} names {} devices for --shard {n}", devices.len())));
+            }
+            return Ok(devices);
+        }
+        match self.device {
+            Device::Cuda(0) => Ok((0..n).map(Device::Cuda).collect()),
+            other => Err(Error::InvalidInput(format!(
+                "--shard {n} puts the layers on cuda:0..cuda:{} (one process, N GPUs); pass --device cuda, not {other}",
+                n - 1
+            ))),
+        }
     }
 
     /// KV-cache length for a model config.
@@ -281,6 +346,9 @@ pub struct ModelInfo {
     /// "libtorch". Empty in results written before it existed.
     #[serde(default)]
     pub kernels: String,
+    /// With `--shard N` (N > 1): each shard's device, layers and weight bytes; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardInfo>,
 }
 
 /// One framework.
@@ -325,4 +393,54 @@ pub fn cpu_model() -> String {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_ranges_are_contiguous_balanced_and_cover_every_layer() {
+        assert_eq!(shard_ranges(30, 1), vec![0..30]);
+        assert_eq!(shard_ranges(30, 3), vec![0..10, 10..20, 20..30]);
+        assert_eq!(shard_ranges(32, 3), vec![0..11, 11..22, 22..32]);
+        assert_eq!(shard_ranges(16, 5), vec![0..4, 4..7, 7..10, 10..13, 13..16]);
+        for (layers, n) in [(1, 1), (7, 7), (80, 8), (126, 4)] {
+            let r = shard_ranges(layers, n);
+            assert_eq!((r.len(), r[0].start, r[n - 1].end), (n, 0, layers));
+            assert!(r.windows(2).all(|w| w[0].end == w[1].start && w[0].len() >= w[1].len() && w[0].len() - w[1].len() <= 1));
+        }
+    }
+
+    /// One test for everything that reads the environment variable (tests run in parallel).
+    #[test]
+    fn shard_devices_are_cuda_0_to_n_or_the_test_override() {
+        let spec = |device, shard| LoadSpec {
+            source: WeightSource::Files(WeightFormat::Gguf(PathBuf::from("m.gguf"))),
+            dtype: None,
+            quantize: None,
+            device,
+            max_seq_len: None,
+            threads: None,
+            kernels: Kernels::Tuned,
+            shard,
+        };
+        std::env::remove_var(SHARD_DEVICES_ENV);
+        assert_eq!(spec(Device::Cpu, 1).shard_devices(30).unwrap(), vec![Device::Cpu]);
+        assert_eq!(spec(Device::Cuda(3), 1).shard_devices(30).unwrap(), vec![Device::Cuda(3)]);
+        assert_eq!(spec(Device::Cuda(0), 3).shard_devices(30).unwrap(), vec![Device::Cuda(0), Device::Cuda(1), Device::Cuda(2)]);
+        let err = |s: LoadSpec, layers| s.shard_devices(layers).unwrap_err().to_string();
+        assert!(err(spec(Device::Cpu, 2), 30).contains("pass --device cuda"));
+        assert!(err(spec(Device::Cuda(1), 2), 30).contains("cuda:0..cuda:1"));
+        assert!(err(spec(Device::Cuda(0), 0), 30).contains("at least 1"));
+        assert!(err(spec(Device::Cuda(0), 31), 30).contains("only 30 layers"));
+        std::env::set_var(SHARD_DEVICES_ENV, " ");
+        assert!(err(spec(Device::Cpu, 2), 30).contains("pass --device cuda"), "empty = unset");
+        std::env::set_var(SHARD_DEVICES_ENV, "cpu, cpu");
+        assert_eq!(spec(Device::Cpu, 2).shard_devices(30).unwrap(), vec![Device::Cpu, Device::Cpu]);
+        assert!(err(spec(Device::Cpu, 3), 30).contains("names 2 devices"));
+        std::env::set_var(SHARD_DEVICES_ENV, "cpu,gpu");
+        assert!(err(spec(Device::Cpu, 2), 30).contains("device 'gpu'"));
+        std::env::remove_var(SHARD_DEVICES_ENV);
+    }
 }

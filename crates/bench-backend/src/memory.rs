@@ -213,6 +213,12 @@ impl WeightBytes {
         self.per_token += bytes / rows.max(1) + if also_head { bytes } else { 0 };
     }
 
+    /// A second copy of a tensor already counted, on another device (a sharded model's tied
+    /// head): held again, not read again.
+    pub fn copy(&mut self, bytes: u64) {
+        self.held += bytes;
+    }
+
     /// Bytes held ([`crate::ModelInfo::weight_bytes`]).
     pub fn held(&self) -> u64 {
         self.held

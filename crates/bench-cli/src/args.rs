@@ -59,7 +59,8 @@ pub struct ModelArgs {
     #[arg(long, value_enum)]
     pub quantize: Option<QuantizeArg>,
 
-    /// Split the model across N devices (needs N GPUs)
+    /// Split the layers into N contiguous ranges on cuda:0..cuda:N-1, in one process (needs
+    /// --device cuda and N GPUs); the result lists each shard's device and weight bytes
     #[arg(long, default_value_t = 1)]
     pub shard: usize,
 

@@ -102,15 +102,8 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
     let registry = Registry::load()?;
     let cache = Cache::from_env();
     let (dtype, quantize) = load_spec_options(cli);
-    if cli.model.shard != 1 {
-        if cli.model.shard == 0 {
-            bail!("--shard must be at least 1");
-        }
-        bail!(
-            "--shard {} splits the model across {} GPUs; this build runs one device per process. Use --shard 1",
-            cli.model.shard,
-            cli.model.shard
-        );
+    if cli.model.shard == 0 {
+        bail!("--shard must be at least 1");
     }
     let expected = expected_model_type(cli);
     let spec = |source| LoadSpec {
@@ -121,6 +114,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         max_seq_len: Some(cli.model.max_seq_len),
         threads: cli.runtime.threads,
         kernels: kernels(cli),
+        shard: cli.model.shard,
     };
 
     if cli.model.synthetic {
@@ -192,6 +186,7 @@ mod tests {
             threads: 2,
             device: Device::Cpu,
             kernels: Kernels::Tuned,
+            shard: 1,
             dump_logits: None,
         };
         let requests = [
@@ -204,6 +199,7 @@ mod tests {
                 dtype: Some(DType::BF16),
                 device: Device::Cuda(1),
                 kernels: Kernels::Stock,
+                shard: 2,
                 dump_logits: Some(PathBuf::from("/tmp/d.f32")),
                 ..base.clone()
             },
@@ -217,6 +213,7 @@ mod tests {
             assert_eq!(load_spec_options(&cli), (r.dtype, r.quantize), "{argv:?}");
             assert_eq!(expected_model_type(&cli), r.model_type, "{argv:?}");
             assert_eq!(kernels(&cli), r.kernels, "{argv:?}");
+            assert_eq!(cli.model.shard, r.shard, "{argv:?}");
             assert_eq!(cli.runtime.device, r.device, "{argv:?}");
             assert_eq!(cli.runtime.threads, Some(r.threads), "{argv:?}");
             assert_eq!((cli.benchmark.iterations, cli.benchmark.warmup, cli.benchmark.gen_tokens), (r.iterations, r.warmup, r.gen_tokens));

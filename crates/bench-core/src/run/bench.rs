@@ -313,6 +313,7 @@ mod tests {
                 max_seq_len: 64,
                 architecture: arch,
                 kernels: "test double".into(),
+                shards: Vec::new(),
             },
         }
     }

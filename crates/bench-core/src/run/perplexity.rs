@@ -105,6 +105,7 @@ mod tests {
                 max_seq_len: 4,
                 architecture: Registry::load().unwrap().model("smollm2-135m").unwrap().architecture.clone(),
                 kernels: "oracle".into(),
+                shards: Vec::new(),
             }
         }
     }

@@ -52,6 +52,8 @@ pub struct BenchRequest {
     pub device: Device,
     /// Tuned or stock CPU kernels.
     pub kernels: Kernels,
+    /// `--shard N`: layers split over N devices in one process (1 = unsharded).
+    pub shard: usize,
     /// Where the child writes the logits of its first iteration, for quality comparisons.
     pub dump_logits: Option<PathBuf>,
 }
@@ -70,6 +72,9 @@ impl BenchRequest {
         flag("threads", self.threads.to_string());
         flag("device", self.device.to_string());
         flag("kernels", self.kernels.as_str().into());
+        if self.shard != 1 {
+            flag("shard", self.shard.to_string());
+        }
         match &self.model {
             ModelChoice::Default => {}
             ModelChoice::Registry(name) => flag("model", name.clone()),
