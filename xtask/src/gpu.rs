@@ -10,11 +10,12 @@
 //!   holds `libtorch_cuda.so` to link against (`LLAMA3_BENCH_TORCH_CUDA=1` keeps it linked).
 //! - candle-core 0.11.1 asks cudarc for `dynamic-linking` (libcuda, cuBLAS, NVRTC, cuRAND at link
 //!   time; the driver library does not exist on a machine without a GPU) and a downstream crate
-//!   cannot turn a dependency's feature off. So a copy of candle-core from cargo's registry cache,
-//!   with cudarc's features changed to `dynamic-loading` + `cuda-13000` (cudarc then opens the
-//!   libraries at run time), is prepared in the cache and applied to this one build only with
-//!   cargo's command-line `--config patch.crates-io...`: the committed manifests never patch
-//!   candle, and the default build, `cargo xtask test` and CI stay CUDA-free. The build uses its
+//!   cannot turn a dependency's feature off. So a copy of the workspace's vendored candle-core
+//!   (`vendor/candle-core`), with cudarc's features changed to `dynamic-loading` + `cuda-13000`
+//!   (cudarc then opens the libraries at run time), is prepared in the cache and applied to this
+//!   one build only with cargo's command-line `--config patch.crates-io...`, which takes
+//!   precedence over the workspace's own `[patch]`; the default build, `cargo xtask test` and CI
+//!   stay CUDA-free. The build uses its
 //!   own target folder, and `Cargo.lock` (which a patch rewrites) is put back afterwards.
 
 use std::path::{Path, PathBuf};
@@ -64,21 +65,13 @@ fn cuda_toolkit(cache: &Cache) -> Result<(PathBuf, PathBuf)> {
     Ok((cu, links))
 }
 
-/// cargo's unpacked copy of candle-core 0.11.1 (fetched first if missing).
-fn registry_candle_core(root: &Path) -> Result<PathBuf> {
-    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".cargo"));
-    let find = || -> Option<PathBuf> {
-        std::fs::read_dir(cargo_home.join("registry/src")).ok()?.flatten().map(|e| e.path().join(CANDLE_CORE)).find(|p| p.join("Cargo.toml").is_file())
-    };
-    if let Some(p) = find() {
-        return Ok(p);
+/// The workspace's vendored candle-core 0.11.1 (`vendor/candle-core`, see `vendor/README.md`).
+fn vendored_candle_core(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("vendor/candle-core");
+    if !dir.join("Cargo.toml").is_file() {
+        bail!("{} is missing: the checkout is incomplete", dir.display());
     }
-    crate::cargo_in(root, &["fetch"], &[])?;
-    find().with_context(|| format!("{CANDLE_CORE} is not in {}/registry/src after `cargo fetch`", cargo_home.display()))
-}
-
-fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    Ok(dir)
 }
 
 /// candle-core's manifest with cudarc loading its libraries at run time. Errors when the manifest
@@ -94,11 +87,11 @@ fn patch_manifest(manifest: &str) -> Result<String> {
 
 /// The patched candle-core copy in the cache (made if missing, through a staging folder).
 fn patched_candle_core(cache: &Cache, root: &Path) -> Result<PathBuf> {
-    let dir = cache.root().join("gpu").join(format!("{CANDLE_CORE}-dynamic-loading"));
+    let dir = cache.root().join("gpu").join(format!("{CANDLE_CORE}-vendored-dynamic-loading"));
     if dir.join("Cargo.toml").is_file() {
         return Ok(dir);
     }
-    let src = registry_candle_core(root)?;
+    let src = vendored_candle_core(root)?;
     let staging = dir.with_extension("staging");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(staging.parent().unwrap())?;
@@ -294,10 +287,7 @@ mod tests {
     /// cudarc's two features.
     #[test]
     fn candle_core_manifest_patch_swaps_cudarc_linking_for_loading() {
-        let Ok(src) = registry_candle_core(&torch::repo_root()) else {
-            eprintln!("skipped: {CANDLE_CORE} is not in cargo's registry cache");
-            return;
-        };
+        let src = vendored_candle_core(&torch::repo_root()).unwrap();
         let before = std::fs::read_to_string(src.join("Cargo.toml")).unwrap();
         let after = patch_manifest(&before).unwrap();
         assert!(after.contains("\"dynamic-loading\"") && after.contains("\"cuda-13000\""));
