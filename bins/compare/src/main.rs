@@ -52,7 +52,7 @@ struct ModelArgs {
     model_path: Option<PathBuf>,
     /// Expected model type; detected from the files, a mismatch is an error
     #[arg(long, value_enum)]
-    model_type: Option<ModelTypeArg>,
+    model_type: Option<ModelType>,
     /// Seeded random weights of the registry model's shape (labelled synthetic)
     #[arg(long)]
     synthetic: bool,
@@ -96,16 +96,11 @@ struct BenchArgs {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: Device,
-    /// CPU kernels of the native framework: tuned (this project's, picked per CPU at run time) or
-    /// stock (candle's own ops as shipped); other frameworks ignore it. Every result says which ran
-    #[arg(long, value_enum, default_value_t = KernelsArg::Tuned)]
-    kernels: KernelsArg,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum KernelsArg {
-    Tuned,
-    Stock,
+    /// CPU kernels: tuned = native's SIMD kernels, picked for the CPU at run time, and torch's
+    /// int8 / NF4 products of a few tokens on the codes; stock = each framework's own ops as
+    /// shipped (candle's, libtorch's). llama.cpp ignores it. Every result says which ran
+    #[arg(long, value_enum, default_value_t = Kernels::Tuned)]
+    kernels: Kernels,
 }
 
 #[derive(Debug, Args)]
@@ -131,11 +126,6 @@ struct OutputArgs {
     no_bandwidth: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ModelTypeArg {
-    Llama,
-    Gpt,
-}
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DTypeArg {
     Native,
@@ -199,21 +189,14 @@ fn check_options(cli: &Cli) -> Result<()> {
         bail!("--iterations and --gen-tokens must be at least 1");
     }
     if let Some(path) = &cli.model.model_path {
-        files::check_model_type(&files::discover(path)?, cli.model.model_type.map(model_type))?;
-    } else if matches!(cli.model.model_type, Some(ModelTypeArg::Gpt)) {
+        files::check_model_type(&files::discover(path)?, cli.model.model_type)?;
+    } else if cli.model.model_type == Some(ModelType::Gpt) {
         bail!(bench_core::Error::ModelTypeMismatch { expected: "gpt".into(), detected: "llama".into() });
     }
     if cli.model.shard == 0 {
         bail!("--shard must be at least 1");
     }
     Ok(())
-}
-
-fn model_type(t: ModelTypeArg) -> ModelType {
-    match t {
-        ModelTypeArg::Llama => ModelType::Llama,
-        ModelTypeArg::Gpt => ModelType::Gpt,
-    }
 }
 
 /// The request every framework gets: same model, prompt, tokens, dtype, threads.
@@ -226,7 +209,7 @@ fn base_request(cli: &Cli) -> BenchRequest {
     };
     BenchRequest {
         model,
-        model_type: cli.model.model_type.map(model_type),
+        model_type: cli.model.model_type,
         synthetic: cli.model.synthetic,
         download: cli.model.download,
         ignore_memory_check: cli.model.ignore_memory_check,
@@ -242,10 +225,7 @@ fn base_request(cli: &Cli) -> BenchRequest {
         gen_tokens: cli.bench.gen_tokens,
         threads: cli.bench.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
         device: cli.bench.device,
-        kernels: match cli.bench.kernels {
-            KernelsArg::Tuned => Kernels::Tuned,
-            KernelsArg::Stock => Kernels::Stock,
-        },
+        kernels: cli.bench.kernels,
         shard: cli.model.shard,
         dump_logits: None,
     }

@@ -27,6 +27,7 @@ use bench_backend::WeightFormat;
 use bench_backend::gguf::GgufFile;
 use bench_backend::memory::WeightBytes;
 use bench_backend::schema::{TensorId, TensorRole};
+use bench_backend::source::TensorSource;
 use bench_backend::{Error, Result};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
@@ -206,17 +207,19 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         }
         (_, dtype) => dtype,
     };
-    // bench-core reads the file first: clear errors for truncation, architecture and tensor types
-    // (llama.cpp's own messages only reach the log), and the shapes for ModelInfo.
-    let gguf = GgufFile::open(&path)?;
-    gguf.require_llama("llamacpp")?;
+    // bench-backend reads the file first: clear errors for truncation, architecture, every
+    // tensor's shape and type (llama.cpp's own messages only reach the log), and the config for
+    // ModelInfo.
+    let src = TensorSource::gguf(&path, "llamacpp")?;
+    src.check_shapes()?;
+    let gguf = src.gguf_file().expect("opened as a GGUF file");
     if let Some(t) = gguf.tensors.iter().find(|t| t.ggml_type.block().is_none()) {
         return Err(Error::NotImplemented(format!(
             "tensor {} has {}, which llama3-bench does not read (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0 and the k-quants are supported)",
             t.name, t.ggml_type
         )));
     }
-    let cfg = ModelConfig::from_gguf(&gguf)?;
+    let cfg = src.config().clone();
     let synthetic = gguf.get("llama3_bench.synthetic").and_then(|v| v.as_bool()).unwrap_or(false);
     if gguf.get("tokenizer.ggml.tokens").is_none() {
         // llama.cpp sizes its output layer from the vocabulary it reads from the file.
@@ -227,7 +230,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         )));
     }
     let source_types = gguf.type_summary();
-    drop(gguf);
+    drop(src);
 
     check_cpu_supports_build()?;
     let backend = llama_backend()?;

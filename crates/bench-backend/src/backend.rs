@@ -16,10 +16,15 @@ pub type Logits = Vec<f32>;
 
 /// Compute / storage dtype of the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
+    /// 32-bit float
     F32,
+    /// 16-bit float (IEEE half)
     F16,
+    /// bfloat16
+    #[cfg_attr(feature = "clap", value(name = "bf16"))]
     BF16,
 }
 
@@ -97,6 +102,7 @@ fn parse_named<T: Copy>(s: &str, what: &str, all: &[T], name: impl Fn(T) -> &'st
 
 /// Load-time quantization (the original's `--quantize`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Quantize {
     /// Layer matrices in int8, one scale per row.
@@ -130,12 +136,15 @@ impl Quantize {
 /// ops as shipped). Frameworks without a choice ignore it and say what they ran in
 /// [`ModelInfo::kernels`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Kernels {
-    /// The framework's fastest path (native: `cpu-kernels`, chosen per CPU at run time).
+    /// The framework's fastest path (native: `cpu-kernels`, chosen per CPU at run time; torch:
+    /// int8 / NF4 products of a few tokens read the codes, `weight_only.cpp`)
     #[default]
     Tuned,
-    /// The framework's own ops as shipped (native: candle's `QMatMul`, matmul, softmax, ...).
+    /// The framework's own ops as shipped (native: candle's `QMatMul`, matmul, softmax, ...;
+    /// torch: libtorch ops only)
     Stock,
 }
 

@@ -15,7 +15,7 @@ use crate::backend::{DType, WeightFormat, WeightSource};
 use crate::config::{check_shape, ModelConfig};
 use crate::gguf::{GgmlType, GgufFile};
 use crate::safetensors::{read_header, StTensor};
-use crate::schema::{NameScheme, TensorId, TensorRole};
+use crate::schema::{NameScheme, TensorId, TensorRole, LAYER_ROLES};
 use crate::{synthetic, Error, Result};
 
 /// A tensor's data as the source holds it.
@@ -215,6 +215,21 @@ impl TensorSource {
         };
         check_shape(arch, &file, &name, &expected, &shape)?;
         Ok(Tensor { name, shape, data })
+    }
+
+    /// Checks that every tensor the schema expects is present with its shape, without reading
+    /// values (for a framework that hands the file to its own loader, as llama.cpp does). Synthetic
+    /// weights have the schema's shapes by construction and are not generated here.
+    pub fn check_shapes(&self) -> Result<()> {
+        if self.is_synthetic() {
+            return Ok(());
+        }
+        let globals = [TensorRole::TokenEmbedding, TensorRole::OutputNorm, TensorRole::Output].map(TensorId::global);
+        let layers = (0..self.config.arch.layers).flat_map(|i| LAYER_ROLES.iter().map(move |&r| TensorId::layer(i, r)));
+        for id in globals.into_iter().chain(layers) {
+            self.tensor(id)?;
+        }
+        Ok(())
     }
 
     /// How this source names tensors.

@@ -38,7 +38,7 @@ pub struct ModelArgs {
 
     /// Expected model type; it is detected from the files and a mismatch is an error
     #[arg(long, value_enum)]
-    pub model_type: Option<ModelTypeArg>,
+    pub model_type: Option<bench_hub::files::ModelType>,
 
     /// Download the registry model (and its tokenizer) if it is not in the cache
     #[arg(long)]
@@ -51,13 +51,13 @@ pub struct ModelArgs {
     /// Convert all weights to this dtype. Default: keep the file's own (GGUF blocks stay quantized;
     /// f32 for synthetic weights)
     #[arg(long, value_enum)]
-    pub dtype: Option<DTypeArg>,
+    pub dtype: Option<bench_backend::backend::DType>,
 
     /// Quantize the weights at load time. float16: every weight and the compute in f16.
     /// int8 (symmetric, one scale per output row) and nf4 (4-bit NormalFloat, blocks of 64) apply
     /// to the layers' matrices; the embedding, output head and norms stay in --dtype (f32)
     #[arg(long, value_enum)]
-    pub quantize: Option<QuantizeArg>,
+    pub quantize: Option<bench_backend::backend::Quantize>,
 
     /// Split the layers into N contiguous ranges on cuda:0..cuda:N-1, in one process (needs
     /// --device cuda and N GPUs); the result lists each shard's device and weight bytes
@@ -183,16 +183,11 @@ pub struct RuntimeArgs {
     #[arg(long, default_value = "cpu")]
     pub device: bench_backend::Device,
 
-    /// CPU kernels (native framework): tuned = this project's SIMD kernels, picked for the CPU at
-    /// run time; stock = candle's own ops as shipped. Other frameworks ignore it
-    #[arg(long, value_enum, default_value_t = KernelsArg::Tuned)]
-    pub kernels: KernelsArg,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KernelsArg {
-    Tuned,
-    Stock,
+    /// CPU kernels: tuned = native's SIMD kernels, picked for the CPU at run time, and torch's
+    /// int8 / NF4 products of a few tokens on the codes; stock = each framework's own ops as
+    /// shipped (candle's, libtorch's). llama.cpp ignores it. Every result says which ran
+    #[arg(long, value_enum, default_value_t = bench_backend::backend::Kernels::Tuned)]
+    pub kernels: bench_backend::backend::Kernels,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,24 +211,4 @@ impl Size {
             Size::B405 => "405B",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ModelTypeArg {
-    Llama,
-    Gpt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DTypeArg {
-    F32,
-    F16,
-    Bf16,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum QuantizeArg {
-    Int8,
-    Nf4,
-    Float16,
 }

@@ -10,7 +10,7 @@ use bench_hub::files::{self, ModelFiles, ModelType, TokenizerLocation};
 use bench_hub::registry::Registry;
 use bench_core::text::tokenizer::Tokenizer;
 
-use crate::args::{Cli, DTypeArg, KernelsArg, ModelTypeArg, QuantizeArg};
+use crate::args::Cli;
 
 pub const DEFAULT_MODEL: &str = "smollm2-135m";
 const LLAMA3_TOKENIZER: &str = "llama3-tokenizer";
@@ -50,34 +50,18 @@ pub fn registry_model_name(cli: &Cli, registry: &Registry) -> Result<String> {
 }
 
 pub fn load_spec_options(cli: &Cli) -> (Option<DType>, Option<Quantize>) {
-    let dtype = cli.model.dtype.map(|d| match d {
-        DTypeArg::F32 => DType::F32,
-        DTypeArg::F16 => DType::F16,
-        DTypeArg::Bf16 => DType::BF16,
-    });
-    let quantize = cli.model.quantize.map(|q| match q {
-        QuantizeArg::Int8 => Quantize::Int8,
-        QuantizeArg::Nf4 => Quantize::Nf4,
-        QuantizeArg::Float16 => Quantize::Float16,
-    });
-    (dtype, quantize)
+    (cli.model.dtype, cli.model.quantize)
 }
 
 /// The model's tokenizer; the registry's Llama 3 tokenizer when its files carry none.
 /// `--model-type`, typed.
 pub fn expected_model_type(cli: &Cli) -> Option<ModelType> {
-    cli.model.model_type.map(|t| match t {
-        ModelTypeArg::Llama => ModelType::Llama,
-        ModelTypeArg::Gpt => ModelType::Gpt,
-    })
+    cli.model.model_type
 }
 
 /// `--kernels`, typed.
 pub fn kernels(cli: &Cli) -> Kernels {
-    match cli.runtime.kernels {
-        KernelsArg::Tuned => Kernels::Tuned,
-        KernelsArg::Stock => Kernels::Stock,
-    }
+    cli.runtime.kernels
 }
 
 fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {

@@ -17,9 +17,12 @@ use crate::hf_config::ChatConfig;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelType {
+    /// A LLaMA-architecture model
     Llama,
+    /// A GPT-architecture model (recognised, not run)
     Gpt,
 }
 
