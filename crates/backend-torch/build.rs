@@ -1,23 +1,28 @@
-//! Gives executables that link libtorch (this crate's tests, torch-only, framework-parity, which
-//! name this script as their `build`) an rpath to `$LIBTORCH/lib`, so they run without
-//! LD_LIBRARY_PATH. LIBTORCH comes from .cargo/config.toml (`cargo xtask setup-torch`).
-//!
-//! `LLAMA3_BENCH_TORCH_CUDA=1` keeps `libtorch_cuda.so` linked: rustc links with `--as-needed`,
-//! which drops it (no Rust code names its symbols) and libtorch then sees no GPU. Off by default
-//! because its CUDA dependencies (cuBLAS, cuDNN, ...) are only on GPU machines; a binary built
-//! with it needs them at start-up.
+//! backend-torch's build script: the rpath and CUDA link switch every libtorch executable gets
+//! (`build/link.rs`; torch-only and framework-parity use `build/executables.rs`), and
+//! `csrc/weight_only.cpp` (the int8 / NF4 products for a few tokens, see that file) compiled
+//! against libtorch's headers. That file runs `at::parallel_for`, which libtorch's headers expand
+//! to OpenMP: the OpenMP runtime libtorch itself loads (`libgomp.so.1` in `$LIBTORCH/lib`) is
+//! linked, so the products share libtorch's thread pool and its `set_num_threads`.
+include!("build/link.rs");
+
 fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-env-changed=LLAMA3_BENCH_TORCH_CUDA");
-    if let Ok(libtorch) = std::env::var("LIBTORCH") {
-        let lib = std::path::Path::new(&libtorch).join("lib");
-        let lib = lib.canonicalize().unwrap_or(lib);
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    }
-    let cuda = std::env::var("LLAMA3_BENCH_TORCH_CUDA").is_ok_and(|v| v == "1");
-    if cuda {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,-ltorch_cpu,-ltorch,-lc10,--as-needed,--allow-shlib-undefined");
-    }
-    // Lets the code (and tests) tell "built without CUDA" from "no GPU here" in its errors.
-    println!("cargo:rustc-env=LLAMA3_BENCH_TORCH_CUDA_LINKED={}", u8::from(cuda));
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    println!("cargo:rerun-if-changed=csrc/weight_only.cpp");
+    let Some(root) = link_libtorch() else { return };
+    // The ABI torch-sys builds its own C++ with (libtorch 2.x wheels: the C++11 ABI).
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/weight_only.cpp")
+        .include(root.join("include"))
+        .std("c++17")
+        .flag("-fopenmp")
+        // GCC 12 warns inside its own AVX-512 conversion intrinsics.
+        .flag_if_supported("-Wno-maybe-uninitialized")
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        .opt_level(3)
+        .compile("llama3_bench_weight_only");
+    println!("cargo:rustc-link-search=native={}", root.join("lib").display());
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
 }

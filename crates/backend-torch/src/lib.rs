@@ -5,6 +5,7 @@
 mod dequant;
 mod load;
 pub mod model;
+pub mod weight_only;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -2,7 +2,7 @@
 //! (memory-mapped) or synthetic weights, all read through bench-backend's [`TensorSource`],
 //! which has checked every tensor's shape against the configuration before libtorch sees it.
 
-use bench_backend::backend::{shard_ranges, DType, LoadSpec, ModelInfo, Quantize, ShardInfo};
+use bench_backend::backend::{shard_ranges, DType, Kernels, LoadSpec, ModelInfo, Quantize, ShardInfo};
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
 use bench_backend::memory::WeightBytes;
@@ -10,6 +10,7 @@ use bench_backend::{quant, Error, Result};
 use tch::{Device, Kind, Tensor};
 
 use crate::model::{Layer, TorchLlama, Weight};
+use crate::weight_only::{self, Tier};
 use crate::{dequant, guarded, TorchModel};
 
 fn kind_of(d: DType) -> Kind {
@@ -174,6 +175,18 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         Some(q @ (Quantize::Int8 | Quantize::Nf4)) => format!("{} layer matrices; embedding/head {stored}", q.as_str()),
         _ => stored,
     };
+    // The one choice `--kernels` gives here: on the CPU, f32 / int8 / NF4 products of a few tokens
+    // run weight_only.cpp on libtorch's thread pool (tuned), or libtorch ops only (stock).
+    let on_cpu = devices.iter().all(|d| *d == Device::Cpu);
+    let tier = (spec.kernels == Kernels::Tuned && on_cpu).then(Tier::best);
+    let libtorch = format!("libtorch {}", crate::LIBTORCH_VERSION);
+    let kernels = match (on_cpu, tier) {
+        (false, _) => libtorch,
+        (true, Some(t)) => {
+            format!("tuned ({libtorch}; f32/int8/nf4 products of up to {} tokens: weight_only.cpp, {})", weight_only::MAX_TOKENS, t.as_str())
+        }
+        (true, None) => format!("stock ({libtorch})"),
+    };
     let info = ModelInfo {
         name: src.model_name().to_string(),
         parameters: cfg.arch.parameters(),
@@ -185,7 +198,7 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         synthetic: src.is_synthetic(),
         max_seq_len,
         architecture: cfg.arch.clone(),
-        kernels: format!("libtorch {}", crate::LIBTORCH_VERSION),
+        kernels,
         shards: if devices.len() > 1 {
             ranges
                 .iter()
@@ -198,6 +211,6 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         },
     };
     let shards: Vec<_> = ranges.iter().cloned().zip(devices.iter().copied()).collect();
-    let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, &shards, max_seq_len);
+    let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, tier, &shards, max_seq_len);
     Ok(TorchModel { model, info, cached: 0 })
 }

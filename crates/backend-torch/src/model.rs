@@ -8,8 +8,12 @@
 use bench_backend::config::{ModelConfig, RopeLayout};
 use tch::{Device, Kind, Tensor};
 
-/// A weight matrix `(out, in)`: dense, or bench-core's int8 / NF4 formats kept quantized in
-/// memory and expanded to the compute dtype inside each product (the same numerics as native).
+use crate::weight_only::{self, Tier};
+
+/// A weight matrix `(out, in)`: dense, or bench-backend's int8 / NF4 formats kept quantized in
+/// memory. A quantized product of a few tokens on the CPU reads the codes directly
+/// (`weight_only`, when a tier is given: `--kernels tuned`); otherwise the matrix is expanded to the
+/// compute dtype inside the product and multiplied by libtorch (the same numerics either way).
 pub enum Weight {
     Dense(Tensor),
     /// int8 codes and `(out, 1)` f32 scales.
@@ -19,11 +23,16 @@ pub enum Weight {
 }
 
 impl Weight {
-    pub fn apply(&self, x: &Tensor) -> Tensor {
+    pub fn apply(&self, x: &Tensor, tier: Option<Tier>) -> Tensor {
         match self {
-            Weight::Dense(w) => x.linear::<Tensor>(w, None),
-            Weight::Int8 { q, scales } => x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None),
+            Weight::Dense(w) => Self::apply_dense(w, x, tier),
+            Weight::Int8 { q, scales } => tier
+                .and_then(|tier| weight_only::int8_matmul(tier, x, q, scales))
+                .unwrap_or_else(|| x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None)),
             Weight::Nf4 { packed, absmax, codebook } => {
+                if let Some(y) = tier.and_then(|tier| weight_only::nf4_matmul(tier, x, packed, absmax, codebook)) {
+                    return y;
+                }
                 let size = packed.size();
                 let (rows, cols) = (size[0], size[1] * 2);
                 let hi = packed.bitwise_right_shift_tensor_scalar(4);
@@ -33,6 +42,12 @@ impl Weight {
                 x.linear::<Tensor>(&w.view([rows, cols]).to_kind(x.kind()), None)
             }
         }
+    }
+
+    /// `x · wᵀ` for a dense `w`: the f32 kernel for a few tokens on the CPU when a tier is given,
+    /// libtorch's `linear` otherwise.
+    pub fn apply_dense(w: &Tensor, x: &Tensor, tier: Option<Tier>) -> Tensor {
+        tier.and_then(|tier| weight_only::f32_matmul(tier, x, w)).unwrap_or_else(|| x.linear::<Tensor>(w, None))
     }
 
     pub fn bytes(&self) -> u64 {
@@ -75,6 +90,9 @@ pub struct TorchLlama {
     k_cache: Vec<Tensor>,
     v_cache: Vec<Tensor>,
     pub kind: Kind,
+    /// The `weight_only` tier quantized products of a few tokens run on (`None`: `--kernels
+    /// stock`, libtorch ops only).
+    pub tier: Option<Tier>,
     /// Where the tokens go in: the embedding's device.
     pub device: Device,
     pub max_seq_len: usize,
@@ -89,6 +107,7 @@ impl TorchLlama {
         norm: Tensor,
         output: Tensor,
         kind: Kind,
+        tier: Option<Tier>,
         shards: &[(std::ops::Range<usize>, Device)],
         max_seq_len: usize,
     ) -> Self {
@@ -103,7 +122,7 @@ impl TorchLlama {
         let k_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
         let v_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
         let (cos, sin) = (table(cos), table(sin));
-        Self { cos, sin, cfg, embedding, layers, layer_devices, handovers, norm, output, k_cache, v_cache, kind, device, max_seq_len }
+        Self { cos, sin, cfg, embedding, layers, layer_devices, handovers, norm, output, k_cache, v_cache, kind, tier, device, max_seq_len }
     }
 
     /// Rotates `x` `(1, heads, t, hd)` by the `(t, hd/2)` tables of its positions, in f32.
@@ -172,9 +191,9 @@ impl TorchLlama {
             let attn_span = tracing::trace_span!("attention", layer = i).entered();
             let layer = &self.layers[i];
             let h = self.rms_norm(&x, &layer.attn_norm);
-            let q = layer.wq.apply(&h).view([1, t as i64, heads, hd]).transpose(1, 2);
-            let k = layer.wk.apply(&h).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
-            let v = layer.wv.apply(&h).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
+            let q = layer.wq.apply(&h, self.tier).view([1, t as i64, heads, hd]).transpose(1, 2);
+            let k = layer.wk.apply(&h, self.tier).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
+            let v = layer.wv.apply(&h, self.tier).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
             let q = self.rope(&q, &cos, &sin);
             let k = self.rope(&k, &cos, &sin);
             self.k_cache[i].narrow(2, pos as i64, t as i64).copy_(&k);
@@ -193,17 +212,17 @@ impl TorchLlama {
             );
             let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
             let layer = &self.layers[i];
-            x = x + layer.wo.apply(&attn);
+            x = x + layer.wo.apply(&attn, self.tier);
             drop(attn_span);
             let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
             let h = self.rms_norm(&x, &layer.ffn_norm);
-            let gate = layer.w_gate.apply(&h).silu();
-            let up = layer.w_up.apply(&h);
-            x = x + layer.w_down.apply(&(gate * up));
+            let gate = layer.w_gate.apply(&h, self.tier).silu();
+            let up = layer.w_up.apply(&h, self.tier);
+            x = x + layer.w_down.apply(&(gate * up), self.tier);
         }
         let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
         let _span = tracing::trace_span!("output").entered();
         let x = self.rms_norm(&x, &self.norm);
-        x.linear::<Tensor>(&self.output, None).squeeze_dim(0).to_kind(Kind::Float)
+        Weight::apply_dense(&self.output, &x, self.tier).squeeze_dim(0).to_kind(Kind::Float)
     }
 }

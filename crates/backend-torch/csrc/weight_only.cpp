@@ -1,0 +1,294 @@
+// Weight-only f32, int8 and NF4 products for a few tokens, on libtorch's own intra-op thread pool
+// (`at::parallel_for`, so `set_num_threads` and the OpenMP runtime libtorch ships apply).
+//
+// What they compute (the same numbers as expanding the matrix to f32 and calling `linear`):
+//   f32:  y[t][r] = sum_i x[t][i] * w[r][i]
+//   int8: y[t][r] = scales[r] * sum_i x[t][i] * q[r][i]
+//   nf4:  y[t][r] = sum_b absmax[r][b] * sum_{j<64} codebook[code(r, 64b + j)] * x[t][64b + j]
+// Layouts are bench-backend's quantization formats (crates/bench-backend/src/quant.rs): int8 codes
+// row-major (rows, k) with one f32 scale per row; NF4 codes packed two per byte, row-major
+// (rows, k/2), the even index in the high nibble, one f32 absmax per 64 values, 16-entry code book.
+//
+// libtorch has no op for these on the CPU at one token that reads the codes directly (its
+// `_weight_int8pack_mm` measured slower than expanding; NF4 has none), so each product would
+// otherwise write and reread a full f32 copy of the matrix. Here a row is read once per call.
+//
+// Instruction sets are chosen at run time (`__builtin_cpu_supports`): AVX-512 (F + BW), AVX2 +
+// FMA, or portable C++; a caller may ask for a lower tier (the tests run each one). Callers
+// (src/weight_only.rs) check every shape, dtype and pointer first.
+
+#include <ATen/Parallel.h>
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <exception>
+
+namespace {
+
+using F32Row = void (*)(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k);
+using Int8Row = void (*)(const float* x, const int8_t* q, float scale, float* y, int64_t m, int64_t n, int64_t k);
+using Nf4Row = void (*)(const float* x, const uint8_t* packed, const float* absmax, const float* codebook, float* y,
+                        int64_t m, int64_t n, int64_t k);
+
+// ---- portable ------------------------------------------------------------------------------
+
+void int8_row_scalar(const float* x, const int8_t* q, float scale, float* y, int64_t m, int64_t n, int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < k; ++i) acc += x[t * k + i] * static_cast<float>(q[i]);
+    y[t * n] = acc * scale;
+  }
+}
+
+void f32_row_scalar(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < k; ++i) acc += x[t * k + i] * w[i];
+    y[t * n] = acc;
+  }
+}
+
+void nf4_row_scalar(const float* x, const uint8_t* packed, const float* absmax, const float* codebook, float* y,
+                    int64_t m, int64_t n, int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < k / 64; ++b) {
+      float block = 0.f;
+      for (int64_t j = 0; j < 32; ++j) {
+        const uint8_t byte = packed[b * 32 + j];
+        block += codebook[byte >> 4] * x[t * k + b * 64 + 2 * j] + codebook[byte & 15] * x[t * k + b * 64 + 2 * j + 1];
+      }
+      acc += block * absmax[b];
+    }
+    y[t * n] = acc;
+  }
+}
+
+// ---- AVX2 + FMA ----------------------------------------------------------------------------
+
+__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) inline __m256 int8x8(const int8_t* q) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
+}
+
+__attribute__((target("avx2,fma"))) void int8_row_avx2(const float* x, const int8_t* q, float scale, float* y,
+                                                        int64_t m, int64_t n, int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * k;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+      a0 = _mm256_fmadd_ps(int8x8(q + i), _mm256_loadu_ps(xt + i), a0);
+      a1 = _mm256_fmadd_ps(int8x8(q + i + 8), _mm256_loadu_ps(xt + i + 8), a1);
+      a2 = _mm256_fmadd_ps(int8x8(q + i + 16), _mm256_loadu_ps(xt + i + 16), a2);
+      a3 = _mm256_fmadd_ps(int8x8(q + i + 24), _mm256_loadu_ps(xt + i + 24), a3);
+    }
+    for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(int8x8(q + i), _mm256_loadu_ps(xt + i), a0);
+    float acc = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < k; ++i) acc += xt[i] * static_cast<float>(q[i]);
+    y[t * n] = acc * scale;
+  }
+}
+
+__attribute__((target("avx2,fma"))) void f32_row_avx2(const float* x, const float* w, float* y, int64_t m, int64_t n,
+                                                       int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * k;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= k; i += 32) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(xt + i), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(xt + i + 8), a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(xt + i + 16), a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(xt + i + 24), a3);
+    }
+    for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(xt + i), a0);
+    float acc = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < k; ++i) acc += xt[i] * w[i];
+    y[t * n] = acc;
+  }
+}
+
+// 16 codes (8 bytes, high nibble first) as two vectors of 8 values through the code book, split
+// in two 8-entry tables (`permutevar8x32` looks at an index's low three bits; bit 3 picks the table).
+__attribute__((target("avx2,fma"))) inline void nf4x16(const uint8_t* p, __m256 lo_tab, __m256 hi_tab, __m256* v0, __m256* v1) {
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
+  const __m256i i0 = _mm256_cvtepu8_epi32(codes);
+  const __m256i i1 = _mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8));
+  *v0 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_tab, i0), _mm256_permutevar8x32_ps(hi_tab, i0),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(i0, 28)));
+  *v1 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_tab, i1), _mm256_permutevar8x32_ps(hi_tab, i1),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(i1, 28)));
+}
+
+__attribute__((target("avx2,fma"))) void nf4_row_avx2(const float* x, const uint8_t* packed, const float* absmax,
+                                                       const float* codebook, float* y, int64_t m, int64_t n, int64_t k) {
+  const __m256 lo_tab = _mm256_loadu_ps(codebook), hi_tab = _mm256_loadu_ps(codebook + 8);
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * k;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < k / 64; ++b) {
+      __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+      for (int64_t j = 0; j < 4; ++j) {
+        __m256 v0, v1;
+        nf4x16(packed + b * 32 + j * 8, lo_tab, hi_tab, &v0, &v1);
+        s0 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(xt + b * 64 + j * 16), s0);
+        s1 = _mm256_fmadd_ps(v1, _mm256_loadu_ps(xt + b * 64 + j * 16 + 8), s1);
+      }
+      acc = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(absmax[b]), acc);
+    }
+    y[t * n] = hsum256(acc);
+  }
+}
+
+// ---- AVX-512 (F + BW) ----------------------------------------------------------------------
+
+__attribute__((target("avx512f,avx512bw"))) void f32_row_avx512(const float* x, const float* w, float* y, int64_t m,
+                                                                 int64_t n, int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * k;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= k; i += 64) {
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(xt + i), a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(xt + i + 16), a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(xt + i + 32), a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(xt + i + 48), a3);
+    }
+    for (; i + 16 <= k; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(xt + i), a0);
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (; i < k; ++i) acc += xt[i] * w[i];
+    y[t * n] = acc;
+  }
+}
+
+__attribute__((target("avx512f,avx512bw"))) inline __m512 int8x16(const int8_t* q) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+}
+
+__attribute__((target("avx512f,avx512bw"))) void int8_row_avx512(const float* x, const int8_t* q, float scale, float* y,
+                                                                  int64_t m, int64_t n, int64_t k) {
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * k;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= k; i += 64) {
+      a0 = _mm512_fmadd_ps(int8x16(q + i), _mm512_loadu_ps(xt + i), a0);
+      a1 = _mm512_fmadd_ps(int8x16(q + i + 16), _mm512_loadu_ps(xt + i + 16), a1);
+      a2 = _mm512_fmadd_ps(int8x16(q + i + 32), _mm512_loadu_ps(xt + i + 32), a2);
+      a3 = _mm512_fmadd_ps(int8x16(q + i + 48), _mm512_loadu_ps(xt + i + 48), a3);
+    }
+    for (; i + 16 <= k; i += 16) a0 = _mm512_fmadd_ps(int8x16(q + i), _mm512_loadu_ps(xt + i), a0);
+    float acc = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (; i < k; ++i) acc += xt[i] * static_cast<float>(q[i]);
+    y[t * n] = acc * scale;
+  }
+}
+
+__attribute__((target("avx512f,avx512bw"))) void nf4_row_avx512(const float* x, const uint8_t* packed, const float* absmax,
+                                                                 const float* codebook, float* y, int64_t m, int64_t n,
+                                                                 int64_t k) {
+  const __m512 table = _mm512_loadu_ps(codebook);
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * k;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < k / 64; ++b) {
+      __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+      for (int64_t j = 0; j < 4; j += 2) {
+        // 8 bytes = 16 codes; `unpacklo_epi8(high nibbles, low nibbles)` restores index order.
+        const __m128i b0 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + b * 32 + j * 8));
+        const __m128i b1 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(packed + b * 32 + j * 8 + 8));
+        const __m128i c0 = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(b0, 4), mask), _mm_and_si128(b0, mask));
+        const __m128i c1 = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(b1, 4), mask), _mm_and_si128(b1, mask));
+        s0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(c0), table), _mm512_loadu_ps(xt + b * 64 + j * 16), s0);
+        s1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_cvtepu8_epi32(c1), table), _mm512_loadu_ps(xt + b * 64 + j * 16 + 16), s1);
+      }
+      acc = _mm512_fmadd_ps(_mm512_add_ps(s0, s1), _mm512_set1_ps(absmax[b]), acc);
+    }
+    y[t * n] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+// ---- dispatch ------------------------------------------------------------------------------
+
+// Tiers, as the Rust side numbers them: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (F + BW).
+int detect() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+  return 0;
+}
+
+int best_tier() {
+  static const int best = detect();
+  return best;
+}
+
+// Rows per task: at least ~32 KiB of codes, so a task outlasts the pool's hand-off.
+int64_t grain(int64_t row_bytes) { return row_bytes >= 32768 ? 1 : 32768 / row_bytes; }
+
+}  // namespace
+
+extern "C" {
+
+// The best tier this CPU runs (see above).
+int llama3_bench_weight_only_best_tier() { return best_tier(); }
+
+// y (m, n) = x (m, k) times the f32 matrix w (n, k), transposed. Tier and result as below.
+int llama3_bench_f32_matmul(int tier, const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k) {
+  tier = tier < best_tier() ? tier : best_tier();
+  const F32Row row = tier == 2 ? f32_row_avx512 : tier == 1 ? f32_row_avx2 : f32_row_scalar;
+  try {
+    at::parallel_for(0, n, grain(k * 4), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) row(x, w + r * k, y + r, m, n, k);
+    });
+  } catch (const std::exception&) {
+    return 1;
+  }
+  return 0;
+}
+
+// y (m, n) = x (m, k) times the int8 matrix q (n, k) with row scales (n), transposed, with the
+// given tier (lowered to what the CPU has). Returns 0, or 1 if libtorch's pool raised (nothing
+// here throws; the pool's own failures are reported).
+int llama3_bench_int8_matmul(int tier, const float* x, const int8_t* q, const float* scales, float* y, int64_t m,
+                             int64_t n, int64_t k) {
+  tier = tier < best_tier() ? tier : best_tier();
+  const Int8Row row = tier == 2 ? int8_row_avx512 : tier == 1 ? int8_row_avx2 : int8_row_scalar;
+  try {
+    at::parallel_for(0, n, grain(k), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) row(x, q + r * k, scales[r], y + r, m, n, k);
+    });
+  } catch (const std::exception&) {
+    return 1;
+  }
+  return 0;
+}
+
+// y (m, n) = x (m, k) times the NF4 matrix (n, k) given as packed codes (n, k/2), absmax
+// (n, k/64) and the 16-entry code book, transposed; k a multiple of 64. Tier and result as above.
+int llama3_bench_nf4_matmul(int tier, const float* x, const uint8_t* packed, const float* absmax, const float* codebook,
+                            float* y, int64_t m, int64_t n, int64_t k) {
+  tier = tier < best_tier() ? tier : best_tier();
+  const Nf4Row row = tier == 2 ? nf4_row_avx512 : tier == 1 ? nf4_row_avx2 : nf4_row_scalar;
+  try {
+    at::parallel_for(0, n, grain(k / 2), [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) row(x, packed + r * (k / 2), absmax + r * (k / 64), codebook, y + r, m, n, k);
+    });
+  } catch (const std::exception&) {
+    return 1;
+  }
+  return 0;
+}
+
+}  // extern "C"
