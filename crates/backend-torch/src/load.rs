@@ -140,7 +140,8 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         let (attn_norm, ffn_norm) = (fetch(id(TensorRole::AttnNorm), Kind::Float, dev)?, fetch(id(TensorRole::FfnNorm), Kind::Float, dev)?);
         bytes.whole(tensor_bytes(&attn_norm) + tensor_bytes(&ffn_norm));
         shard_bytes[ranges.iter().position(|r| r.contains(&i)).unwrap_or(0)] += bytes.held() - layer_start;
-        layers.push(Layer { attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down });
+        let (wqkv, w_gate_up) = (Weight::stack_rows(vec![wq, wk, wv]), Weight::stack_rows(vec![w_gate, w_up]));
+        layers.push(Layer { attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down });
     }
     let norm = fetch(TensorId::global(TensorRole::OutputNorm), Kind::Float, last)?;
     bytes.whole(tensor_bytes(&norm));

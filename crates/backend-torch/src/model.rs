@@ -50,6 +50,25 @@ impl Weight {
         tier.and_then(|tier| weight_only::f32_matmul(tier, x, w)).unwrap_or_else(|| x.linear::<Tensor>(w, None))
     }
 
+    /// The matrices stacked by rows, in order (one product then computes all of them: Q, K and V;
+    /// gate and up). Row-wise formats stack exactly: int8 scales are per row, NF4 blocks lie within
+    /// rows. All parts have the same format.
+    pub fn stack_rows(parts: Vec<Weight>) -> Weight {
+        let cat = |ts: Vec<&Tensor>| Tensor::cat(&ts, 0);
+        match &parts[0] {
+            Weight::Dense(_) => Weight::Dense(cat(parts.iter().map(|p| if let Weight::Dense(w) = p { w } else { unreachable!("mixed formats") }).collect())),
+            Weight::Int8 { .. } => {
+                let (q, s): (Vec<_>, Vec<_>) = parts.iter().map(|p| if let Weight::Int8 { q, scales } = p { (q, scales) } else { unreachable!("mixed formats") }).unzip();
+                Weight::Int8 { q: cat(q), scales: cat(s) }
+            }
+            Weight::Nf4 { codebook, .. } => {
+                let (p, a): (Vec<_>, Vec<_>) =
+                    parts.iter().map(|p| if let Weight::Nf4 { packed, absmax, .. } = p { (packed, absmax) } else { unreachable!("mixed formats") }).unzip();
+                Weight::Nf4 { packed: cat(p), absmax: cat(a), codebook: codebook.shallow_clone() }
+            }
+        }
+    }
+
     pub fn bytes(&self) -> u64 {
         let b = |t: &Tensor| (t.numel() * t.kind().elt_size_in_bytes()) as u64;
         match self {
@@ -60,15 +79,15 @@ impl Weight {
     }
 }
 
+/// One decoder layer. Q, K and V are one matrix `(heads + 2 kv_heads) * head_dim` rows, gate and
+/// up one of `2 ffn_dim` rows ([`Weight::stack_rows`]): two products instead of five, which
+/// matters for a small model, where libtorch's per-op cost is a large share of a token.
 pub struct Layer {
     pub attn_norm: Tensor,
-    pub wq: Weight,
-    pub wk: Weight,
-    pub wv: Weight,
+    pub wqkv: Weight,
     pub wo: Weight,
     pub ffn_norm: Tensor,
-    pub w_gate: Weight,
-    pub w_up: Weight,
+    pub w_gate_up: Weight,
     pub w_down: Weight,
 }
 
@@ -148,10 +167,10 @@ impl TorchLlama {
         out.to_kind(self.kind)
     }
 
+    /// RMSNorm in f32 (`w` is f32), back in the compute kind: libtorch's own `rms_norm` op.
     fn rms_norm(&self, x: &Tensor, w: &Tensor) -> Tensor {
-        let xf = x.to_kind(Kind::Float);
-        let ms = xf.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        ((xf * (ms + self.cfg.arch.norm_eps).rsqrt()) * w).to_kind(self.kind)
+        let dim = self.cfg.arch.dim as i64;
+        x.to_kind(Kind::Float).rms_norm([dim], Some(w), self.cfg.arch.norm_eps).to_kind(self.kind)
     }
 
     pub fn reset(&mut self) {
@@ -191,11 +210,11 @@ impl TorchLlama {
             let attn_span = tracing::trace_span!("attention", layer = i).entered();
             let layer = &self.layers[i];
             let h = self.rms_norm(&x, &layer.attn_norm);
-            let q = layer.wq.apply(&h, self.tier).view([1, t as i64, heads, hd]).transpose(1, 2);
-            let k = layer.wk.apply(&h, self.tier).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
-            let v = layer.wv.apply(&h, self.tier).view([1, t as i64, kv_heads, hd]).transpose(1, 2);
-            let q = self.rope(&q, &cos, &sin);
-            let k = self.rope(&k, &cos, &sin);
+            // (1, heads + 2 kv_heads, t, hd): Q's heads, then K's, then V's; Q and K rotated together.
+            let qkv = layer.wqkv.apply(&h, self.tier).view([1, t as i64, heads + 2 * kv_heads, hd]).transpose(1, 2);
+            let qk = self.rope(&qkv.narrow(1, 0, heads + kv_heads), &cos, &sin);
+            let (q, k) = (qk.narrow(1, 0, heads), qk.narrow(1, heads, kv_heads));
+            let v = qkv.narrow(1, heads + kv_heads, kv_heads);
             self.k_cache[i].narrow(2, pos as i64, t as i64).copy_(&k);
             self.v_cache[i].narrow(2, pos as i64, t as i64).copy_(&v);
             let keys = self.k_cache[i].narrow(2, 0, total);
@@ -216,9 +235,10 @@ impl TorchLlama {
             drop(attn_span);
             let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
             let h = self.rms_norm(&x, &layer.ffn_norm);
-            let gate = layer.w_gate.apply(&h, self.tier).silu();
-            let up = layer.w_up.apply(&h, self.tier);
-            x = x + layer.w_down.apply(&(gate * up), self.tier);
+            let gate_up = layer.w_gate_up.apply(&h, self.tier);
+            let ffn = a.ffn_dim as i64;
+            let gate = gate_up.narrow(2, 0, ffn).silu();
+            x = x + layer.w_down.apply(&(gate * gate_up.narrow(2, ffn, ffn)), self.tier);
         }
         let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
         let _span = tracing::trace_span!("output").entered();
