@@ -95,64 +95,58 @@ fn shaped(y: Tensor, x: &Tensor, n: i64) -> Tensor {
     y.view(shape.as_slice()).to_kind(x.kind())
 }
 
+/// Runs `kernel(x rows, y, m)` for `x` as `(m, k)` f32 rows (see [`rows`]) into a fresh `(m, n)`
+/// f32 output, and shapes the result like `x`; `None` when `x` does not fit or the C++ reports a
+/// failure. The caller has checked its weight tensors.
+fn run(x: &Tensor, n: i64, k: i64, kernel: impl FnOnce(*const f32, *mut f32, i64) -> i32) -> Option<Tensor> {
+    let (x2, m) = rows(x, k)?;
+    let y = Tensor::empty([m, n], (Kind::Float, Device::Cpu));
+    // x2 and y stay alive across the call: it reads m * k values of x2 and writes m * n of y.
+    let status = kernel(x2.data_ptr() as *const f32, y.data_ptr() as *mut f32, m);
+    (status == 0).then(|| shaped(y, x, n))
+}
+
+/// `(n, k)` of a 2-D tensor.
+fn dims2(t: &Tensor) -> Option<(i64, i64)> {
+    match t.size()[..] {
+        [n, k] => Some((n, k)),
+        _ => None,
+    }
+}
+
 /// `x · wᵀ` for a dense f32 matrix `w` `(n, k)`, on `tier`; `None` when the kernel does not apply
 /// (see [`rows`], `x` not f32, or `w` not a contiguous f32 CPU tensor), and the caller runs
 /// libtorch's `linear`.
 pub fn f32_matmul(tier: Tier, x: &Tensor, w: &Tensor) -> Option<Tensor> {
-    let (n, k) = match w.size()[..] {
-        [n, k] => (n, k),
-        _ => return None,
-    };
+    let (n, k) = dims2(w)?;
     if x.kind() != Kind::Float || !is(w, Kind::Float, &[n, k]) {
         return None;
     }
-    let (x2, m) = rows(x, k)?;
-    let y = Tensor::empty([m, n], (Kind::Float, Device::Cpu));
-    // SAFETY: x2 (m, k) and w (n, k) are contiguous f32 CPU tensors, checked above; y is a fresh
-    // contiguous (m, n) f32 tensor; all stay alive across the call.
-    let status = unsafe { llama3_bench_f32_matmul(tier as i32, x2.data_ptr() as *const f32, w.data_ptr() as *const f32, y.data_ptr() as *mut f32, m, n, k) };
-    (status == 0).then(|| shaped(y, x, n))
+    // SAFETY: w is a contiguous (n, k) f32 CPU tensor, checked above; `run` passes (m, k) and
+    // (m, n) f32 buffers.
+    run(x, n, k, |x, y, m| unsafe { llama3_bench_f32_matmul(tier as i32, x, w.data_ptr() as *const f32, y, m, n, k) })
 }
 
 /// `x · (q · scales)ᵀ` for int8 codes `q` `(n, k)` and f32 row scales `(n, 1)`, on `tier` (lowered
 /// to what the CPU has); `None` when the kernel does not apply (see [`rows`], or `q` / `scales`
 /// not contiguous CPU tensors of those shapes), and the caller expands instead.
 pub fn int8_matmul(tier: Tier, x: &Tensor, q: &Tensor, scales: &Tensor) -> Option<Tensor> {
-    let (n, k) = match q.size()[..] {
-        [n, k] => (n, k),
-        _ => return None,
-    };
+    let (n, k) = dims2(q)?;
     if !is(q, Kind::Int8, &[n, k]) || !is(scales, Kind::Float, &[n, 1]) {
         return None;
     }
-    let (x2, m) = rows(x, k)?;
-    let y = Tensor::empty([m, n], (Kind::Float, Device::Cpu));
-    // SAFETY: x2 is (m, k), q (n, k), scales (n, 1): contiguous CPU tensors of f32 / i8 / f32,
-    // checked above; y is a fresh contiguous (m, n) f32 tensor; all stay alive across the call,
-    // and the C++ reads and writes only inside those extents.
-    let status = unsafe {
-        llama3_bench_int8_matmul(
-            tier as i32,
-            x2.data_ptr() as *const f32,
-            q.data_ptr() as *const i8,
-            scales.data_ptr() as *const f32,
-            y.data_ptr() as *mut f32,
-            m,
-            n,
-            k,
-        )
-    };
-    (status == 0).then(|| shaped(y, x, n))
+    // SAFETY: q (n, k) i8 and scales (n, 1) f32 are contiguous CPU tensors, checked above; `run`
+    // passes (m, k) and (m, n) f32 buffers.
+    run(x, n, k, |x, y, m| unsafe {
+        llama3_bench_int8_matmul(tier as i32, x, q.data_ptr() as *const i8, scales.data_ptr() as *const f32, y, m, n, k)
+    })
 }
 
 /// `x · Wᵀ` for the NF4 matrix `W` `(n, k)` given as `packed` `(n, k/2)` uint8 (the even index in
 /// the high nibble), `absmax` `(n, k/64, 1)` f32 and the 16-entry f32 `codebook`, on `tier`;
 /// `None` when the kernel does not apply, as for [`int8_matmul`].
 pub fn nf4_matmul(tier: Tier, x: &Tensor, packed: &Tensor, absmax: &Tensor, codebook: &Tensor) -> Option<Tensor> {
-    let (n, half) = match packed.size()[..] {
-        [n, half] => (n, half),
-        _ => return None,
-    };
+    let (n, half) = dims2(packed)?;
     let k = half * 2;
     if k % 64 != 0
         || !is(packed, Kind::Uint8, &[n, half])
@@ -161,23 +155,10 @@ pub fn nf4_matmul(tier: Tier, x: &Tensor, packed: &Tensor, absmax: &Tensor, code
     {
         return None;
     }
-    let (x2, m) = rows(x, k)?;
-    let y = Tensor::empty([m, n], (Kind::Float, Device::Cpu));
-    // SAFETY: x2 (m, k), packed (n, k/2), absmax (n, k/64), codebook (16) are contiguous CPU
-    // tensors of the kinds the C++ reads, checked above, with k a multiple of 64; y is a fresh
-    // contiguous (m, n) f32 tensor; all stay alive across the call.
-    let status = unsafe {
-        llama3_bench_nf4_matmul(
-            tier as i32,
-            x2.data_ptr() as *const f32,
-            packed.data_ptr() as *const u8,
-            absmax.data_ptr() as *const f32,
-            codebook.data_ptr() as *const f32,
-            y.data_ptr() as *mut f32,
-            m,
-            n,
-            k,
-        )
-    };
-    (status == 0).then(|| shaped(y, x, n))
+    // SAFETY: packed (n, k/2) u8, absmax (n, k/64) f32 and codebook (16) f32 are contiguous CPU
+    // tensors, checked above, with k a multiple of 64; `run` passes (m, k) and (m, n) f32 buffers.
+    run(x, n, k, |x, y, m| unsafe {
+        let (p, a, c) = (packed.data_ptr() as *const u8, absmax.data_ptr() as *const f32, codebook.data_ptr() as *const f32);
+        llama3_bench_nf4_matmul(tier as i32, x, p, a, c, y, m, n, k)
+    })
 }
