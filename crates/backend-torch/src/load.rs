@@ -130,17 +130,22 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         let dev = layer_devices[i];
         let layer_start = bytes.held();
         let id = |role| TensorId::layer(i, role);
-        let mut matrix = |role| -> Result<Weight> {
-            let w = layer_weight(spec, &id(role).gguf_name(), fetch(id(role), kind, dev)?)?;
+        // Matrices that share an input are stacked by rows before quantizing (one product then
+        // computes them all); int8 scales and NF4 blocks are per row, so that equals stacking the
+        // quantized parts.
+        let mut matrix = |roles: &[TensorRole]| -> Result<Weight> {
+            let parts = roles.iter().map(|&r| fetch(id(r), kind, dev)).collect::<Result<Vec<_>>>()?;
+            let w = layer_weight(spec, &id(roles[0]).gguf_name(), Tensor::cat(&parts, 0))?;
             bytes.whole(w.bytes());
             Ok(w)
         };
-        let (wq, wk, wv, wo) = (matrix(TensorRole::AttnQ)?, matrix(TensorRole::AttnK)?, matrix(TensorRole::AttnV)?, matrix(TensorRole::AttnOutput)?);
-        let (w_gate, w_up, w_down) = (matrix(TensorRole::FfnGate)?, matrix(TensorRole::FfnUp)?, matrix(TensorRole::FfnDown)?);
+        let wqkv = matrix(&[TensorRole::AttnQ, TensorRole::AttnK, TensorRole::AttnV])?;
+        let wo = matrix(&[TensorRole::AttnOutput])?;
+        let w_gate_up = matrix(&[TensorRole::FfnGate, TensorRole::FfnUp])?;
+        let w_down = matrix(&[TensorRole::FfnDown])?;
         let (attn_norm, ffn_norm) = (fetch(id(TensorRole::AttnNorm), Kind::Float, dev)?, fetch(id(TensorRole::FfnNorm), Kind::Float, dev)?);
         bytes.whole(tensor_bytes(&attn_norm) + tensor_bytes(&ffn_norm));
         shard_bytes[ranges.iter().position(|r| r.contains(&i)).unwrap_or(0)] += bytes.held() - layer_start;
-        let (wqkv, w_gate_up) = (Weight::stack_rows(vec![wq, wk, wv]), Weight::stack_rows(vec![w_gate, w_up]));
         layers.push(Layer { attn_norm, wqkv, wo, ffn_norm, w_gate_up, w_down });
     }
     let norm = fetch(TensorId::global(TensorRole::OutputNorm), Kind::Float, last)?;

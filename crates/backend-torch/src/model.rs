@@ -29,10 +29,7 @@ impl Weight {
             Weight::Int8 { q, scales } => tier
                 .and_then(|tier| weight_only::int8_matmul(tier, x, q, scales))
                 .unwrap_or_else(|| x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None)),
-            Weight::Nf4 { packed, absmax, codebook } => {
-                if let Some(y) = tier.and_then(|tier| weight_only::nf4_matmul(tier, x, packed, absmax, codebook)) {
-                    return y;
-                }
+            Weight::Nf4 { packed, absmax, codebook } => tier.and_then(|tier| weight_only::nf4_matmul(tier, x, packed, absmax, codebook)).unwrap_or_else(|| {
                 let size = packed.size();
                 let (rows, cols) = (size[0], size[1] * 2);
                 let hi = packed.bitwise_right_shift_tensor_scalar(4);
@@ -40,7 +37,7 @@ impl Weight {
                 let idx = Tensor::stack(&[hi, lo], 2).view([rows * cols]).to_kind(Kind::Int64);
                 let w = codebook.index_select(0, &idx).view([rows, cols / 64, 64]) * absmax;
                 x.linear::<Tensor>(&w.view([rows, cols]).to_kind(x.kind()), None)
-            }
+            }),
         }
     }
 
@@ -48,25 +45,6 @@ impl Weight {
     /// libtorch's `linear` otherwise.
     pub fn apply_dense(w: &Tensor, x: &Tensor, tier: Option<Tier>) -> Tensor {
         tier.and_then(|tier| weight_only::f32_matmul(tier, x, w)).unwrap_or_else(|| x.linear::<Tensor>(w, None))
-    }
-
-    /// The matrices stacked by rows, in order (one product then computes all of them: Q, K and V;
-    /// gate and up). Row-wise formats stack exactly: int8 scales are per row, NF4 blocks lie within
-    /// rows. All parts have the same format.
-    pub fn stack_rows(parts: Vec<Weight>) -> Weight {
-        let cat = |ts: Vec<&Tensor>| Tensor::cat(&ts, 0);
-        match &parts[0] {
-            Weight::Dense(_) => Weight::Dense(cat(parts.iter().map(|p| if let Weight::Dense(w) = p { w } else { unreachable!("mixed formats") }).collect())),
-            Weight::Int8 { .. } => {
-                let (q, s): (Vec<_>, Vec<_>) = parts.iter().map(|p| if let Weight::Int8 { q, scales } = p { (q, scales) } else { unreachable!("mixed formats") }).unzip();
-                Weight::Int8 { q: cat(q), scales: cat(s) }
-            }
-            Weight::Nf4 { codebook, .. } => {
-                let (p, a): (Vec<_>, Vec<_>) =
-                    parts.iter().map(|p| if let Weight::Nf4 { packed, absmax, .. } = p { (packed, absmax) } else { unreachable!("mixed formats") }).unzip();
-                Weight::Nf4 { packed: cat(p), absmax: cat(a), codebook: codebook.shallow_clone() }
-            }
-        }
     }
 
     pub fn bytes(&self) -> u64 {
@@ -79,9 +57,9 @@ impl Weight {
     }
 }
 
-/// One decoder layer. Q, K and V are one matrix `(heads + 2 kv_heads) * head_dim` rows, gate and
-/// up one of `2 ffn_dim` rows ([`Weight::stack_rows`]): two products instead of five, which
-/// matters for a small model, where libtorch's per-op cost is a large share of a token.
+/// One decoder layer. Q, K and V are one matrix of `(heads + 2 kv_heads) * head_dim` rows, gate
+/// and up one of `2 ffn_dim` rows (stacked at load): two products instead of five, which matters
+/// for a small model, where libtorch's per-op cost is a large share of a token.
 pub struct Layer {
     pub attn_norm: Tensor,
     pub wqkv: Weight,
@@ -109,8 +87,8 @@ pub struct TorchLlama {
     k_cache: Vec<Tensor>,
     v_cache: Vec<Tensor>,
     pub kind: Kind,
-    /// The `weight_only` tier quantized products of a few tokens run on (`None`: `--kernels
-    /// stock`, libtorch ops only).
+    /// The `weight_only` tier the f32 / int8 / NF4 products of a few tokens run on (`None`:
+    /// `--kernels stock` or not on the CPU: libtorch ops only).
     pub tier: Option<Tier>,
     /// Where the tokens go in: the embedding's device.
     pub device: Device,
