@@ -9,12 +9,14 @@ include!("build/link.rs");
 fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=csrc/weight_only.cpp");
+    println!("cargo:rerun-if-changed=csrc/decode_ops.cpp");
     let Some(root) = link_libtorch() else { return };
     // The ABI torch-sys builds its own C++ with (libtorch 2.x wheels: the C++11 ABI).
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
     cc::Build::new()
         .cpp(true)
         .file("csrc/weight_only.cpp")
+        .file("csrc/decode_ops.cpp")
         .include(root.join("include"))
         .std("c++17")
         .flag("-fopenmp")

@@ -2,6 +2,7 @@
 //! `tch`, independent of the native (candle) framework. It reads model files through bench-core
 //! only (GGUF reader, safetensors via the `safetensors` crate) and never depends on candle.
 
+pub mod decode_ops;
 mod dequant;
 mod load;
 pub mod model;

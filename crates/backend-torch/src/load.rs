@@ -181,18 +181,11 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         Some(q @ (Quantize::Int8 | Quantize::Nf4)) => format!("{} layer matrices; embedding/head {stored}", q.as_str()),
         _ => stored,
     };
-    // The one choice `--kernels` gives here: on the CPU, f32 / int8 / NF4 products of a few tokens
-    // run weight_only.cpp on libtorch's thread pool (tuned), or libtorch ops only (stock).
+    // The one choice `--kernels` gives here: on the CPU, decode steps of a few tokens run this
+    // crate's C++ on libtorch's thread pool (tuned: the whole step fused in f32, the products
+    // alone in f16 / bf16), or libtorch ops only (stock).
     let on_cpu = devices.iter().all(|d| *d == Device::Cpu);
     let tier = (spec.kernels == Kernels::Tuned && on_cpu).then(Tier::best);
-    let libtorch = format!("libtorch {}", crate::LIBTORCH_VERSION);
-    let kernels = match (on_cpu, tier) {
-        (false, _) => libtorch,
-        (true, Some(t)) => {
-            format!("tuned ({libtorch}; f32/int8/nf4 products of up to {} tokens: weight_only.cpp, {})", weight_only::MAX_TOKENS, t.as_str())
-        }
-        (true, None) => format!("stock ({libtorch})"),
-    };
     let info = ModelInfo {
         name: src.model_name().to_string(),
         parameters: cfg.arch.parameters(),
@@ -204,7 +197,7 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         synthetic: src.is_synthetic(),
         max_seq_len,
         architecture: cfg.arch.clone(),
-        kernels,
+        kernels: String::new(),
         shards: if devices.len() > 1 {
             ranges
                 .iter()
@@ -218,5 +211,18 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
     };
     let shards: Vec<_> = ranges.iter().cloned().zip(devices.iter().copied()).collect();
     let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, tier, &shards, max_seq_len);
-    Ok(TorchModel { model, info, cached: 0 })
+    let libtorch = format!("libtorch {}", crate::LIBTORCH_VERSION);
+    let kernels = match (on_cpu, tier) {
+        (false, _) => libtorch,
+        (true, Some(t)) if model.fused_decode() => format!(
+            "tuned ({libtorch}; decode steps of up to {} tokens fused: weight_only.cpp + decode_ops.cpp, {})",
+            weight_only::MAX_TOKENS,
+            t.as_str()
+        ),
+        (true, Some(t)) => {
+            format!("tuned ({libtorch}; f32/int8/nf4 products of up to {} tokens: weight_only.cpp, {})", weight_only::MAX_TOKENS, t.as_str())
+        }
+        (true, None) => format!("stock ({libtorch})"),
+    };
+    Ok(TorchModel { model, info: ModelInfo { kernels, ..info }, cached: 0 })
 }

@@ -4,11 +4,18 @@
 //! (Llama 3 scaling included), SwiGLU, and a KV cache preallocated once and written in place
 //! (`narrow(..).copy_(..)`). With `--shard N` each layer (and its cache) lives on its shard's
 //! device and the activations move with `to_device` where one shard hands over to the next.
+//!
+//! With `--kernels tuned` on the CPU in f32, a decode step of up to four tokens skips the op-by-op
+//! path: each layer is nine calls into this crate's C++ (`weight_only` products with the residual
+//! add fused, `decode_ops` for RMSNorm, rotation + cache write, attention, SiLU × up) over
+//! preallocated rows, on libtorch's tensors and thread pool, because on a small model libtorch's
+//! per-op cost was a quarter of the token. Prompts and `--kernels stock` run the ops below.
 
 use bench_backend::config::{ModelConfig, RopeLayout};
 use tch::{Device, Kind, Tensor};
 
-use crate::weight_only::{self, Tier};
+use crate::decode_ops::{self, Cache, Heads};
+use crate::weight_only::{self, f32_slice, f32_slice_mut, Matrix, Tier};
 
 /// A weight matrix `(out, in)`: dense, or bench-backend's int8 / NF4 formats kept quantized in
 /// memory. A quantized product of a few tokens on the CPU reads the codes directly
@@ -23,13 +30,28 @@ pub enum Weight {
 }
 
 impl Weight {
-    pub fn apply(&self, x: &Tensor, tier: Option<Tier>) -> Tensor {
+    /// The matrix in a form the `weight_only` kernels read; `None` if its tensors do not fit them
+    /// (not contiguous f32 / int8 / NF4 CPU tensors).
+    pub fn matrix(&self) -> Option<Matrix<'_>> {
         match self {
-            Weight::Dense(w) => Self::apply_dense(w, x, tier),
-            Weight::Int8 { q, scales } => tier
-                .and_then(|tier| weight_only::int8_matmul(tier, x, q, scales))
-                .unwrap_or_else(|| x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None)),
-            Weight::Nf4 { packed, absmax, codebook } => tier.and_then(|tier| weight_only::nf4_matmul(tier, x, packed, absmax, codebook)).unwrap_or_else(|| {
+            Weight::Dense(w) => Matrix::f32(w),
+            Weight::Int8 { q, scales } => Matrix::int8(q, scales),
+            Weight::Nf4 { packed, absmax, codebook } => Matrix::nf4(packed, absmax, codebook),
+        }
+    }
+
+    pub fn apply(&self, x: &Tensor, tier: Option<Tier>) -> Tensor {
+        let kernel = match self {
+            Weight::Dense(_) if x.kind() != Kind::Float => None,
+            _ => tier.zip(self.matrix()),
+        };
+        if let Some(y) = kernel.and_then(|(tier, m)| m.product(tier, x)) {
+            return y;
+        }
+        match self {
+            Weight::Dense(w) => x.linear::<Tensor>(w, None),
+            Weight::Int8 { q, scales } => x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None),
+            Weight::Nf4 { packed, absmax, codebook } => {
                 let size = packed.size();
                 let (rows, cols) = (size[0], size[1] * 2);
                 let hi = packed.bitwise_right_shift_tensor_scalar(4);
@@ -37,7 +59,7 @@ impl Weight {
                 let idx = Tensor::stack(&[hi, lo], 2).view([rows * cols]).to_kind(Kind::Int64);
                 let w = codebook.index_select(0, &idx).view([rows, cols / 64, 64]) * absmax;
                 x.linear::<Tensor>(&w.view([rows, cols]).to_kind(x.kind()), None)
-            }),
+            }
         }
     }
 
@@ -93,6 +115,44 @@ pub struct TorchLlama {
     /// Where the tokens go in: the embedding's device.
     pub device: Device,
     pub max_seq_len: usize,
+    /// Rows for the fused decode step (`None` where it does not apply: `--kernels stock`, not
+    /// all on the CPU, a compute kind other than f32, or tensors the kernels do not read).
+    scratch: Option<Scratch>,
+}
+
+/// Preallocated rows of a decode step of up to [`weight_only::MAX_TOKENS`] tokens, so the fused
+/// path allocates nothing per token but the logits it returns.
+struct Scratch {
+    /// The residual stream `(m, dim)`.
+    x: Vec<f32>,
+    /// A normed copy of it `(m, dim)`.
+    h: Vec<f32>,
+    /// The stacked Q/K/V product `(m, (heads + 2 kv_heads) hd)`.
+    qkv: Vec<f32>,
+    /// Rotated queries and the attention output `(m, heads hd)`.
+    q: Vec<f32>,
+    attn: Vec<f32>,
+    /// The stacked gate/up product `(m, 2 ffn)` and SiLU(gate) × up `(m, ffn)`.
+    gate_up: Vec<f32>,
+    act: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(cfg: &ModelConfig) -> Scratch {
+        let a = &cfg.arch;
+        let rows = weight_only::MAX_TOKENS as usize;
+        let hd = a.head_dim();
+        let z = |n: usize| vec![0.0f32; rows * n];
+        Scratch {
+            x: z(a.dim),
+            h: z(a.dim),
+            qkv: z((a.heads + 2 * a.kv_heads) * hd),
+            q: z(a.heads * hd),
+            attn: z(a.heads * hd),
+            gate_up: z(2 * a.ffn_dim),
+            act: z(a.ffn_dim),
+        }
+    }
 }
 
 impl TorchLlama {
@@ -119,7 +179,81 @@ impl TorchLlama {
         let k_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
         let v_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
         let (cos, sin) = (table(cos), table(sin));
-        Self { cos, sin, cfg, embedding, layers, layer_devices, handovers, norm, output, k_cache, v_cache, kind, tier, device, max_seq_len }
+        // The fused decode step reads every tensor through the kernels' checked views; it is on
+        // only when all of them fit (f32 compute on the CPU, `--kernels tuned`).
+        let fits = |l: &Layer| {
+            [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().all(|w| w.matrix().is_some())
+                && f32_slice(&l.attn_norm).is_some()
+                && f32_slice(&l.ffn_norm).is_some()
+        };
+        let fused = tier.is_some()
+            && kind == Kind::Float
+            && layer_devices.iter().all(|d| *d == Device::Cpu)
+            && layers.iter().all(fits)
+            && f32_slice(&embedding).is_some()
+            && f32_slice(&norm).is_some()
+            && Matrix::f32(&output).is_some();
+        let scratch = fused.then(|| Scratch::new(&cfg));
+        Self { cos, sin, cfg, embedding, layers, layer_devices, handovers, norm, output, k_cache, v_cache, kind, tier, device, max_seq_len, scratch }
+    }
+
+    /// Whether decode steps (up to [`weight_only::MAX_TOKENS`] tokens) run the fused path.
+    pub fn fused_decode(&self) -> bool {
+        self.scratch.is_some()
+    }
+
+    /// A decode step of a few tokens with the fused kernels: each layer is RMSNorm, the Q/K/V
+    /// product, rotation + cache write, attention over the cache, the output product with the
+    /// residual add, RMSNorm, the gate/up product, SiLU × up, the down product with the residual
+    /// add: nine calls, no libtorch op between them. The same maths as the op-by-op path below.
+    /// `None` (nothing done) when the fused path is off or there are too many tokens.
+    fn forward_fused(&mut self, tokens: &[u32], pos: usize, all: bool) -> Option<Tensor> {
+        let m = tokens.len();
+        if m == 0 || m > weight_only::MAX_TOKENS as usize {
+            return None;
+        }
+        let Self { cfg, embedding, layers, norm, output, cos, sin, k_cache, v_cache, tier, scratch, .. } = self;
+        let (tier, s) = (tier.as_ref().copied()?, scratch.as_mut()?);
+        const BUG: &str = "the fused decode step's tensors were checked when the model was built";
+        let a = &cfg.arch;
+        let (dim, ffn, hd) = (a.dim, a.ffn_dim, a.head_dim());
+        let heads = Heads { heads: a.heads, kv_heads: a.kv_heads, head_dim: hd };
+        let x = &mut s.x[..m * dim];
+        let emb = f32_slice(embedding).expect(BUG);
+        for (row, &t) in x.chunks_exact_mut(dim).zip(tokens) {
+            row.copy_from_slice(&emb[t as usize * dim..(t as usize + 1) * dim]);
+        }
+        let h = &mut s.h[..m * dim];
+        let qkv = &mut s.qkv[..m * (a.heads + 2 * a.kv_heads) * hd];
+        let (q, attn) = (&mut s.q[..m * a.heads * hd], &mut s.attn[..m * a.heads * hd]);
+        let (gate_up, act) = (&mut s.gate_up[..m * 2 * ffn], &mut s.act[..m * ffn]);
+        let eps = a.norm_eps;
+        let product = |w: &Weight, x: &[f32], y: &mut [f32], add: bool| {
+            assert!(w.matrix().expect(BUG).product_into(tier, x, y, add), "a weight_only product failed ({BUG})");
+        };
+        for (i, layer) in layers.iter().enumerate() {
+            let attn_span = tracing::trace_span!("attention", layer = i).entered();
+            assert!(decode_ops::rms_norm(x, &layer.attn_norm, eps, h), "{BUG}");
+            product(&layer.wqkv, h, qkv, false);
+            let mut cache = Cache::new(&mut k_cache[i], &mut v_cache[i], heads).expect(BUG);
+            assert!(decode_ops::rope_qkv(qkv, cos, sin, cfg.rope_layout, heads, pos, q, &mut cache), "{BUG}");
+            assert!(decode_ops::attention(tier, q, &cache, heads, pos, attn), "attention failed ({BUG})");
+            product(&layer.wo, attn, x, true);
+            drop(attn_span);
+            let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
+            assert!(decode_ops::rms_norm(x, &layer.ffn_norm, eps, h), "{BUG}");
+            product(&layer.w_gate_up, h, gate_up, false);
+            assert!(decode_ops::silu_mul(gate_up, act, m), "{BUG}");
+            product(&layer.w_down, act, x, true);
+        }
+        let _span = tracing::trace_span!("output").entered();
+        let rows = if all { m } else { 1 };
+        let normed = &mut h[..rows * dim];
+        assert!(decode_ops::rms_norm(&x[(m - rows) * dim..], norm, eps, normed), "{BUG}");
+        let mut logits = Tensor::empty([rows as i64, a.vocab_size as i64], (Kind::Float, Device::Cpu));
+        let out = f32_slice_mut(&mut logits).expect("a fresh f32 CPU tensor");
+        assert!(Matrix::f32(output).expect(BUG).product_into(tier, normed, out, false), "the head product failed ({BUG})");
+        Some(logits)
     }
 
     /// Rotates `x` `(1, heads, t, hd)` by the `(t, hd/2)` tables of its positions, in f32.
@@ -157,6 +291,9 @@ impl TorchLlama {
 
     /// Logits `(rows, vocab)` in f32 for the last position or every position.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Tensor {
+        if let Some(logits) = self.forward_fused(tokens, pos, all) {
+            return logits;
+        }
         let t = tokens.len();
         let a = &self.cfg.arch;
         let (heads, kv_heads, hd) = (a.heads as i64, a.kv_heads as i64, a.head_dim() as i64);
