@@ -116,7 +116,7 @@ pub struct TorchLlama {
     pub device: Device,
     pub max_seq_len: usize,
     /// Rows for the fused decode step (`None` where it does not apply: `--kernels stock`, not
-    /// all on the CPU, a compute kind other than f32, or tensors the kernels do not read).
+    /// on the CPU, sharded, a compute kind other than f32, or tensors the kernels do not read).
     scratch: Option<Scratch>,
 }
 
@@ -186,8 +186,11 @@ impl TorchLlama {
                 && f32_slice(&l.attn_norm).is_some()
                 && f32_slice(&l.ffn_norm).is_some()
         };
+        // A sharded model keeps its op-by-op path, which hands the activations over between
+        // shards (the shard tests map every shard to the CPU to run it).
         let fused = tier.is_some()
             && kind == Kind::Float
+            && shards.len() == 1
             && layer_devices.iter().all(|d| *d == Device::Cpu)
             && layers.iter().all(fits)
             && f32_slice(&embedding).is_some()
