@@ -7,21 +7,14 @@
 //! step is checked against the NumPy reference by the conformance suite
 //! (`kv_cache_decode_matches_reference`).
 
+mod common;
+
 use backend_torch::decode_ops::{self, Cache, Heads};
 use backend_torch::weight_only::{Matrix, Tier};
 use bench_backend::config::RopeLayout;
 use tch::{Device, Kind, Tensor};
+use common::noise;
 
-/// Deterministic values in [-1, 1) (a 64-bit LCG; no crate needed for test noise).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(&t.to_kind(Kind::Float).contiguous().reshape([-1])).unwrap()

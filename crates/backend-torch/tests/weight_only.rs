@@ -4,21 +4,13 @@
 //! unevenly over threads), one and several tokens; and through `Weight::apply`, the fallback
 //! (more tokens than the kernels take, `--kernels stock`) against the kernel.
 
+mod common;
+
 use backend_torch::model::Weight;
 use backend_torch::weight_only::{self, Tier, MAX_TOKENS};
 use bench_backend::quant::{self, NF4_BLOCK, NF4_CODEBOOK};
 use tch::{Kind, Tensor};
-
-/// Deterministic values in [-1, 1) (a 64-bit LCG; no crate needed for test noise).
-fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use common::noise;
 
 /// `x (m, k) · w (n, k)ᵀ` in f64.
 fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
