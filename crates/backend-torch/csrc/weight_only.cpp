@@ -2,7 +2,8 @@
 // (`at::parallel_for`, so `set_num_threads` and the OpenMP runtime libtorch ships apply).
 //
 // What they compute (the same numbers as expanding the matrix to f32 and calling `linear`, but
-// for the AVX2 int8 row, which rounds the activations to int16 first: see int8_row_avx2):
+// for the AVX2 int8 and NF4 rows, which round the activations to int16 first, and NF4 its code
+// book too: see int8_row_avx2 and nf4_row_avx2):
 //   f32:  y[t][r] = sum_i x[t][i] * w[r][i]
 //   int8: y[t][r] = scales[r] * sum_i x[t][i] * q[r][i]
 //   nf4:  y[t][r] = sum_b absmax[r][b] * sum_{j<64} codebook[code(r, 64b + j)] * x[t][64b + j]
@@ -160,37 +161,60 @@ __attribute__((target("avx2,fma"))) void f32_row_avx2(const float* x, const floa
   }
 }
 
-// 16 codes (8 bytes, high nibble first) as two vectors of 8 values through the code book, split
-// in two 8-entry tables (`permutevar8x32` looks at an index's low three bits; bit 3 picks the table).
-__attribute__((target("avx2,fma"))) inline void nf4x16(const uint8_t* p, __m256 lo_tab, __m256 hi_tab, __m256* v0, __m256* v1) {
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  const __m128i codes = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
-  const __m256i i0 = _mm256_cvtepu8_epi32(codes);
-  const __m256i i1 = _mm256_cvtepu8_epi32(_mm_srli_si128(codes, 8));
-  *v0 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_tab, i0), _mm256_permutevar8x32_ps(hi_tab, i0),
-                         _mm256_castsi256_ps(_mm256_slli_epi32(i0, 28)));
-  *v1 = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo_tab, i1), _mm256_permutevar8x32_ps(hi_tab, i1),
-                         _mm256_castsi256_ps(_mm256_slli_epi32(i1, 28)));
+// The AVX2 NF4 product also takes int16 activations (see above), and the code book as int16
+// (value / max|value| * 32767, so a code is off by at most 1.5e-5 of the largest): two `pshufb`
+// on a 16-byte table (low and high bytes of the int16 values) turn 32 codes into 32 int16 weights
+// and `vpmaddwd` multiplies them with the activations. Looking codes up in f32 took two `vpermps`,
+// a blend and a conversion per 8 values (about 4.5 GB/s of codes at 2 threads here, at or below
+// f32's speed in bytes of the matrix it stands for).
+//
+// A block of 64 codes is 32 bytes; `unpack{lo,hi}_epi8` of the high and low nibbles (index order)
+// works within 128-bit lanes, so the 4 vectors of 16 weights hold indices
+// [0-7 | 32-39], [8-15 | 40-47], [16-23 | 48-55], [24-31 | 56-63]: the activations are stored in
+// that order once per call (nf4_order), not shuffled per row.
+
+// Position of activation j of a 64-value block in NF4 order (see above).
+inline int64_t nf4_order(int64_t j) {
+  const int64_t lane = (j / 32), within = j % 32;  // lane: 0 for 0-31, 1 for 32-63
+  return (within / 8) * 16 + lane * 8 + within % 8;
 }
 
-__attribute__((target("avx2,fma"))) void nf4_row_avx2(const float* x, const uint8_t* packed, const float* absmax,
-                                                       const float* codebook, float* y, int64_t m, int64_t n, int64_t k, bool add) {
-  const __m256 lo_tab = _mm256_loadu_ps(codebook), hi_tab = _mm256_loadu_ps(codebook + 8);
+// 64-value blocks of int16 activations (m rows of k) rearranged into NF4 order.
+void reorder_nf4(const int16_t* xq, int16_t* out, int64_t m, int64_t k) {
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t b = 0; b < k / 64; ++b)
+      for (int64_t j = 0; j < 64; ++j) out[t * k + b * 64 + nf4_order(j)] = xq[t * k + b * 64 + j];
+}
+
+// One NF4 row against reordered int16 activations. Each 32-bit lane of a `vpmaddwd` adds two
+// products of at most 32767^2 (inside int32); the four per block go to f32 separately.
+__attribute__((target("avx2,fma"))) inline __m256 madd_f32(__m256i w, const int16_t* x) {
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))));
+}
+
+// lo / hi: the int16 code book's low and high bytes (16 each).
+__attribute__((target("avx2,fma"))) void nf4_row_avx2(const int16_t* xr, const float* xs, const uint8_t* packed,
+                                                       const float* absmax, const uint8_t* lo, const uint8_t* hi,
+                                                       float cscale, float* y, int64_t m, int64_t n, int64_t k, bool add) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i tab_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo)));
+  const __m256i tab_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)));
   for (int64_t t = 0; t < m; ++t) {
-    const float* xt = x + t * k;
+    const int16_t* xt = xr + t * k;
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < k / 64; ++b) {
-      __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-      for (int64_t j = 0; j < 4; ++j) {
-        __m256 v0, v1;
-        nf4x16(packed + b * 32 + j * 8, lo_tab, hi_tab, &v0, &v1);
-        s0 = _mm256_fmadd_ps(v0, _mm256_loadu_ps(xt + b * 64 + j * 16), s0);
-        s1 = _mm256_fmadd_ps(v1, _mm256_loadu_ps(xt + b * 64 + j * 16 + 8), s1);
-      }
-      acc = _mm256_fmadd_ps(_mm256_add_ps(s0, s1), _mm256_set1_ps(absmax[b]), acc);
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed + b * 32));
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4), lo = _mm256_and_si256(bytes, m4);
+      const __m256i c0 = _mm256_unpacklo_epi8(hi, lo), c1 = _mm256_unpackhi_epi8(hi, lo);
+      const __m256i l0 = _mm256_shuffle_epi8(tab_lo, c0), h0 = _mm256_shuffle_epi8(tab_hi, c0);
+      const __m256i l1 = _mm256_shuffle_epi8(tab_lo, c1), h1 = _mm256_shuffle_epi8(tab_hi, c1);
+      const int16_t* xb = xt + b * 64;
+      const __m256 s = _mm256_add_ps(
+          _mm256_add_ps(madd_f32(_mm256_unpacklo_epi8(l0, h0), xb), madd_f32(_mm256_unpackhi_epi8(l0, h0), xb + 16)),
+          _mm256_add_ps(madd_f32(_mm256_unpacklo_epi8(l1, h1), xb + 32), madd_f32(_mm256_unpackhi_epi8(l1, h1), xb + 48)));
+      acc = _mm256_fmadd_ps(s, _mm256_set1_ps(absmax[b]), acc);
     }
-    store(y + t * n, hsum256(acc), add);
+    store(y + t * n, hsum256(acc) * xs[t] * cscale, add);
   }
 }
 
@@ -340,8 +364,35 @@ int llama3_bench_int8_matmul(int tier, const float* x, const int8_t* q, const fl
 int llama3_bench_nf4_matmul(int tier, const float* x, const uint8_t* packed, const float* absmax, const float* codebook,
                             float* y, int64_t m, int64_t n, int64_t k, int add) {
   tier = tier < best_tier() ? tier : best_tier();
-  const Nf4Row row = tier == 2 ? nf4_row_avx512 : tier == 1 ? nf4_row_avx2 : nf4_row_scalar;
   try {
+    if (tier == 1) {
+      // int16 activations in NF4 order and an int16 code book, once per call (see nf4_row_avx2).
+      thread_local std::vector<int16_t> xq, xr;
+      thread_local std::vector<float> xs;
+      xq.resize(m * k);
+      xr.resize(m * k);
+      xs.resize(m);
+      quantize_i16_avx2(x, xq.data(), xs.data(), m, k);
+      reorder_nf4(xq.data(), xr.data(), m, k);
+      float cmax = 0.f;
+      for (int i = 0; i < 16; ++i) cmax = std::fabs(codebook[i]) > cmax ? std::fabs(codebook[i]) : cmax;
+      uint8_t lo[16], hi[16];
+      for (int i = 0; i < 16; ++i) {
+        const int16_t v = cmax > 0.f ? static_cast<int16_t>(std::lrintf(codebook[i] / cmax * 32767.f)) : 0;
+        lo[i] = static_cast<uint8_t>(v & 0xFF);
+        hi[i] = static_cast<uint8_t>((v >> 8) & 0xFF);
+      }
+      const float cscale = cmax / 32767.f;
+      // Pointers and tables, not the thread_local names: inside the task those are the worker's own.
+      const int16_t* xrp = xr.data();
+      const float* xsp = xs.data();
+      at::parallel_for(0, n, grain(k / 2), [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r)
+          nf4_row_avx2(xrp, xsp, packed + r * (k / 2), absmax + r * (k / 64), lo, hi, cscale, y + r, m, n, k, add != 0);
+      });
+      return 0;
+    }
+    const Nf4Row row = tier == 2 ? nf4_row_avx512 : nf4_row_scalar;
     at::parallel_for(0, n, grain(k / 2), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row(x, packed + r * (k / 2), absmax + r * (k / 64), codebook, y + r, m, n, k, add != 0);
     });
