@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-changed=csrc/weight_only.cpp");
     println!("cargo:rerun-if-changed=csrc/decode_ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/cpu.h");
     let Some(root) = link_libtorch() else { return };
     // The ABI torch-sys builds its own C++ with (libtorch 2.x wheels: the C++11 ABI).
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());

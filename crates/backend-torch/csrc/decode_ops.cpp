@@ -23,6 +23,8 @@
 
 #include <immintrin.h>
 
+#include "cpu.h"
+
 #include <cmath>
 #include <cstdint>
 #include <exception>
@@ -51,11 +53,7 @@ __attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* 
     a0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), a0);
     a1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), a1);
   }
-  __m256 v = _mm256_add_ps(a0, a1);
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  float acc = _mm_cvtss_f32(s);
+  float acc = llama3_bench::hsum256(_mm256_add_ps(a0, a1));
   for (; i < n; ++i) acc += a[i] * b[i];
   return acc;
 }
@@ -69,12 +67,6 @@ __attribute__((target("avx2,fma"))) void axpy_avx2(float alpha, const float* x, 
 
 using Dot = float (*)(const float*, const float*, int64_t);
 using Axpy = void (*)(float, const float*, float*, int64_t);
-
-bool has_avx2() {
-  __builtin_cpu_init();
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
 
 }  // namespace
 
@@ -127,7 +119,7 @@ void llama3_bench_rope_qkv(const float* qkv, const float* cos, const float* sin,
 // libtorch's pool raised.
 int llama3_bench_attention(int tier, const float* q, const float* k_cache, const float* v_cache, float* out, int64_t pos,
                            int64_t m, int64_t heads, int64_t kv_heads, int64_t hd, int64_t capacity) {
-  const bool avx2 = tier >= 1 && has_avx2();
+  const bool avx2 = llama3_bench::usable_tier(tier) >= 1;
   const Dot dot = avx2 ? dot_avx2 : dot_scalar;
   const Axpy axpy = avx2 ? axpy_avx2 : axpy_scalar;
   const int64_t rep = heads / kv_heads, width = heads * hd, tasks = m * heads;

@@ -23,12 +23,17 @@
 
 #include <immintrin.h>
 
+#include "cpu.h"
+
 #include <cmath>
 #include <cstdint>
 #include <exception>
 #include <vector>
 
 namespace {
+
+using llama3_bench::best_tier;
+using llama3_bench::hsum256;
 
 // The residual add fused into a product: y = result, or y += result.
 inline void store(float* y, float v, bool add) { *y = add ? *y + v : v; }
@@ -74,12 +79,6 @@ void nf4_row_scalar(const float* x, const uint8_t* packed, const float* absmax, 
 
 // ---- AVX2 + FMA ----------------------------------------------------------------------------
 
-__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
-}
 
 // The AVX2 int8 product takes the activations as int16 with one f32 scale per token (quantized
 // once per call, below), so that a pair of codes costs one `vpmaddwd` in place of two int8 -> f32
@@ -289,17 +288,24 @@ __attribute__((target("avx512f,avx512bw"))) void nf4_row_avx512(const float* x, 
 
 // ---- dispatch ------------------------------------------------------------------------------
 
-// Tiers, as the Rust side numbers them: 0 portable, 1 AVX2 + FMA, 2 AVX-512 (F + BW).
-int detect() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 2;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-  return 0;
-}
+// The calling thread's int16 activations for one product (see int8_row_avx2), in index order or
+// in NF4 order (see nf4_row_avx2), in buffers reused across calls. Pointers are returned, not the
+// thread_local buffers: inside a pool task a thread_local name is the worker's own copy.
+struct I16Rows {
+  const int16_t* q;
+  const float* scale;
+};
 
-int best_tier() {
-  static const int best = detect();
-  return best;
+I16Rows int16_activations(const float* x, int64_t m, int64_t k, bool in_nf4_order) {
+  thread_local std::vector<int16_t> xq, reordered;
+  thread_local std::vector<float> xs;
+  xq.resize(m * k);
+  xs.resize(m);
+  quantize_i16_avx2(x, xq.data(), xs.data(), m, k);
+  if (!in_nf4_order) return {xq.data(), xs.data()};
+  reordered.resize(m * k);
+  reorder_nf4(xq.data(), reordered.data(), m, k);
+  return {reordered.data(), xs.data()};
 }
 
 // Rows per task: at least ~32 KiB of codes, so a task outlasts the pool's hand-off.
@@ -315,7 +321,7 @@ int llama3_bench_weight_only_best_tier() { return best_tier(); }
 // y (m, n) = x (m, k) times the f32 matrix w (n, k), transposed; with add != 0, y += that instead
 // (a residual add fused into the product). Tier and result as below.
 int llama3_bench_f32_matmul(int tier, const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int add) {
-  tier = tier < best_tier() ? tier : best_tier();
+  tier = llama3_bench::usable_tier(tier);
   const F32Row row = tier == 2 ? f32_row_avx512 : tier == 1 ? f32_row_avx2 : f32_row_scalar;
   try {
     at::parallel_for(0, n, grain(k * 4), [&](int64_t begin, int64_t end) {
@@ -332,20 +338,12 @@ int llama3_bench_f32_matmul(int tier, const float* x, const float* w, float* y, 
 // here throws; the pool's own failures are reported).
 int llama3_bench_int8_matmul(int tier, const float* x, const int8_t* q, const float* scales, float* y, int64_t m,
                              int64_t n, int64_t k, int add) {
-  tier = tier < best_tier() ? tier : best_tier();
+  tier = llama3_bench::usable_tier(tier);
   try {
     if (tier == 1) {
-      // Activations as int16, once per call (see int8_row_avx2); buffers reused across calls.
-      thread_local std::vector<int16_t> xq;
-      thread_local std::vector<float> xs;
-      xq.resize(m * k);
-      xs.resize(m);
-      quantize_i16_avx2(x, xq.data(), xs.data(), m, k);
-      // Pointers, not the names: inside the task a thread_local name is the worker's own copy.
-      const int16_t* xqp = xq.data();
-      const float* xsp = xs.data();
+      const I16Rows a = int16_activations(x, m, k, false);
       at::parallel_for(0, n, grain(k), [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) int8_row_avx2(xqp, xsp, q + r * k, scales[r], y + r, m, n, k, add != 0);
+        for (int64_t r = begin; r < end; ++r) int8_row_avx2(a.q, a.scale, q + r * k, scales[r], y + r, m, n, k, add != 0);
       });
       return 0;
     }
@@ -363,17 +361,11 @@ int llama3_bench_int8_matmul(int tier, const float* x, const int8_t* q, const fl
 // (n, k/64) and the 16-entry code book, transposed; k a multiple of 64. Tier and result as above.
 int llama3_bench_nf4_matmul(int tier, const float* x, const uint8_t* packed, const float* absmax, const float* codebook,
                             float* y, int64_t m, int64_t n, int64_t k, int add) {
-  tier = tier < best_tier() ? tier : best_tier();
+  tier = llama3_bench::usable_tier(tier);
   try {
     if (tier == 1) {
       // int16 activations in NF4 order and an int16 code book, once per call (see nf4_row_avx2).
-      thread_local std::vector<int16_t> xq, xr;
-      thread_local std::vector<float> xs;
-      xq.resize(m * k);
-      xr.resize(m * k);
-      xs.resize(m);
-      quantize_i16_avx2(x, xq.data(), xs.data(), m, k);
-      reorder_nf4(xq.data(), xr.data(), m, k);
+      const I16Rows a = int16_activations(x, m, k, true);
       float cmax = 0.f;
       for (int i = 0; i < 16; ++i) cmax = std::fabs(codebook[i]) > cmax ? std::fabs(codebook[i]) : cmax;
       uint8_t lo[16], hi[16];
@@ -383,12 +375,9 @@ int llama3_bench_nf4_matmul(int tier, const float* x, const uint8_t* packed, con
         hi[i] = static_cast<uint8_t>((v >> 8) & 0xFF);
       }
       const float cscale = cmax / 32767.f;
-      // Pointers and tables, not the thread_local names: inside the task those are the worker's own.
-      const int16_t* xrp = xr.data();
-      const float* xsp = xs.data();
       at::parallel_for(0, n, grain(k / 2), [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r)
-          nf4_row_avx2(xrp, xsp, packed + r * (k / 2), absmax + r * (k / 64), lo, hi, cscale, y + r, m, n, k, add != 0);
+          nf4_row_avx2(a.q, a.scale, packed + r * (k / 2), absmax + r * (k / 64), lo, hi, cscale, y + r, m, n, k, add != 0);
       });
       return 0;
     }

@@ -186,31 +186,8 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
     // alone in f16 / bf16), or libtorch ops only (stock).
     let on_cpu = devices.iter().all(|d| *d == Device::Cpu);
     let tier = (spec.kernels == Kernels::Tuned && on_cpu).then(Tier::best);
-    let info = ModelInfo {
-        name: src.model_name().to_string(),
-        parameters: cfg.arch.parameters(),
-        weight_bytes: bytes.held(),
-        weight_bytes_per_token: bytes.per_token(),
-        weights,
-        compute_dtype: compute,
-        device: devices.iter().map(|d| device_name(*d)).collect::<Vec<_>>().join(","),
-        synthetic: src.is_synthetic(),
-        max_seq_len,
-        architecture: cfg.arch.clone(),
-        kernels: String::new(),
-        shards: if devices.len() > 1 {
-            ranges
-                .iter()
-                .zip(devices)
-                .zip(&shard_bytes)
-                .map(|((r, d), &weight_bytes)| ShardInfo { device: device_name(*d), layers: [r.start, r.end], weight_bytes })
-                .collect()
-        } else {
-            Vec::new()
-        },
-    };
     let shards: Vec<_> = ranges.iter().cloned().zip(devices.iter().copied()).collect();
-    let model = TorchLlama::new(cfg, embedding, layers, norm, output, kind, tier, &shards, max_seq_len);
+    let model = TorchLlama::new(cfg.clone(), embedding, layers, norm, output, kind, tier, &shards, max_seq_len);
     let libtorch = format!("libtorch {}", crate::LIBTORCH_VERSION);
     let kernels = match (on_cpu, tier) {
         (false, _) => libtorch,
@@ -224,5 +201,28 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         }
         (true, None) => format!("stock ({libtorch})"),
     };
-    Ok(TorchModel { model, info: ModelInfo { kernels, ..info }, cached: 0 })
+    let info = ModelInfo {
+        name: src.model_name().to_string(),
+        parameters: cfg.arch.parameters(),
+        weight_bytes: bytes.held(),
+        weight_bytes_per_token: bytes.per_token(),
+        weights,
+        compute_dtype: compute,
+        device: devices.iter().map(|d| device_name(*d)).collect::<Vec<_>>().join(","),
+        synthetic: src.is_synthetic(),
+        max_seq_len,
+        architecture: cfg.arch.clone(),
+        kernels,
+        shards: if devices.len() > 1 {
+            ranges
+                .iter()
+                .zip(devices)
+                .zip(&shard_bytes)
+                .map(|((r, d), &weight_bytes)| ShardInfo { device: device_name(*d), layers: [r.start, r.end], weight_bytes })
+                .collect()
+        } else {
+            Vec::new()
+        },
+    };
+    Ok(TorchModel { model, info, cached: 0 })
 }

@@ -41,24 +41,27 @@ impl Weight {
     }
 
     pub fn apply(&self, x: &Tensor, tier: Option<Tier>) -> Tensor {
-        let kernel = match self {
-            Weight::Dense(_) if x.kind() != Kind::Float => None,
-            _ => tier.zip(self.matrix()),
-        };
-        if let Some(y) = kernel.and_then(|(tier, m)| m.product(tier, x)) {
+        if let Weight::Dense(w) = self {
+            return Self::apply_dense(w, x, tier);
+        }
+        if let Some(y) = tier.zip(self.matrix()).and_then(|(tier, m)| m.product(tier, x)) {
             return y;
         }
+        x.linear::<Tensor>(&self.expanded().to_kind(x.kind()), None)
+    }
+
+    /// The whole matrix as floats (codes times their scales), for libtorch's `linear`.
+    fn expanded(&self) -> Tensor {
         match self {
-            Weight::Dense(w) => x.linear::<Tensor>(w, None),
-            Weight::Int8 { q, scales } => x.linear::<Tensor>(&(q.to_kind(Kind::Float) * scales).to_kind(x.kind()), None),
+            Weight::Dense(w) => w.shallow_clone(),
+            Weight::Int8 { q, scales } => q.to_kind(Kind::Float) * scales,
             Weight::Nf4 { packed, absmax, codebook } => {
                 let size = packed.size();
                 let (rows, cols) = (size[0], size[1] * 2);
                 let hi = packed.bitwise_right_shift_tensor_scalar(4);
                 let lo = packed.bitwise_and(0x0F);
                 let idx = Tensor::stack(&[hi, lo], 2).view([rows * cols]).to_kind(Kind::Int64);
-                let w = codebook.index_select(0, &idx).view([rows, cols / 64, 64]) * absmax;
-                x.linear::<Tensor>(&w.view([rows, cols]).to_kind(x.kind()), None)
+                (codebook.index_select(0, &idx).view([rows, cols / 64, 64]) * absmax).view([rows, cols])
             }
         }
     }
