@@ -27,13 +27,8 @@ use bench_hub::cache::Cache;
 use crate::torch;
 
 /// CUDA 13.0 = the GPU machines' driver and torch build.
-const CUDA_WHEELS: [&str; 5] = [
-    "nvidia-cuda-nvcc==13.0.88",
-    "nvidia-cuda-crt==13.0.88",
-    "nvidia-cuda-runtime==13.0.96",
-    "nvidia-cuda-cccl==13.0.85",
-    "nvidia-nvvm==13.0.88",
-];
+const CUDA_WHEELS: [&str; 5] =
+    ["nvidia-cuda-nvcc==13.0.88", "nvidia-cuda-crt==13.0.88", "nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cccl==13.0.85", "nvidia-nvvm==13.0.88"];
 const CUDA_DIR: &str = "cuda-13.0";
 /// H100 and H200 (sm_90).
 const COMPUTE_CAP: &str = "90";
@@ -44,7 +39,10 @@ const BINARIES: [&str; 3] = ["native-only", "torch-only", "compare"];
 
 fn is_toolkit(dir: &Path) -> bool {
     let cu = dir.join("nvidia/cu13");
-    cu.join("bin/nvcc").is_file() && cu.join("nvvm/bin/cicc").is_file() && cu.join("lib/libcudart.so.13").is_file() && cu.join("include/cuda_runtime.h").is_file()
+    cu.join("bin/nvcc").is_file()
+        && cu.join("nvvm/bin/cicc").is_file()
+        && cu.join("lib/libcudart.so.13").is_file()
+        && cu.join("include/cuda_runtime.h").is_file()
 }
 
 /// The CUDA 13.0 toolkit from PyPI (installed if missing): its `nvidia/cu13` folder, and a folder
@@ -219,7 +217,11 @@ pub fn bundle(out: Option<PathBuf>) -> Result<()> {
     let target = root.join("target/gpu-build");
     build(&root, &cu, &links, &libtorch, &candle, &target)?;
     let total = write_bundle(&target.join("release"), &tokenizer, &out)?;
-    println!("GPU bundle: {} ({:.1} MiB of 64). On the GPU machine: ./run.sh compare --device cuda --synthetic --size 8B --dtype bf16", out.display(), total as f64 / 1048576.0);
+    println!(
+        "GPU bundle: {} ({:.1} MiB of 64). On the GPU machine: ./run.sh compare --device cuda --synthetic --size 8B --dtype bf16",
+        out.display(),
+        total as f64 / 1048576.0
+    );
     Ok(())
 }
 
@@ -239,7 +241,9 @@ mod tests {
         for d in [bundle.clone(), site.join("torch/lib"), site.join("nvidia/cu13/lib"), site.join("nvidia/cudnn/lib")] {
             std::fs::create_dir_all(d).unwrap();
         }
-        for f in ["torch/lib/libtorch_cuda.so", "nvidia/cu13/lib/libcublas.so.13", "nvidia/cu13/lib/libnvrtc-builtins.so.13.0", "nvidia/cudnn/lib/libcudnn.so.9"] {
+        for f in
+            ["torch/lib/libtorch_cuda.so", "nvidia/cu13/lib/libcublas.so.13", "nvidia/cu13/lib/libnvrtc-builtins.so.13.0", "nvidia/cudnn/lib/libcudnn.so.9"]
+        {
             std::fs::write(site.join(f), b"").unwrap();
         }
         std::fs::write(bundle.join("run.sh"), RUN_SH).unwrap();
@@ -255,7 +259,14 @@ mod tests {
         let gz = std::fs::File::create(bundle.join("llama3-tokenizer.json.gz")).unwrap();
         assert!(Command::new("gzip").arg("-c").arg(&tok).stdout(gz).status().unwrap().success());
         let run = |args: &[&str]| {
-            Command::new(bundle.join("run.sh")).args(args).env("SITE", &site).env("LLAMA3_BENCH_HOME", &cache).env("TMPDIR", &root).env_remove("LD_LIBRARY_PATH").output().unwrap()
+            Command::new(bundle.join("run.sh"))
+                .args(args)
+                .env("SITE", &site)
+                .env("LLAMA3_BENCH_HOME", &cache)
+                .env("TMPDIR", &root)
+                .env_remove("LD_LIBRARY_PATH")
+                .output()
+                .unwrap()
         };
 
         let o = run(&["native-only", "--device", "cuda", "--prompt", "two words"]);
@@ -267,7 +278,11 @@ mod tests {
         assert!(links.starts_with(&root), "{ld}");
         assert_eq!(dirs[1], site.join("torch/lib").to_str().unwrap(), "{ld}");
         assert!(dirs.contains(&site.join("nvidia/cu13/lib").to_str().unwrap()) && dirs.contains(&site.join("nvidia/cudnn/lib").to_str().unwrap()), "{ld}");
-        for (name, target) in [("libcublas.so", "nvidia/cu13/lib/libcublas.so.13"), ("libnvrtc-builtins.so", "nvidia/cu13/lib/libnvrtc-builtins.so.13.0"), ("libcudnn.so", "nvidia/cudnn/lib/libcudnn.so.9")] {
+        for (name, target) in [
+            ("libcublas.so", "nvidia/cu13/lib/libcublas.so.13"),
+            ("libnvrtc-builtins.so", "nvidia/cu13/lib/libnvrtc-builtins.so.13.0"),
+            ("libcudnn.so", "nvidia/cudnn/lib/libcudnn.so.9"),
+        ] {
             assert_eq!(std::fs::read_link(links.join(name)).unwrap(), site.join(target));
         }
         assert!(out.contains("ARGS=--device cuda --prompt two words"), "{out}");

@@ -21,9 +21,7 @@ pub fn check_toolchain() -> Result<()> {
 fn has_libclang() -> bool {
     let roots = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"];
     let is_libclang = |n: &str| n.starts_with("libclang") && n.contains(".so") && !n.starts_with("libclang-cpp");
-    let dir_has = |d: &std::path::Path| {
-        std::fs::read_dir(d).map(|it| it.flatten().any(|e| is_libclang(&e.file_name().to_string_lossy()))).unwrap_or(false)
-    };
+    let dir_has = |d: &std::path::Path| std::fs::read_dir(d).map(|it| it.flatten().any(|e| is_libclang(&e.file_name().to_string_lossy()))).unwrap_or(false);
     roots.iter().any(|r| {
         let r = std::path::Path::new(r);
         dir_has(r)

@@ -113,11 +113,7 @@ fn cargo(command: &[&str], args: &[&str]) -> Result<()> {
 
 /// Runs cargo in `dir`.
 fn cargo_in(dir: &std::path::Path, command: &[&str], args: &[&str]) -> Result<()> {
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(dir)
-        .args(command)
-        .args(args)
-        .status()?;
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(dir).args(command).args(args).status()?;
     if !status.success() {
         anyhow::bail!("cargo {} failed ({status})", command.join(" "));
     }

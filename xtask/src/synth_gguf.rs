@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bench_hub::cache::Cache;
-use bench_hub::download;
 use bench_backend::arch::Architecture;
 use bench_backend::schema::{self, TensorId, TensorRole};
 use bench_backend::synthetic;
+use bench_hub::cache::Cache;
+use bench_hub::download;
 use bench_hub::registry::Registry;
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8_0, GgmlType};
 use clap::ValueEnum;
@@ -278,7 +278,8 @@ fn tokenizer_metadata(path: &Path, vocab_size: usize) -> Result<Vec<(String, Met
 fn rope_factors(arch: &Architecture) -> Option<Vec<f32>> {
     let s = arch.rope_scaling?;
     let dim = arch.head_dim();
-    let (low_wavelen, high_wavelen) = (s.original_context_length as f64 / s.low_freq_factor as f64, s.original_context_length as f64 / s.high_freq_factor as f64);
+    let (low_wavelen, high_wavelen) =
+        (s.original_context_length as f64 / s.low_freq_factor as f64, s.original_context_length as f64 / s.high_freq_factor as f64);
     Some(
         (0..dim / 2)
             .map(|i| {
@@ -289,7 +290,8 @@ fn rope_factors(arch: &Architecture) -> Option<Vec<f32>> {
                 } else if wavelen > low_wavelen {
                     s.factor as f64
                 } else {
-                    let smooth = (s.original_context_length as f64 / wavelen - s.low_freq_factor as f64) / (s.high_freq_factor as f64 - s.low_freq_factor as f64);
+                    let smooth =
+                        (s.original_context_length as f64 / wavelen - s.low_freq_factor as f64) / (s.high_freq_factor as f64 - s.low_freq_factor as f64);
                     1.0 / ((1.0 - smooth) / s.factor as f64 + smooth)
                 }) as f32
             })
@@ -331,10 +333,8 @@ pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
 
     let tokenizer_files = download::fetch(registry, cache, "llama3-tokenizer")?.paths().to_vec();
-    let tokenizer_json = tokenizer_files
-        .iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "tokenizer.json"))
-        .context("the llama3-tokenizer asset has no tokenizer.json")?;
+    let tokenizer_json =
+        tokenizer_files.iter().find(|p| p.file_name().is_some_and(|n| n == "tokenizer.json")).context("the llama3-tokenizer asset has no tokenizer.json")?;
 
     let started = Instant::now();
     let a = |k: &str| format!("llama.{k}");

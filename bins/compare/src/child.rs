@@ -12,9 +12,9 @@ use bench_core::run::request::BenchRequest;
 
 /// Where the per-framework binaries are: next to this executable, or `LLAMA3_BENCH_BIN_DIR`.
 pub fn binary_for(framework: &str) -> PathBuf {
-    let dir = std::env::var_os("LLAMA3_BENCH_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_else(|| PathBuf::from("."))
-    });
+    let dir = std::env::var_os("LLAMA3_BENCH_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_else(|| PathBuf::from(".")));
     dir.join(format!("{framework}-only"))
 }
 

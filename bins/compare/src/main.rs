@@ -22,10 +22,13 @@ const FRAMEWORKS: [&str; 3] = ["native", "torch", "llamacpp"];
 const OPT_IN: [&str; 1] = ["llamacpp"];
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Compare LLaMA 3 inference frameworks side by side, each in its own process",
+#[command(
+    version,
+    about = "Compare LLaMA 3 inference frameworks side by side, each in its own process",
     long_about = "Compare LLaMA 3 inference frameworks side by side, each in its own process.\n\n\
     Exit status: 0 every framework ran; 2 some framework was unavailable (the others are reported); \
-    3 a regression beyond noise against --baseline; 1 an error, or no framework ran.")]
+    3 a regression beyond noise against --baseline; 1 an error, or no framework ran."
+)]
 struct Cli {
     /// Frameworks to compare (default: native, torch, and llamacpp when it is built)
     #[arg(long, num_args = 1.., value_parser = FRAMEWORKS)]
@@ -312,15 +315,8 @@ fn measure(frameworks: &[String], levels: &[Option<Quantize>], base: &BenchReque
 /// level: its logit dump, or `None` when it could not run.
 fn f32_reference(fw: &str, base: &BenchRequest, dumps: &std::path::Path) -> Option<PathBuf> {
     let dump = dumps.join(format!("{fw}-reference.f32"));
-    let request = BenchRequest {
-        iterations: 1,
-        warmup: 0,
-        gen_tokens: 1,
-        dtype: Some(DType::F32),
-        quantize: None,
-        dump_logits: Some(dump.clone()),
-        ..base.clone()
-    };
+    let request =
+        BenchRequest { iterations: 1, warmup: 0, gen_tokens: 1, dtype: Some(DType::F32), quantize: None, dump_logits: Some(dump.clone()), ..base.clone() };
     eprintln!("== {fw} f32 reference (for quality only) ==");
     compare::child::run(fw, &format!("{fw} f32 reference"), &request).ok().map(|_| dump)
 }

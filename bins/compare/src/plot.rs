@@ -8,7 +8,11 @@ const COLORS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(255, 127, 14), R
 
 /// Mean latency (ms) of each generated position across iterations.
 fn label(r: &bench_core::run::bench::BenchmarkResult) -> String {
-    if r.level() == "none" { r.framework.clone() } else { format!("{} {}", r.framework, r.level()) }
+    if r.level() == "none" {
+        r.framework.clone()
+    } else {
+        format!("{} {}", r.framework, r.level())
+    }
 }
 
 fn latency_curve(r: &bench_core::run::bench::BenchmarkResult) -> Vec<(f64, f64)> {
@@ -48,7 +52,8 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
             .y_desc("latency (ms)")
             // Tokens are counted: whole numbers on the axis, never "20.0".
             .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{}", x.round() as i64) } else { String::new() })
-            .draw().map_err(|e| e.to_string())?;
+            .draw()
+            .map_err(|e| e.to_string())?;
         for (i, (r, curve)) in c.results.iter().zip(&curves).enumerate() {
             let color = COLORS[i % COLORS.len()];
             chart
@@ -57,7 +62,13 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
                 .label(label(r))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| e.to_string())?;
 
         let n = c.results.len().max(1);
         let top = c.results.iter().map(|r| r.tokens_per_second.mean + r.tokens_per_second.ci95).fold(0.0, f64::max).max(1e-3) * 1.2;
@@ -74,7 +85,11 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
             .x_labels(n * 2 + 1)
             .x_label_formatter(&|x| {
                 let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 0.26 { names.get(i).cloned().unwrap_or_default() } else { String::new() }
+                if (x - i as f64 - 0.5).abs() < 0.26 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
             })
             .y_desc("tokens / second")
             .draw()
@@ -86,8 +101,7 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
             bars.draw_series(std::iter::once(Rectangle::new([(x + 0.2, 0.0), (x + 0.8, m)], color.filled()))).map_err(|e| e.to_string())?;
             bars.draw_series(std::iter::once(PathElement::new(vec![(x + 0.5, m - ci), (x + 0.5, m + ci)], BLACK.stroke_width(2))))
                 .map_err(|e| e.to_string())?;
-            bars.draw_series(std::iter::once(Text::new(format!("{m:.1}"), (x + 0.55, m + top * 0.04), ("sans-serif", 14))))
-                .map_err(|e| e.to_string())?;
+            bars.draw_series(std::iter::once(Text::new(format!("{m:.1}"), (x + 0.55, m + top * 0.04), ("sans-serif", 14)))).map_err(|e| e.to_string())?;
         }
         root.present().map_err(|e| e.to_string())?;
     }

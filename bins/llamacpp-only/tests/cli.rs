@@ -31,8 +31,7 @@ fn profile_writes_a_chrome_trace_with_llamacpp_decodes() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let events: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).expect("valid JSON trace");
-    let names: std::collections::HashSet<String> =
-        events.as_array().unwrap().iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
+    let names: std::collections::HashSet<String> = events.as_array().unwrap().iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
     for span in ["prefill", "sample", "decode_token", "llama.cpp decode"] {
         assert!(names.contains(span), "trace lacks {span}: {names:?}");
     }

@@ -30,7 +30,10 @@ fn assert_clean_failure(o: &Output, needle: &str) {
 }
 
 pub fn greedy_prompt_json_mentions_paris(bin_path: &Path) {
-    let o = run(bin_path, &["--model", "smollm2-135m", "--prompt", "What is the capital of France?", "--temperature", "0", "--dtype", "f32", "--json", "--max-tokens", "24"]);
+    let o = run(
+        bin_path,
+        &["--model", "smollm2-135m", "--prompt", "What is the capital of France?", "--temperature", "0", "--dtype", "f32", "--json", "--max-tokens", "24"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON only");
     assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
@@ -60,8 +63,7 @@ pub fn chat_reads_one_question_per_line_from_a_pipe(bin_path: &Path) {
     child.stdin.take().unwrap().write_all(b"What is the capital of France?\nAnd of Germany?\n/exit\nignored\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let answers: Vec<serde_json::Value> =
-        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let answers: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(answers.len(), 2, "two questions before /exit");
     assert!(answers[0]["answer"].as_str().unwrap().contains("Paris"));
     // The second turn sees the first (history): it answers about Germany.
@@ -95,8 +97,7 @@ pub fn chat_survives_bad_lines_and_ends_cleanly_at_eof(bin_path: &Path) {
     assert!(err.contains("input line 1 is not valid UTF-8 (bad byte at offset 3)"), "{err}");
     assert!(err.contains(&format!("input line 2 is {} bytes (accepted: up to 1048576)", (1 << 20) + 101)), "{err}");
     assert!(err.contains("input line 3 is") && err.contains("the context holds 80"), "{err}");
-    let answers: Vec<serde_json::Value> =
-        String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let answers: Vec<serde_json::Value> = String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(answers.len(), 1, "only the good question is answered: {answers:?}");
     assert!(answers[0]["answer"].as_str().unwrap().contains("Paris"), "{}", answers[0]);
 }
@@ -120,8 +121,7 @@ pub fn profile_writes_a_chrome_trace(bin_path: &Path) {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&trace).unwrap();
     let events: serde_json::Value = serde_json::from_str(&text).expect("valid JSON trace");
-    let names: std::collections::HashSet<String> =
-        events.as_array().unwrap().iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
+    let names: std::collections::HashSet<String> = events.as_array().unwrap().iter().filter_map(|e| e["name"].as_str().map(str::to_owned)).collect();
     for span in ["prefill", "attention", "mlp", "sample", "decode_token"] {
         assert!(names.contains(span), "trace lacks {span}: {names:?}");
     }

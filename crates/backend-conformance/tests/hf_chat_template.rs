@@ -28,10 +28,7 @@ const EOS_IDS: [u32; 3] = [128001, 128008, 128009];
 
 fn fetch(name: &str) -> std::path::PathBuf {
     let registry = Registry::load().unwrap();
-    download::fetch(&registry, &Cache::from_env(), name)
-        .unwrap_or_else(|e| panic!("test setup could not fetch {name}: {e}"))
-        .paths()[0]
-        .clone()
+    download::fetch(&registry, &Cache::from_env(), name).unwrap_or_else(|e| panic!("test setup could not fetch {name}: {e}")).paths()[0].clone()
 }
 
 /// A Llama 3.2 Instruct-style checkpoint folder with tiny weights.
@@ -99,11 +96,7 @@ fn chat_prompt_ids_equal_transformers_apply_chat_template() {
     let conversations: Vec<Vec<Message>> = vec![
         vec![Message::new(Role::User, "Hello")],
         vec![Message::new(Role::System, "You are a pirate."), Message::new(Role::User, "  What is the capital of France?  ")],
-        vec![
-            Message::new(Role::User, "Hi"),
-            Message::new(Role::Assistant, "Hello! How can I help?"),
-            Message::new(Role::User, "Tell me a joke."),
-        ],
+        vec![Message::new(Role::User, "Hi"), Message::new(Role::Assistant, "Hello! How can I help?"), Message::new(Role::User, "Tell me a joke.")],
     ];
     for messages in &conversations {
         let ours = encode_chat(&tokenizer, &template, messages).unwrap();

@@ -23,11 +23,11 @@ use std::sync::OnceLock;
 
 use bench_backend::backend::{check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, WeightSource};
 use bench_backend::config::ModelConfig;
-use bench_backend::WeightFormat;
 use bench_backend::gguf::GgufFile;
 use bench_backend::memory::WeightBytes;
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::TensorSource;
+use bench_backend::WeightFormat;
 use bench_backend::{Error, Result};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
@@ -80,7 +80,11 @@ pub fn simd_summary() -> String {
             (v.trim() == "1" && !matches!(k, "OPENMP" | "REPACK" | "LLAMAFILE" | "KLEIDIAI")).then_some(k)
         })
         .collect();
-    if on.is_empty() { "generic (no SIMD flags reported)".into() } else { on.join(" ") }
+    if on.is_empty() {
+        "generic (no SIMD flags reported)".into()
+    } else {
+        on.join(" ")
+    }
 }
 
 /// Refuses to run kernels the running CPU cannot execute (they would die with SIGILL).
@@ -189,10 +193,7 @@ fn gguf_path(spec: &LoadSpec) -> Result<PathBuf> {
 fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     let path = gguf_path(spec)?;
     if spec.device != bench_backend::Device::Cpu {
-        return Err(Error::InvalidInput(format!(
-            "device '{}': this llama.cpp build is CPU-only; use --device cpu",
-            spec.device
-        )));
+        return Err(Error::InvalidInput(format!("device '{}': this llama.cpp build is CPU-only; use --device cpu", spec.device)));
     }
     if spec.shard != 1 {
         return Err(Error::InvalidInput(format!("--shard {}: this llama.cpp build is CPU-only and runs unsharded; use --shard 1", spec.shard)));
@@ -251,9 +252,8 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
 
     let params = LlamaModelParams::default();
     logs::take_errors();
-    let model = LlamaModel::load_from_file(backend, load_path, &params).map_err(|e| {
-        Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string())))
-    })?;
+    let model = LlamaModel::load_from_file(backend, load_path, &params)
+        .map_err(|e| Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string()))))?;
     let max_seq_len = spec.cache_len(&cfg);
     let threads = spec.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
@@ -270,10 +270,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     // flash attention (its CPU kernel rounds through f16: max |Δ| 3.7e-2 on SmolLM2's logits
     // against the f32 reference, 7.8e-5 without it).
     let ctx_params = if target == Some(DType::F32) {
-        ctx_params
-            .with_type_k(KvCacheType::F32)
-            .with_type_v(KvCacheType::F32)
-            .with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        ctx_params.with_type_k(KvCacheType::F32).with_type_v(KvCacheType::F32).with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
     } else {
         ctx_params
     };

@@ -107,7 +107,15 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
         if let Weight::Quantized(QMatMul::QTensor(q)) = w {
             let supported = matches!(
                 q.dtype(),
-                GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+                GgmlDType::Q4_0
+                    | GgmlDType::Q4_1
+                    | GgmlDType::Q8_0
+                    | GgmlDType::Q4K
+                    | GgmlDType::Q5K
+                    | GgmlDType::Q6K
+                    | GgmlDType::F32
+                    | GgmlDType::F16
+                    | GgmlDType::BF16
             );
             if !supported {
                 return Some(NoTunedKernel(format!("no tuned kernel for {:?} blocks", q.dtype())));
@@ -115,12 +123,8 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
         }
         None
     };
-    let problem = llama
-        .layers
-        .iter()
-        .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down])
-        .chain(std::iter::once(&llama.output))
-        .find_map(check);
+    let problem =
+        llama.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).chain(std::iter::once(&llama.output)).find_map(check);
     if let Some(p) = problem {
         return Ok(Err((llama, p)));
     }

@@ -12,9 +12,9 @@ use candle_nn::kv_cache::KvCache;
 use bench_backend::backend::{shard_ranges, DType as BDType, Kernels, LoadSpec, ModelInfo, Quantize, ShardInfo};
 use bench_backend::config::ModelConfig;
 use bench_backend::gguf::GgmlType;
+use bench_backend::memory::WeightBytes;
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
-use bench_backend::memory::WeightBytes;
 use bench_backend::{quant, Error, Result};
 
 use crate::model::{Embedding, Layer, Llama, Weight};
@@ -55,9 +55,9 @@ fn cuda_device(i: usize) -> Result<Device> {
     std::panic::set_hook(hook);
     match opened {
         Ok(Ok(dev)) => Ok(dev),
-        Ok(Err(e)) => Err(Error::InvalidInput(format!(
-            "device 'cuda:{i}': candle could not open it ({e}); check that `nvidia-smi` lists it, or use --device cpu"
-        ))),
+        Ok(Err(e)) => {
+            Err(Error::InvalidInput(format!("device 'cuda:{i}': candle could not open it ({e}); check that `nvidia-smi` lists it, or use --device cpu")))
+        }
         Err(panic) => {
             let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             let first = msg.as_deref().and_then(|m| m.split(" - ").next()).unwrap_or("unknown error").to_string();
@@ -178,9 +178,7 @@ fn load(
         b.kind(weight_kind(&w, &label));
         Ok(w)
     };
-    let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> {
-        dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err)
-    };
+    let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> { dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err) };
     let cache_len = spec.cache_len(&cfg);
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for (s, (range, dev)) in shards.iter().enumerate() {
@@ -203,8 +201,7 @@ fn load(
     drop(emb);
     // A tied head is the embedding tensor itself, except that GGUF blocks kept quantized keep the
     // head in its quantized form too, as llama.cpp does.
-    let output =
-        if !cfg.arch.tied_embeddings || keep_blocks { Some(get(&mut b, TensorId::global(TensorRole::Output), &last)?) } else { None };
+    let output = if !cfg.arch.tied_embeddings || keep_blocks { Some(get(&mut b, TensorId::global(TensorRole::Output), &last)?) } else { None };
     let last_index = b.shard_bytes.len() - 1;
     b.shard_bytes[last_index] += b.bytes.held() - before;
     b.finish(src.model_name().to_string(), embedding, layers, out_norm, output, spec, src.is_synthetic())

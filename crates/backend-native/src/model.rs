@@ -25,9 +25,16 @@ pub enum Weight {
     Quantized(QMatMul),
     Dense(Tensor),
     /// Codes stored as `u8` = q + 128 (candle has no i8); `scales` is `(out, 1)`.
-    Int8 { q: Tensor, scales: Tensor },
+    Int8 {
+        q: Tensor,
+        scales: Tensor,
+    },
     /// `packed` `(out, in/2)` u8, high nibble first; `absmax` `(out, in/64, 1)`; `codebook` (16).
-    Nf4 { packed: Tensor, absmax: Tensor, codebook: Tensor },
+    Nf4 {
+        packed: Tensor,
+        absmax: Tensor,
+        codebook: Tensor,
+    },
 }
 
 impl Weight {
@@ -180,12 +187,8 @@ impl Llama {
                 let k = layer.wk.forward(&h)?.reshape((1, t, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
                 let v = layer.wv.forward(&h)?.reshape((1, t, kv_heads, hd))?.transpose(1, 2)?.contiguous()?;
                 let (q, k) = match self.cfg.rope_layout {
-                    RopeLayout::Interleaved => {
-                        (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?, candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?)
-                    }
-                    RopeLayout::HalfSplit => {
-                        (candle_nn::rotary_emb::rope(&q, &cos, &sin)?, candle_nn::rotary_emb::rope(&k, &cos, &sin)?)
-                    }
+                    RopeLayout::Interleaved => (candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?, candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?),
+                    RopeLayout::HalfSplit => (candle_nn::rotary_emb::rope(&q, &cos, &sin)?, candle_nn::rotary_emb::rope(&k, &cos, &sin)?),
                 };
                 // Written in place into the preallocated cache; returns views of positions 0..pos+t.
                 let (k, v) = layer.cache.append(&k, &v)?;

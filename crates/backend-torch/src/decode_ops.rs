@@ -102,16 +102,7 @@ impl<'a> Cache<'a> {
 /// positions `pos..pos+m`; `cos` / `sin` are the model's `(positions, head_dim / 2)` f32 tables.
 /// `false` (nothing written) when a length does not fit or `pos + m` passes the cache or tables.
 #[allow(clippy::too_many_arguments)]
-pub fn rope_qkv(
-    qkv: &[f32],
-    cos: &Tensor,
-    sin: &Tensor,
-    layout: RopeLayout,
-    heads: Heads,
-    pos: usize,
-    q: &mut [f32],
-    cache: &mut Cache,
-) -> bool {
+pub fn rope_qkv(qkv: &[f32], cos: &Tensor, sin: &Tensor, layout: RopeLayout, heads: Heads, pos: usize, q: &mut [f32], cache: &mut Cache) -> bool {
     let Heads { heads: h, kv_heads: kv, head_dim: hd } = heads;
     let (Some(cos), Some(sin)) = (f32_slice(cos), f32_slice(sin)) else { return false };
     let width = (h + 2 * kv) * hd;

@@ -75,7 +75,11 @@ fn q4_k(b: &Tensor) -> Tensor {
             mins.push(col(j + 4).bitwise_and(63));
         } else {
             scales.push(col(j + 4).bitwise_and(0x0F).bitwise_or_tensor(&col(j - 4).bitwise_right_shift_tensor_scalar(6).bitwise_left_shift_tensor_scalar(4)));
-            mins.push(col(j + 4).bitwise_right_shift_tensor_scalar(4).bitwise_or_tensor(&col(j).bitwise_right_shift_tensor_scalar(6).bitwise_left_shift_tensor_scalar(4)));
+            mins.push(
+                col(j + 4)
+                    .bitwise_right_shift_tensor_scalar(4)
+                    .bitwise_or_tensor(&col(j).bitwise_right_shift_tensor_scalar(6).bitwise_left_shift_tensor_scalar(4)),
+            );
         }
     }
     let sc = Tensor::cat(&scales, 1).to_kind(Kind::Float) * &d; // (blocks, 8)

@@ -3,9 +3,9 @@
 //! which has checked every tensor's shape against the configuration before libtorch sees it.
 
 use bench_backend::backend::{shard_ranges, DType, Kernels, LoadSpec, ModelInfo, Quantize, ShardInfo};
+use bench_backend::memory::WeightBytes;
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
-use bench_backend::memory::WeightBytes;
 use bench_backend::{quant, Error, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -191,11 +191,9 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
     let libtorch = format!("libtorch {}", crate::LIBTORCH_VERSION);
     let kernels = match (on_cpu, tier) {
         (false, _) => libtorch,
-        (true, Some(t)) if model.fused_decode() => format!(
-            "tuned ({libtorch}; decode steps of up to {} tokens fused: weight_only.cpp + decode_ops.cpp, {})",
-            weight_only::MAX_TOKENS,
-            t.as_str()
-        ),
+        (true, Some(t)) if model.fused_decode() => {
+            format!("tuned ({libtorch}; decode steps of up to {} tokens fused: weight_only.cpp + decode_ops.cpp, {})", weight_only::MAX_TOKENS, t.as_str())
+        }
         (true, Some(t)) => {
             format!("tuned ({libtorch}; f32/int8/nf4 products of up to {} tokens: weight_only.cpp, {})", weight_only::MAX_TOKENS, t.as_str())
         }

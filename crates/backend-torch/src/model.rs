@@ -24,9 +24,16 @@ use crate::weight_only::{self, f32_slice, f32_slice_mut, Matrix, Tier};
 pub enum Weight {
     Dense(Tensor),
     /// int8 codes and `(out, 1)` f32 scales.
-    Int8 { q: Tensor, scales: Tensor },
+    Int8 {
+        q: Tensor,
+        scales: Tensor,
+    },
     /// `packed` `(out, in/2)` uint8, high nibble first; `absmax` `(out, in/64, 1)`; `codebook` (16).
-    Nf4 { packed: Tensor, absmax: Tensor, codebook: Tensor },
+    Nf4 {
+        packed: Tensor,
+        absmax: Tensor,
+        codebook: Tensor,
+    },
 }
 
 impl Weight {
@@ -340,16 +347,7 @@ impl TorchLlama {
             self.v_cache[i].narrow(2, pos as i64, t as i64).copy_(&v);
             let keys = self.k_cache[i].narrow(2, 0, total);
             let values = self.v_cache[i].narrow(2, 0, total);
-            let attn = Tensor::scaled_dot_product_attention(
-                &q,
-                &keys,
-                &values,
-                mask.as_ref(),
-                0.0,
-                t > 1 && pos == 0,
-                None,
-                true,
-            );
+            let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, t > 1 && pos == 0, None, true);
             let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
             let layer = &self.layers[i];
             x = x + layer.wo.apply(&attn, self.tier);

@@ -57,17 +57,7 @@ pub const MAX_TOKENS: i64 = 4;
 extern "C" {
     fn llama3_bench_weight_only_best_tier() -> i32;
     fn llama3_bench_f32_matmul(tier: i32, x: *const f32, w: *const f32, y: *mut f32, m: i64, n: i64, k: i64, add: i32) -> i32;
-    fn llama3_bench_int8_matmul(
-        tier: i32,
-        x: *const f32,
-        q: *const i8,
-        scales: *const f32,
-        y: *mut f32,
-        m: i64,
-        n: i64,
-        k: i64,
-        add: i32,
-    ) -> i32;
+    fn llama3_bench_int8_matmul(tier: i32, x: *const f32, q: *const i8, scales: *const f32, y: *mut f32, m: i64, n: i64, k: i64, add: i32) -> i32;
     fn llama3_bench_nf4_matmul(
         tier: i32,
         x: *const f32,
@@ -126,10 +116,7 @@ impl<'a> Matrix<'a> {
     pub fn nf4(packed: &'a Tensor, absmax: &'a Tensor, codebook: &'a Tensor) -> Option<Self> {
         let (n, half) = dims2(packed)?;
         let k = half * 2;
-        let ok = k % 64 == 0
-            && is(packed, Kind::Uint8, &[n, half])
-            && is(absmax, Kind::Float, &[n, k / 64, 1])
-            && is(codebook, Kind::Float, &[16]);
+        let ok = k % 64 == 0 && is(packed, Kind::Uint8, &[n, half]) && is(absmax, Kind::Float, &[n, k / 64, 1]) && is(codebook, Kind::Float, &[16]);
         ok.then_some(Matrix::Nf4 { packed, absmax, codebook, n, k })
     }
 
@@ -157,9 +144,7 @@ impl<'a> Matrix<'a> {
         let status = unsafe {
             match *self {
                 Matrix::F32 { w, .. } => llama3_bench_f32_matmul(t, xp, w.data_ptr() as *const f32, yp, m, n, k, add),
-                Matrix::Int8 { q, scales, .. } => {
-                    llama3_bench_int8_matmul(t, xp, q.data_ptr() as *const i8, scales.data_ptr() as *const f32, yp, m, n, k, add)
-                }
+                Matrix::Int8 { q, scales, .. } => llama3_bench_int8_matmul(t, xp, q.data_ptr() as *const i8, scales.data_ptr() as *const f32, yp, m, n, k, add),
                 Matrix::Nf4 { packed, absmax, codebook, .. } => {
                     let (p, a, c) = (packed.data_ptr() as *const u8, absmax.data_ptr() as *const f32, codebook.data_ptr() as *const f32);
                     llama3_bench_nf4_matmul(t, xp, p, a, c, yp, m, n, k, add)

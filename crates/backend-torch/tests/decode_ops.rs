@@ -12,9 +12,8 @@ mod common;
 use backend_torch::decode_ops::{self, Cache, Heads};
 use backend_torch::weight_only::{Matrix, Tier};
 use bench_backend::config::RopeLayout;
-use tch::{Device, Kind, Tensor};
 use common::noise;
-
+use tch::{Device, Kind, Tensor};
 
 fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(&t.to_kind(Kind::Float).contiguous().reshape([-1])).unwrap()

@@ -43,13 +43,7 @@ fn dequantizers_match_the_gguf_package() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/dequant.py");
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
-    for (ty, name) in [
-        (GgmlType::Q8_0, "Q8_0"),
-        (GgmlType::Q4_0, "Q4_0"),
-        (GgmlType::Q4_1, "Q4_1"),
-        (GgmlType::Q4_K, "Q4_K"),
-        (GgmlType::Q6_K, "Q6_K"),
-    ] {
+    for (ty, name) in [(GgmlType::Q8_0, "Q8_0"), (GgmlType::Q4_0, "Q4_0"), (GgmlType::Q4_1, "Q4_1"), (GgmlType::Q4_K, "Q4_K"), (GgmlType::Q6_K, "Q6_K")] {
         let (per_block, _) = ty.block().unwrap();
         let blocks = 24;
         let raw = random_blocks(ty, blocks, 0x9E3779B97F4A7C15 ^ per_block as u64);

@@ -9,8 +9,8 @@ mod common;
 use backend_torch::model::Weight;
 use backend_torch::weight_only::{self, Tier, MAX_TOKENS};
 use bench_backend::quant::{self, NF4_BLOCK, NF4_CODEBOOK};
-use tch::{Kind, Tensor};
 use common::noise;
+use tch::{Kind, Tensor};
 
 /// `x (m, k) · w (n, k)ᵀ` in f64.
 fn reference(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {

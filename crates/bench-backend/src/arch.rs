@@ -34,7 +34,6 @@ pub struct RopeScaling {
     pub original_context_length: usize,
 }
 
-
 impl Architecture {
     pub fn head_dim(&self) -> usize {
         self.dim / self.heads.max(1)
@@ -80,11 +79,7 @@ impl Architecture {
             });
         }
         if self.heads % self.kv_heads != 0 {
-            return Err(ArchProblem {
-                field: KvHeads,
-                value: self.kv_heads.to_string(),
-                accepted: format!("a divisor of the {} attention heads", self.heads),
-            });
+            return Err(ArchProblem { field: KvHeads, value: self.kv_heads.to_string(), accepted: format!("a divisor of the {} attention heads", self.heads) });
         }
         // Below 1 the RoPE frequencies exceed 1 radian per position and overflow f32 for tiny
         // values; real models use 10000 to 1000000.
@@ -96,7 +91,8 @@ impl Architecture {
         }
         if let Some(s) = &self.rope_scaling {
             let positive = |v: f32| v.is_finite() && v > 0.0;
-            if !(s.factor.is_finite() && s.factor >= 1.0
+            if !(s.factor.is_finite()
+                && s.factor >= 1.0
                 && positive(s.low_freq_factor)
                 && positive(s.high_freq_factor)
                 && s.high_freq_factor > s.low_freq_factor
@@ -210,4 +206,3 @@ impl ArchProblem {
         format!("{} is {} (accepted: {})", name(self.field), self.value, self.accepted)
     }
 }
-

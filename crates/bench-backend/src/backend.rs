@@ -290,10 +290,7 @@ impl LoadSpec {
             None => Ok(self.dtype),
             Some(Quantize::Float16) => match self.dtype {
                 None | Some(DType::F16) => Ok(Some(DType::F16)),
-                Some(other) => Err(crate::Error::InvalidInput(format!(
-                    "--quantize float16 conflicts with --dtype {}; pass one of them",
-                    other.as_str()
-                ))),
+                Some(other) => Err(crate::Error::InvalidInput(format!("--quantize float16 conflicts with --dtype {}; pass one of them", other.as_str()))),
             },
             Some(Quantize::Int8 | Quantize::Nf4) => Ok(Some(self.dtype.unwrap_or(DType::F32))),
         }
@@ -308,10 +305,7 @@ pub fn check_forward_args(tokens: &[u32], pos: usize, cached: usize, max_seq_len
         return Err(Error::InvalidInput("forward called with no tokens".into()));
     }
     if pos + tokens.len() > max_seq_len {
-        return Err(Error::InvalidInput(format!(
-            "{} tokens at position {pos} exceed the context of {max_seq_len} tokens",
-            tokens.len()
-        )));
+        return Err(Error::InvalidInput(format!("{} tokens at position {pos} exceed the context of {max_seq_len} tokens", tokens.len())));
     }
     if pos != cached {
         return Err(Error::InvalidInput(format!("forward at position {pos}, but the cache holds {cached} tokens")));

@@ -164,8 +164,7 @@ impl ModelConfig {
             max_position_embeddings: Option<usize>,
             rope_scaling: Option<HfRopeScaling>,
         }
-        let c: HfConfig = serde_json::from_str(text)
-            .map_err(|e| Error::ModelFiles(format!("{} is not a LLaMA config.json: {e}", path.display())))?;
+        let c: HfConfig = serde_json::from_str(text).map_err(|e| Error::ModelFiles(format!("{} is not a LLaMA config.json: {e}", path.display())))?;
         let rope_scaling = match c.rope_scaling {
             Some(s) if s.rope_type.as_deref().unwrap_or("llama3") == "llama3" => Some(RopeScaling {
                 factor: s.factor.unwrap_or(8.0),
@@ -173,9 +172,7 @@ impl ModelConfig {
                 high_freq_factor: s.high_freq_factor.unwrap_or(4.0),
                 original_context_length: s.original_max_position_embeddings.unwrap_or(8192),
             }),
-            Some(s) => {
-                return Err(Error::NotImplemented(format!("rope_scaling type '{}'", s.rope_type.unwrap_or_default())))
-            }
+            Some(s) => return Err(Error::NotImplemented(format!("rope_scaling type '{}'", s.rope_type.unwrap_or_default()))),
             None => None,
         };
         let arch = Architecture {
@@ -215,12 +212,7 @@ impl ModelConfig {
         for id in schema::tensors(&cfg.arch) {
             if let Some(t) = shapes.get(&id.hf_name()) {
                 if t.dtype.float().is_none() {
-                    return Err(Error::ModelFiles(format!(
-                        "{}: tensor {} has dtype {} (accepted: F32, F16, BF16)",
-                        origin.display(),
-                        t.name,
-                        t.dtype.name()
-                    )));
+                    return Err(Error::ModelFiles(format!("{}: tensor {} has dtype {} (accepted: F32, F16, BF16)", origin.display(), t.name, t.dtype.name())));
                 }
             }
         }
@@ -238,12 +230,7 @@ impl ModelConfig {
 /// outermost first); `scheme` says how the file names them and `shape_of` looks one up by that
 /// name. Run before any weight is read, so that a wrong config or tensor table is an error naming
 /// the tensor, the file, the shape found and the shape expected, not a failed matrix product.
-pub fn check_tensor_shapes(
-    arch: &Architecture,
-    file: &Path,
-    scheme: NameScheme,
-    shape_of: impl Fn(&str) -> Option<Vec<usize>>,
-) -> Result<()> {
+pub fn check_tensor_shapes(arch: &Architecture, file: &Path, scheme: NameScheme, shape_of: impl Fn(&str) -> Option<Vec<usize>>) -> Result<()> {
     for id in schema::tensors(arch) {
         let name = id.name(scheme);
         match shape_of(&name) {
@@ -314,7 +301,10 @@ mod tests {
         let arch = &registry_arch("smollm2-135m");
         assert!(check_tokenizer_vocab(arch, "m.gguf", arch.vocab_size, "t").is_ok());
         let err = check_tokenizer_vocab(arch, "m.gguf", 128_256, "tokenizer.json").unwrap_err().to_string();
-        assert!(err.contains("m.gguf: vocab_size is 49152 but the tokenizer (tokenizer.json) has 128256 tokens (accepted: a vocabulary of at least 128256)"), "{err}");
+        assert!(
+            err.contains("m.gguf: vocab_size is 49152 but the tokenizer (tokenizer.json) has 128256 tokens (accepted: a vocabulary of at least 128256)"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -329,7 +319,7 @@ mod tests {
         let close = |a: f32, b: f64| ((a as f64 - b) / b).abs() < 1e-6;
         assert!(close(inv[5], base(5))); // wavelen 2pi*500000^(10/64) ~ 49 < 2048
         assert!(close(inv[31], base(31) / 32.0)); // wavelen ~ 2.2e6 > 8192
-        // i = 15: wavelen = 2pi / 500000^(-30/64) ~ 2927, between 2048 and 8192: smooth = 8192/2927 - 1 ~ 1.799/3...
+                                                  // i = 15: wavelen = 2pi / 500000^(-30/64) ~ 2927, between 2048 and 8192: smooth = 8192/2927 - 1 ~ 1.799/3...
         let f = base(15);
         let wl = 2.0 * std::f64::consts::PI / f;
         let smooth = (8192.0 / wl - 1.0) / 3.0;

@@ -257,9 +257,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            Error::gguf(self.path, format!("file is truncated: {what} at byte {} needs {n} bytes, file has {}", self.pos, self.buf.len()))
-        })?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+                Error::gguf(self.path, format!("file is truncated: {what} at byte {} needs {n} bytes, file has {}", self.pos, self.buf.len()))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -388,12 +389,7 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some(v) => match v.as_u64() {
                 Some(a) if a.is_power_of_two() && a <= MAX_ALIGNMENT => a,
-                _ => {
-                    return Err(Error::gguf(
-                        path,
-                        format!("general.alignment is {v:?} (accepted: a power of two from 1 to {MAX_ALIGNMENT})"),
-                    ))
-                }
+                _ => return Err(Error::gguf(path, format!("general.alignment is {v:?} (accepted: a power of two from 1 to {MAX_ALIGNMENT})"))),
             },
         };
         let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
@@ -486,9 +482,7 @@ impl GgufFile {
 
     /// The raw bytes of a tensor (ggml blocks for quantized types).
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
-        let len = info.byte_len().ok_or_else(|| {
-            Error::gguf(&self.path, format!("tensor {} has unsupported type {}", info.name, info.ggml_type))
-        })?;
+        let len = info.byte_len().ok_or_else(|| Error::gguf(&self.path, format!("tensor {} has unsupported type {}", info.name, info.ggml_type)))?;
         let range = self.data_start.checked_add(info.offset).and_then(|start| Some((start, start.checked_add(len)?)));
         range
             .and_then(|(start, end)| self.mmap.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?))

@@ -11,8 +11,8 @@
 //! And [`WeightBytes`], the one rule every backend counts its weights by (bytes held, bytes read
 //! to decode one token), so the bandwidth column compares like with like.
 
-use crate::backend::{DType, Quantize};
 use crate::arch::Architecture;
+use crate::backend::{DType, Quantize};
 
 fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -125,7 +125,8 @@ struct RawEntry {
 pub fn read_header(bytes: &[u8], path: &Path) -> Result<Vec<StTensor>> {
     let bad = |m: String| Error::ModelFiles(format!("invalid safetensors file {}: {m}. The file is corrupt or truncated; download it again", path.display()));
     let file_len = bytes.len() as u64;
-    let len_bytes: [u8; 8] = bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| bad(format!("{file_len} bytes is too short for a header (accepted: at least 8)")))?;
+    let len_bytes: [u8; 8] =
+        bytes.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(|| bad(format!("{file_len} bytes is too short for a header (accepted: at least 8)")))?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
         return Err(bad(format!(
@@ -135,15 +136,14 @@ pub fn read_header(bytes: &[u8], path: &Path) -> Result<Vec<StTensor>> {
     }
     let data_start = 8 + header_len;
     let header = &bytes[8..data_start as usize];
-    let table: BTreeMap<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|e| bad(format!("header is not a JSON object of tensors: {e}")))?;
+    let table: BTreeMap<String, serde_json::Value> = serde_json::from_slice(header).map_err(|e| bad(format!("header is not a JSON object of tensors: {e}")))?;
     let mut tensors = Vec::with_capacity(table.len());
     for (name, value) in table {
         if name == "__metadata__" {
             continue;
         }
-        let raw: RawEntry = serde_json::from_value(value)
-            .map_err(|e| bad(format!("tensor {name}: {e} (accepted: {{\"dtype\", \"shape\", \"data_offsets\"}})")))?;
+        let raw: RawEntry =
+            serde_json::from_value(value).map_err(|e| bad(format!("tensor {name}: {e} (accepted: {{\"dtype\", \"shape\", \"data_offsets\"}})")))?;
         let dtype = StDtype::parse(&raw.dtype).ok_or_else(|| bad(format!("tensor {name}: unknown dtype {:?}", raw.dtype)))?;
         let elements = raw
             .shape

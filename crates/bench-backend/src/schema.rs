@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn layer_roles_are_the_per_layer_rows() {
-        assert_eq!(LAYER_ROLES.len(), NAMES.iter().filter(|(r, _, _)| !matches!(r, TensorRole::TokenEmbedding | TensorRole::OutputNorm | TensorRole::Output)).count());
+        assert_eq!(
+            LAYER_ROLES.len(),
+            NAMES.iter().filter(|(r, _, _)| !matches!(r, TensorRole::TokenEmbedding | TensorRole::OutputNorm | TensorRole::Output)).count()
+        );
         assert_eq!(LAYER_ROLES[0], TensorRole::AttnNorm);
         assert_eq!(LAYER_ROLES[8], TensorRole::FfnDown);
     }

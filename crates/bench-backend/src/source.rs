@@ -201,9 +201,10 @@ impl TensorSource {
                 let origin = self.origin();
                 let (i, t) = index.get(&name).ok_or_else(|| missing(&name, &origin))?;
                 let (path, map) = &maps[*i];
-                let dtype = t.dtype.float().ok_or_else(|| {
-                    Error::ModelFiles(format!("{}: tensor {name} has dtype {} (accepted: F32, F16, BF16)", path.display(), t.dtype.name()))
-                })?;
+                let dtype = t
+                    .dtype
+                    .float()
+                    .ok_or_else(|| Error::ModelFiles(format!("{}: tensor {name} has dtype {} (accepted: F32, F16, BF16)", path.display(), t.dtype.name())))?;
                 // read_header checked the range lies inside the file.
                 let bytes = &map[t.start as usize..t.end as usize];
                 (name, t.shape.clone(), path.clone(), TensorData::Float { dtype, bytes })

@@ -16,12 +16,12 @@ use clap::Parser;
 use serde::Serialize;
 
 use bench_backend::backend::{Backend, LanguageModel};
-use bench_core::run::bench::{self, BenchConfig, BenchmarkResult, RunContext};
-use bench_core::run::perplexity::PerplexityReport;
-use bench_core::text::chat::{encode_chat, encode_chat_within, ChatTemplate, Message, Role};
-use bench_core::run::generate::{generate, Generation};
 use bench_core::metrics::report;
+use bench_core::run::bench::{self, BenchConfig, BenchmarkResult, RunContext};
+use bench_core::run::generate::{generate, Generation};
+use bench_core::run::perplexity::PerplexityReport;
 use bench_core::run::sampling::{Sampler, SamplingConfig};
+use bench_core::text::chat::{encode_chat, encode_chat_within, ChatTemplate, Message, Role};
 use bench_core::text::tokenizer::Tokenizer;
 
 pub use args::Cli;
@@ -95,12 +95,7 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
             bail!("--framework {fw}: this binary runs the '{}' framework only; use `compare --framework {fw}` to pick frameworks", backend.name());
         }
     }
-    let sampling = SamplingConfig {
-        temperature: cli.sampling.temperature,
-        top_k: cli.sampling.top_k,
-        top_p: cli.sampling.top_p,
-        seed: cli.sampling.seed,
-    };
+    let sampling = SamplingConfig { temperature: cli.sampling.temperature, top_k: cli.sampling.top_k, top_p: cli.sampling.top_p, seed: cli.sampling.seed };
     sampling.validate()?;
     if cli.runtime.threads == Some(0) {
         bail!("--threads must be at least 1");
@@ -195,10 +190,9 @@ impl SyntheticFile {
     fn marked(spec: &bench_backend::backend::LoadSpec) -> bool {
         match &spec.source {
             bench_backend::backend::WeightSource::Files(weights) => match weights {
-                bench_backend::WeightFormat::Gguf(p) => bench_backend::gguf::GgufFile::open(p)
-                    .ok()
-                    .and_then(|g| g.get("llama3_bench.synthetic").and_then(|v| v.as_bool()))
-                    .unwrap_or(false),
+                bench_backend::WeightFormat::Gguf(p) => {
+                    bench_backend::gguf::GgufFile::open(p).ok().and_then(|g| g.get("llama3_bench.synthetic").and_then(|v| v.as_bool())).unwrap_or(false)
+                }
                 _ => false,
             },
             _ => false,
@@ -282,9 +276,13 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub enum InputLine {
     Text(String),
     /// Not UTF-8: the first bad byte's offset.
-    InvalidUtf8 { offset: usize },
+    InvalidUtf8 {
+        offset: usize,
+    },
     /// Longer than the limit; only its length was kept.
-    TooLong { bytes: usize },
+    TooLong {
+        bytes: usize,
+    },
 }
 
 /// Reads one line (without its `\n` / `\r\n`), never holding more than `max_bytes` of it;
@@ -414,12 +412,7 @@ mod tests {
         let got = lines(b"hello\r\nbad \xff byte\n0123456789abc\nlast", 10);
         assert_eq!(
             got,
-            vec![
-                InputLine::Text("hello".into()),
-                InputLine::InvalidUtf8 { offset: 4 },
-                InputLine::TooLong { bytes: 14 },
-                InputLine::Text("last".into()),
-            ]
+            vec![InputLine::Text("hello".into()), InputLine::InvalidUtf8 { offset: 4 }, InputLine::TooLong { bytes: 14 }, InputLine::Text("last".into()),]
         );
         assert!(lines(b"", 10).is_empty());
         assert_eq!(lines(b"\n", 10), vec![InputLine::Text(String::new())]);
@@ -452,7 +445,12 @@ fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageMode
     } else {
         println!(
             "perplexity {:.4} over {} tokens ({} windows of up to {}), {} [{}]",
-            p.perplexity, p.tokens_scored, p.windows, p.window_len, backend.name(), info.weights
+            p.perplexity,
+            p.tokens_scored,
+            p.windows,
+            p.window_len,
+            backend.name(),
+            info.weights
         );
     }
     if let Some(out) = &cli.output.output {
@@ -461,23 +459,12 @@ fn run_perplexity(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageMode
     Ok(())
 }
 
-fn run_benchmark(
-    backend: &dyn Backend,
-    cli: &Cli,
-    model: &mut dyn LanguageModel,
-    resolved: &resolve::Resolved,
-    load_time_s: f64,
-) -> Result<()> {
+fn run_benchmark(backend: &dyn Backend, cli: &Cli, model: &mut dyn LanguageModel, resolved: &resolve::Resolved, load_time_s: f64) -> Result<()> {
     let text = cli.benchmark.bench_prompt.as_deref().unwrap_or(BENCH_PROMPT);
     let t = Instant::now();
     let prompt_tokens = resolved.tokenizer.encode(text, resolved.tokenizer.adds_bos())?;
     let tokenize_time_s = t.elapsed().as_secs_f64();
-    let config = BenchConfig {
-        prompt_tokens,
-        gen_tokens: cli.benchmark.gen_tokens,
-        iterations: cli.benchmark.iterations,
-        warmup: cli.benchmark.warmup,
-    };
+    let config = BenchConfig { prompt_tokens, gen_tokens: cli.benchmark.gen_tokens, iterations: cli.benchmark.iterations, warmup: cli.benchmark.warmup };
     eprintln!(
         "benchmark: {} prompt tokens, {} generated tokens, {} iterations + {} warm-up",
         config.prompt_tokens.len(),

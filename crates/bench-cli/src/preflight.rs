@@ -3,16 +3,15 @@
 //! tokenizer's, and whether the load fits in the memory available (`bench_backend::memory`).
 
 use anyhow::{bail, Result};
+use bench_backend::arch::Architecture;
 use bench_backend::backend::{Backend, DType, LoadSpec, Quantize, WeightSource};
 use bench_backend::config::{self, ModelConfig};
-use bench_backend::WeightFormat;
 use bench_backend::gguf::GgufFile;
 use bench_backend::memory::{self, Stored, GB};
-use bench_backend::arch::Architecture;
+use bench_backend::WeightFormat;
 use bench_hub::registry::Registry;
 
 use crate::resolve::Resolved;
-
 
 /// The model's configuration, how its weights are stored, and the file to name in errors.
 fn describe(backend: &dyn Backend, spec: &LoadSpec) -> Result<(ModelConfig, Stored, String)> {
@@ -104,11 +103,8 @@ pub fn check_memory(backend: &dyn Backend, spec: &LoadSpec, label: &str) -> Resu
         sizes.sort();
         options.extend(sizes.into_iter().rev().map(|(_, s)| s));
     }
-    let what_fits = if options.is_empty() {
-        "nothing smaller in the registry fits either".to_string()
-    } else {
-        format!("what would fit: {}", options.join(", "))
-    };
+    let what_fits =
+        if options.is_empty() { "nothing smaller in the registry fits either".to_string() } else { format!("what would fit: {}", options.join(", ")) };
     bail!(
         "not enough memory for {} on {}: it needs {:.1} GB ({:.1} GB of weights, {held}, + {:.1} GB KV cache for {cache_len} positions) \
          but {:.1} GB is available ({}); {what_fits}; or pass --ignore-memory-check to load anyway",

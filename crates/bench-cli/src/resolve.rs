@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bench_backend::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
+use bench_core::text::tokenizer::Tokenizer;
 use bench_hub::cache::Cache;
 use bench_hub::download;
 use bench_hub::files::{self, ModelFiles, ModelType, TokenizerLocation};
 use bench_hub::registry::Registry;
-use bench_core::text::tokenizer::Tokenizer;
 
 use crate::args::Cli;
 
@@ -67,8 +67,7 @@ pub fn kernels(cli: &Cli) -> Kernels {
 fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {
     let fallback = match files.tokenizer {
         TokenizerLocation::Missing => Some(
-            ensure(registry, cache, LLAMA3_TOKENIZER, download_missing)
-                .context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?[0]
+            ensure(registry, cache, LLAMA3_TOKENIZER, download_missing).context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?[0]
                 .clone(),
         ),
         _ => None,

@@ -4,8 +4,8 @@
 
 mod common;
 
-use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
 use bench_backend::gguf::GgufFile;
+use bench_core::text::chat::{encode_chat, ChatTemplate, Message, Role};
 use bench_core::text::tokenizer::{TokenStream, Tokenizer};
 
 /// (text, expected ids) pairs, split as llama.cpp's `test-tokenizer-0` splits them.
@@ -13,8 +13,7 @@ fn cases(vocab: &str) -> Vec<(String, Vec<u32>)> {
     let inp = std::fs::read_to_string(common::fetch_file("tokenizer-references", &format!("{vocab}.inp"))).unwrap();
     let out = std::fs::read_to_string(common::fetch_file("tokenizer-references", &format!("{vocab}.out"))).unwrap();
     let texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
-    let ids: Vec<Vec<u32>> =
-        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
     // The file ends with a separator and an empty remainder.
     let texts = &texts[..ids.len()];
     texts.iter().map(|t| t.to_string()).zip(ids).collect()

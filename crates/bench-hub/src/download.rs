@@ -64,14 +64,7 @@ pub fn fetch(registry: &Registry, cache: &Cache, name: &str) -> Result<Outcome> 
     }
 }
 
-fn fetch_pypi(
-    cache: &Cache,
-    name: &str,
-    package: &str,
-    version: &str,
-    archive: ArchiveKind,
-    files: &[FileSpec],
-) -> Result<Outcome> {
+fn fetch_pypi(cache: &Cache, name: &str, package: &str, version: &str, archive: ArchiveKind, files: &[FileSpec]) -> Result<Outcome> {
     let targets: Vec<PathBuf> = files.iter().map(|f| cache.file_path(name, f)).collect();
     let mut missing = Vec::new();
     for (spec, target) in files.iter().zip(&targets) {
@@ -124,21 +117,15 @@ fn pip_download(package: &str, version: &str, archive: ArchiveKind, into: &Path)
         ArchiveKind::Sdist => cmd.args(["--no-binary", package]),
     };
     eprintln!("fetching {package}=={version} with pip");
-    let out = cmd.output().map_err(|e| {
-        Error::Download(format!("could not run `{python} -m pip` ({e}). Install Python 3 with pip, or set LLAMA3_BENCH_PYTHON"))
-    })?;
+    let out =
+        cmd.output().map_err(|e| Error::Download(format!("could not run `{python} -m pip` ({e}). Install Python 3 with pip, or set LLAMA3_BENCH_PYTHON")))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<_> = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(Error::Download(format!(
-            "`pip download {package}=={version}` failed (is the package registry reachable?):\n{}",
-            tail.join("\n")
-        )));
+        return Err(Error::Download(format!("`pip download {package}=={version}` failed (is the package registry reachable?):\n{}", tail.join("\n"))));
     }
-    let found = std::fs::read_dir(into)
-        .map_err(|e| Error::io("reading pip's output folder", into, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.is_file());
+    let found =
+        std::fs::read_dir(into).map_err(|e| Error::io("reading pip's output folder", into, e))?.filter_map(|e| e.ok().map(|e| e.path())).find(|p| p.is_file());
     found.ok_or_else(|| Error::Download(format!("pip reported success but saved nothing for {package}=={version}")))
 }
 
@@ -146,8 +133,8 @@ fn extract_member(archive_path: &Path, kind: ArchiveKind, member: &str, out: &mu
     let open = |p: &Path| std::fs::File::open(p).map_err(|e| Error::io("opening the downloaded archive", p, e));
     let copied = match kind {
         ArchiveKind::Wheel => {
-            let mut zip = zip::ZipArchive::new(open(archive_path)?)
-                .map_err(|e| Error::Download(format!("{} is not a valid wheel: {e}", archive_path.display())))?;
+            let mut zip =
+                zip::ZipArchive::new(open(archive_path)?).map_err(|e| Error::Download(format!("{} is not a valid wheel: {e}", archive_path.display())))?;
             let copied = match zip.by_name(member) {
                 Ok(mut entry) => Some(std::io::copy(&mut entry, out)),
                 Err(_) => None,
@@ -191,11 +178,7 @@ pub fn verify(path: &Path, spec: &FileSpec) -> Result<()> {
     let len = std::fs::metadata(path).map_err(|e| Error::io("reading file size", path, e))?.len();
     if let Some(size) = spec.size {
         if len != size {
-            return Err(Error::Checksum {
-                path: path.to_path_buf(),
-                expected: format!("{size} bytes"),
-                actual: format!("{len} bytes"),
-            });
+            return Err(Error::Checksum { path: path.to_path_buf(), expected: format!("{size} bytes"), actual: format!("{len} bytes") });
         }
     }
     if let Some(expected) = &spec.sha256 {
@@ -273,11 +256,8 @@ fn get_watched(api: &hf_hub::api::sync::Api, repo: &hf_hub::Repo, blobs: &Path, 
     std::thread::spawn(move || {
         let _ = tx.send(api.repo(repo_for_thread).get(&name).map_err(|e| e.to_string()));
     });
-    let progress = || -> u64 {
-        std::fs::read_dir(blobs)
-            .map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-            .unwrap_or(0)
-    };
+    let progress =
+        || -> u64 { std::fs::read_dir(blobs).map(|d| d.filter_map(|e| e.ok()).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0) };
     let mut last = progress();
     let mut last_change = std::time::Instant::now();
     loop {

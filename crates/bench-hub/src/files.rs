@@ -91,11 +91,7 @@ fn gguf_files(path: &Path) -> ModelFiles {
     let dir = path.parent().unwrap_or(Path::new("."));
     let json = dir.join("tokenizer.json");
     // The embedded vocabulary is used unless the GGUF lacks one; a missing one is found on load.
-    let tokenizer = if json.is_file() && !gguf_has_tokenizer(path) {
-        TokenizerLocation::Json(json)
-    } else {
-        TokenizerLocation::Gguf(path.to_path_buf())
-    };
+    let tokenizer = if json.is_file() && !gguf_has_tokenizer(path) { TokenizerLocation::Json(json) } else { TokenizerLocation::Gguf(path.to_path_buf()) };
     ModelFiles { weights: WeightFormat::Gguf(path.to_path_buf()), tokenizer, chat_config: None }
 }
 
@@ -114,9 +110,7 @@ fn discover_dir(dir: &Path) -> Result<ModelFiles> {
         .filter(|p| p.is_file())
         .collect();
     entries.sort();
-    let with_ext = |ext: &str| -> Vec<PathBuf> {
-        entries.iter().filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).cloned().collect()
-    };
+    let with_ext = |ext: &str| -> Vec<PathBuf> { entries.iter().filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))).cloned().collect() };
     let safetensors = with_ext("safetensors");
     if safetensors.len() == 1 {
         return single_safetensors(safetensors[0].clone(), dir);
@@ -154,31 +148,20 @@ fn require_config(dir: &Path) -> Result<PathBuf> {
     if config.is_file() {
         Ok(config)
     } else {
-        Err(Error::ModelFiles(format!(
-            "{} has safetensors weights but no config.json; put the model's config.json next to them",
-            dir.display()
-        )))
+        Err(Error::ModelFiles(format!("{} has safetensors weights but no config.json; put the model's config.json next to them", dir.display())))
     }
 }
 
 fn single_safetensors(file: PathBuf, dir: &Path) -> Result<ModelFiles> {
     let config = require_config(dir)?;
-    Ok(ModelFiles {
-        weights: WeightFormat::Safetensors { shards: vec![file], config },
-        tokenizer: tokenizer_in(dir),
-        chat_config: ChatConfig::read(dir)?,
-    })
+    Ok(ModelFiles { weights: WeightFormat::Safetensors { shards: vec![file], config }, tokenizer: tokenizer_in(dir), chat_config: ChatConfig::read(dir)? })
 }
 
 fn sharded(index: &Path, dir: &Path) -> Result<ModelFiles> {
     let config = require_config(dir)?;
     let shards: Vec<PathBuf> = safetensors_index_shards(index)?.into_iter().map(|s| dir.join(s)).collect();
     if let Some(missing) = shards.iter().find(|p| !p.is_file()) {
-        return Err(Error::ModelFiles(format!(
-            "{} names shard {} which is missing; download every shard",
-            index.display(),
-            missing.display()
-        )));
+        return Err(Error::ModelFiles(format!("{} names shard {} which is missing; download every shard", index.display(), missing.display())));
     }
     Ok(ModelFiles { weights: WeightFormat::Safetensors { shards, config }, tokenizer: tokenizer_in(dir), chat_config: ChatConfig::read(dir)? })
 }
@@ -190,8 +173,7 @@ pub fn safetensors_index_shards(index: &Path) -> Result<Vec<String>> {
         weight_map: std::collections::BTreeMap<String, String>,
     }
     let text = std::fs::read_to_string(index).map_err(|e| Error::io("reading safetensors index", index, e))?;
-    let idx: Index = serde_json::from_str(&text)
-        .map_err(|e| Error::ModelFiles(format!("{} is not a safetensors index: {e}", index.display())))?;
+    let idx: Index = serde_json::from_str(&text).map_err(|e| Error::ModelFiles(format!("{} is not a safetensors index: {e}", index.display())))?;
     let mut shards: Vec<String> = idx.weight_map.into_values().collect();
     shards.sort();
     shards.dedup();
@@ -213,8 +195,7 @@ pub fn detect_model_type(files: &ModelFiles) -> Result<ModelType> {
         }
         WeightFormat::Safetensors { config, .. } => {
             let text = std::fs::read_to_string(config).map_err(|e| Error::io("reading config.json", config, e))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::ModelFiles(format!("{} is not valid JSON: {e}", config.display())))?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::ModelFiles(format!("{} is not valid JSON: {e}", config.display())))?;
             match v.get("model_type").and_then(|m| m.as_str()) {
                 Some(t) => model_type_of_architecture(t, config),
                 None => Ok(model_type_from_name(config.parent().unwrap_or(config))),
@@ -227,10 +208,7 @@ fn model_type_of_architecture(arch: &str, path: &Path) -> Result<ModelType> {
     match arch.to_ascii_lowercase().as_str() {
         "llama" => Ok(ModelType::Llama),
         "gpt2" | "gpt" | "gptj" | "gpt_neox" | "gptneox" | "gpt_bigcode" => Ok(ModelType::Gpt),
-        other => Err(Error::ModelFiles(format!(
-            "{}: unsupported architecture '{other}'; llama3-bench runs LLaMA-architecture models (llama)",
-            path.display()
-        ))),
+        other => Err(Error::ModelFiles(format!("{}: unsupported architecture '{other}'; llama3-bench runs LLaMA-architecture models (llama)", path.display()))),
     }
 }
 
@@ -254,9 +232,7 @@ pub fn check_model_type(files: &ModelFiles, expected: Option<ModelType>) -> Resu
         }
     }
     if detected == ModelType::Gpt {
-        return Err(Error::NotImplemented(
-            "GPT models are detected but not implemented yet; llama3-bench runs LLaMA-architecture models".into(),
-        ));
+        return Err(Error::NotImplemented("GPT models are detected but not implemented yet; llama3-bench runs LLaMA-architecture models".into()));
     }
     Ok(detected)
 }

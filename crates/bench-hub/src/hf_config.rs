@@ -60,11 +60,7 @@ impl ChatConfig {
         }
         if let Some((path, v)) = &generation_config {
             cfg.eos_token_ids = token_ids(&v["eos_token_id"]).ok_or_else(|| {
-                Error::ModelFiles(format!(
-                    "{}: eos_token_id is {} (accepted: a token id or a list of token ids)",
-                    path.display(),
-                    v["eos_token_id"]
-                ))
+                Error::ModelFiles(format!("{}: eos_token_id is {} (accepted: a token id or a list of token ids)", path.display(), v["eos_token_id"]))
             })?;
         }
         Ok(Some(cfg))
@@ -88,15 +84,8 @@ fn chat_template(v: &Value, path: &Path) -> Result<Option<String>> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
-        Value::Array(list) => Ok(list
-            .iter()
-            .find(|t| t["name"] == "default")
-            .and_then(|t| t["template"].as_str())
-            .map(str::to_owned)),
-        other => Err(Error::ModelFiles(format!(
-            "{}: chat_template is {other} (accepted: a string or a list of {{\"name\", \"template\"}})",
-            path.display()
-        ))),
+        Value::Array(list) => Ok(list.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(str::to_owned)),
+        other => Err(Error::ModelFiles(format!("{}: chat_template is {other} (accepted: a string or a list of {{\"name\", \"template\"}})", path.display()))),
     }
 }
 

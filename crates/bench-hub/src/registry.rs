@@ -108,13 +108,9 @@ impl Registry {
 
     /// Parses registry text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let registry: Registry = toml::from_str(text)
-            .map_err(|e| Error::Registry { path: origin.to_path_buf(), message: e.to_string() })?;
+        let registry: Registry = toml::from_str(text).map_err(|e| Error::Registry { path: origin.to_path_buf(), message: e.to_string() })?;
         for (name, model) in &registry.models {
-            model.architecture.validate().map_err(|e| Error::Registry {
-                path: origin.to_path_buf(),
-                message: format!("[models.{name}]: {e}"),
-            })?;
+            model.architecture.validate().map_err(|e| Error::Registry { path: origin.to_path_buf(), message: format!("[models.{name}]: {e}") })?;
             if let Some(tok) = &model.tokenizer {
                 if !registry.assets.contains_key(tok) {
                     return Err(Error::Registry {
@@ -128,22 +124,15 @@ impl Registry {
     }
 
     pub fn model(&self, name: &str) -> Result<&ModelEntry> {
-        self.models.get(name).ok_or_else(|| Error::UnknownModel {
-            name: name.to_string(),
-            known: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
-        })
+        self.models.get(name).ok_or_else(|| Error::UnknownModel { name: name.to_string(), known: self.models.keys().cloned().collect::<Vec<_>>().join(", ") })
     }
 
     /// The model for the original CLI's `--size` (case-insensitive: 1B, 8B, 70B, 405B).
     pub fn model_for_size(&self, size: &str) -> Result<(&str, &ModelEntry)> {
-        self.models
-            .iter()
-            .find(|(_, m)| m.size.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(size)))
-            .map(|(n, m)| (n.as_str(), m))
-            .ok_or_else(|| {
-                let sizes: Vec<_> = self.models.values().filter_map(|m| m.size.clone()).collect();
-                Error::InvalidInput(format!("unknown --size '{size}'; known sizes: {}", sizes.join(", ")))
-            })
+        self.models.iter().find(|(_, m)| m.size.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(size))).map(|(n, m)| (n.as_str(), m)).ok_or_else(|| {
+            let sizes: Vec<_> = self.models.values().filter_map(|m| m.size.clone()).collect();
+            Error::InvalidInput(format!("unknown --size '{size}'; known sizes: {}", sizes.join(", ")))
+        })
     }
 
     /// A model or an asset by name.

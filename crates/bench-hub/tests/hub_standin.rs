@@ -25,12 +25,8 @@ fn serve(files: HashMap<String, Vec<u8>>, gets: Arc<AtomicUsize>) -> String {
                 continue;
             };
             let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.to_string());
-            let start: usize = range
-                .as_deref()
-                .and_then(|r| r.strip_prefix("bytes="))
-                .and_then(|r| r.split('-').next())
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
+            let start: usize =
+                range.as_deref().and_then(|r| r.strip_prefix("bytes=")).and_then(|r| r.split('-').next()).and_then(|s| s.parse().ok()).unwrap_or(0);
             let end = if range.as_deref() == Some("bytes=0-0") { 1 } else { body.len() };
             if end > 1 || body.len() <= 1 {
                 gets.fetch_add(1, Ordering::SeqCst);

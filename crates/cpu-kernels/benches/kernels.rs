@@ -5,9 +5,9 @@
 //!
 //! `cargo bench -p cpu-kernels` (set `LLAMA3_BENCH_ISA=avx2` to measure a lower tier).
 
+use cpu_kernels::{matmul, Matrix, WeightType};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use cpu_kernels::{matmul, Matrix, WeightType};
 
 fn matrix(ty: WeightType, rows: usize, cols: usize) -> Matrix {
     let rb = ty.row_bytes(cols).unwrap();
@@ -34,7 +34,19 @@ fn kernels(c: &mut Criterion) {
     let mut dst = vec![0u8; src.len()];
     g.throughput(Throughput::Bytes(src.len() as u64));
     g.bench_function("memcpy (copy bandwidth)", |b| b.iter(|| dst.copy_from_slice(&src)));
-    let all = [WeightType::Q4_0, WeightType::Q4_1, WeightType::Q8_0, WeightType::Q4K, WeightType::Q5K, WeightType::Q6K, WeightType::Int8, WeightType::Nf4, WeightType::F32, WeightType::F16, WeightType::BF16];
+    let all = [
+        WeightType::Q4_0,
+        WeightType::Q4_1,
+        WeightType::Q8_0,
+        WeightType::Q4K,
+        WeightType::Q5K,
+        WeightType::Q6K,
+        WeightType::Int8,
+        WeightType::Nf4,
+        WeightType::F32,
+        WeightType::F16,
+        WeightType::BF16,
+    ];
     decode(&mut g, &all, rows, cols);
     g.finish();
     // Larger than this machine's caches (Llama 3 8B's MLP shape, 14336 x 4096): what decode sees.

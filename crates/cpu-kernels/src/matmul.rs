@@ -18,8 +18,8 @@ use std::cell::RefCell;
 
 use crate::cpu::{self, Isa};
 use crate::pool;
-use crate::storage::Storage;
 use crate::quant::{self, BlockQ8, WeightType};
+use crate::storage::Storage;
 use crate::KernelError;
 
 /// How a [`Matrix`] keeps its bytes.
@@ -70,11 +70,7 @@ impl Matrix {
         )))?;
         let want = row_bytes.checked_mul(rows).ok_or(KernelError::Shape(format!("{rows} x {cols} overflows")))?;
         if data.len() != want || rows == 0 {
-            return Err(KernelError::Shape(format!(
-                "{} matrix ({rows}, {cols}) needs {want} bytes, got {}",
-                ty.label(),
-                data.len()
-            )));
+            return Err(KernelError::Shape(format!("{} matrix ({rows}, {cols}) needs {want} bytes, got {}", ty.label(), data.len())));
         }
         let data = match layout {
             Layout::Rows => Storage::copy_of(&data),
@@ -83,9 +79,7 @@ impl Matrix {
                 quant::interleave::pack(ty, rows, row_bytes, &data, &mut out);
                 out
             }
-            Layout::Interleaved8 => {
-                return Err(KernelError::Shape(format!("a {} matrix of {rows} rows cannot be interleaved in groups of 8", ty.label())))
-            }
+            Layout::Interleaved8 => return Err(KernelError::Shape(format!("a {} matrix of {rows} rows cannot be interleaved in groups of 8", ty.label()))),
         };
         Ok(Matrix { ty, rows, cols, row_bytes, layout, data })
     }
@@ -170,11 +164,7 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
     }
     let total_rows: usize = ws.iter().map(|w| w.rows).sum();
     if x.len() != t * cols || y.len() != t * total_rows {
-        return Err(KernelError::Shape(format!(
-            "x has {} values for ({t}, {cols}) and y {} for ({t}, {total_rows})",
-            x.len(),
-            y.len()
-        )));
+        return Err(KernelError::Shape(format!("x has {} values for ({t}, {cols}) and y {} for ({t}, {total_rows})", x.len(), y.len())));
     }
     if t == 0 {
         return Ok(());

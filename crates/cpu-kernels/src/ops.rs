@@ -46,9 +46,7 @@ pub fn silu_mul(gu: &[f32], ff: usize, out: &mut [f32]) {
     assert_eq!(gu.len(), 2 * out.len(), "silu_mul: expects (t, 2ff) in and (t, ff) out");
     for (g, o) in gu.chunks_exact(2 * ff).zip(out.chunks_exact_mut(ff)) {
         let (gate, up) = g.split_at(ff);
-        o.iter_mut()
-            .zip(gate.iter().zip(up))
-            .for_each(|(o, (&a, &b))| *o = a / (1.0 + (-a).exp()) * b);
+        o.iter_mut().zip(gate.iter().zip(up)).for_each(|(o, (&a, &b))| *o = a / (1.0 + (-a).exp()) * b);
     }
 }
 
@@ -66,10 +64,7 @@ pub enum RopePairs {
 pub fn rope(x: &mut [f32], heads: usize, hd: usize, pos: usize, cos: &[f32], sin: &[f32], pairs: RopePairs) {
     let half = hd / 2;
     for (i, row) in x.chunks_exact_mut(heads * hd).enumerate() {
-        let (c, s) = (
-            &cos[(pos + i) * half..(pos + i + 1) * half],
-            &sin[(pos + i) * half..(pos + i + 1) * half],
-        );
+        let (c, s) = (&cos[(pos + i) * half..(pos + i + 1) * half], &sin[(pos + i) * half..(pos + i + 1) * half]);
         for head in row.chunks_exact_mut(hd) {
             for j in 0..half {
                 let (a, b) = match pairs {
@@ -100,25 +95,14 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache; its memory is allocated on first use.
     pub fn new(kv_heads: usize, head_dim: usize, capacity: usize) -> KvCache {
-        KvCache {
-            kv_heads,
-            head_dim,
-            capacity,
-            k: Vec::new(),
-            v: Vec::new(),
-        }
+        KvCache { kv_heads, head_dim, capacity, k: Vec::new(), v: Vec::new() }
     }
 
     /// Writes `t` rows of K and V (`kv_heads * head_dim` each) at positions `pos..pos+t`.
     pub fn write(&mut self, k: &[f32], v: &[f32], pos: usize) {
         let (hd, kvh) = (self.head_dim, self.kv_heads);
         let t = k.len() / (kvh * hd);
-        assert!(
-            pos + t <= self.capacity,
-            "KV cache holds {} positions; {} asked",
-            self.capacity,
-            pos + t
-        );
+        assert!(pos + t <= self.capacity, "KV cache holds {} positions; {} asked", self.capacity, pos + t);
         if self.k.is_empty() {
             self.k = vec![0.0; kvh * self.capacity * hd];
             self.v = vec![0.0; kvh * self.capacity * hd];

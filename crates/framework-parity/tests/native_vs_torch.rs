@@ -1,9 +1,9 @@
 //! native and torch on the real SmolLM2 GGUF with f32 weights: logits at every position of the
 //! test prompts agree within 1e-3 relative, and 32-token greedy generations are identical.
 
+use backend_conformance::{fixtures, gguf_source, spec};
 use bench_backend::backend::{Backend, DType};
 use bench_core::run::bench::{self, BenchConfig};
-use backend_conformance::{fixtures, gguf_source, spec};
 
 const REL_TOLERANCE: f32 = 1e-3;
 
@@ -75,7 +75,12 @@ fn quantized_logits_and_perplexity_agree() {
         let scale = logits[1].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let rel = logits[0].iter().zip(&logits[1]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;
         let ppl_diff = (ppl[0] - ppl[1]).abs() / ppl[1];
-        println!("parity native vs torch, quantize {q:?}: logits max relative |Δ| {rel:.2e}; perplexity {:.4} vs {:.4} ({:.3}%)", ppl[0], ppl[1], ppl_diff * 100.0);
+        println!(
+            "parity native vs torch, quantize {q:?}: logits max relative |Δ| {rel:.2e}; perplexity {:.4} vs {:.4} ({:.3}%)",
+            ppl[0],
+            ppl[1],
+            ppl_diff * 100.0
+        );
         // f16 compute rounds differently in each framework; the others compute in f32.
         let tol = if q == Some(Quantize::Float16) { 2e-2 } else { REL_TOLERANCE };
         assert!(rel < tol, "{q:?}: {rel}");

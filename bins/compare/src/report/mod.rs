@@ -44,11 +44,7 @@ pub(crate) fn rows(c: &Comparison) -> Vec<Row> {
         .map(|r| Row {
             framework: r.framework.clone(),
             quantize: r.level().to_string(),
-            quality: c
-                .quality
-                .iter()
-                .find(|q| q.framework == r.framework && q.quantize == r.level())
-                .map(|q| (q.kl_divergence, q.top1_agreement)),
+            quality: c.quality.iter().find(|q| q.framework == r.framework && q.quantize == r.level()).map(|q| (q.kl_divergence, q.top1_agreement)),
             avg_latency_ms: r.token_latency_ms.mean,
             avg_throughput: r.tokens_per_second.mean,
             throughput_ci: r.tokens_per_second.ci95,

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::run::bench::BenchmarkResult;
 use crate::metrics::machine::MachineInfo;
 use crate::metrics::stats::Summary;
+use crate::run::bench::BenchmarkResult;
 use crate::{Error, Result};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -102,11 +102,7 @@ impl Quality {
     /// From two `positions x vocab` logit matrices (row-major).
     pub fn measure(framework: &str, quantize: &str, reference: &[f32], quantized: &[f32], vocab: usize) -> Result<Self> {
         if vocab == 0 || reference.len() != quantized.len() || reference.len() % vocab != 0 {
-            return Err(Error::InvalidInput(format!(
-                "logit dumps differ in size ({} vs {} values, vocabulary {vocab})",
-                reference.len(),
-                quantized.len()
-            )));
+            return Err(Error::InvalidInput(format!("logit dumps differ in size ({} vs {} values, vocabulary {vocab})", reference.len(), quantized.len())));
         }
         let positions = reference.len() / vocab;
         let (mut kl, mut agree) = (0.0, 0usize);
@@ -177,10 +173,30 @@ pub fn ratios(results: &[BenchmarkResult]) -> Vec<Ratio> {
         for b in results[i + 1..].iter().filter(|b| b.level() == a.level()) {
             let first = out.len();
             let (an, bn) = (a.framework.as_str(), b.framework.as_str());
-            out.extend(ratio("throughput", (an, a.tokens_per_second.mean, Some(&a.tokens_per_second)), (bn, b.tokens_per_second.mean, Some(&b.tokens_per_second)), true));
-            out.extend(ratio("latency", (an, a.token_latency_ms.mean, Some(&a.token_latency_ms)), (bn, b.token_latency_ms.mean, Some(&b.token_latency_ms)), false));
-            out.extend(ratio("first_token", (an, a.first_token_latency_ms.mean, Some(&a.first_token_latency_ms)), (bn, b.first_token_latency_ms.mean, Some(&b.first_token_latency_ms)), false));
-            out.extend(ratio("prefill", (an, a.prefill_tokens_per_second, Some(&a.prefill_tokens_per_second_stats)), (bn, b.prefill_tokens_per_second, Some(&b.prefill_tokens_per_second_stats)), true));
+            out.extend(ratio(
+                "throughput",
+                (an, a.tokens_per_second.mean, Some(&a.tokens_per_second)),
+                (bn, b.tokens_per_second.mean, Some(&b.tokens_per_second)),
+                true,
+            ));
+            out.extend(ratio(
+                "latency",
+                (an, a.token_latency_ms.mean, Some(&a.token_latency_ms)),
+                (bn, b.token_latency_ms.mean, Some(&b.token_latency_ms)),
+                false,
+            ));
+            out.extend(ratio(
+                "first_token",
+                (an, a.first_token_latency_ms.mean, Some(&a.first_token_latency_ms)),
+                (bn, b.first_token_latency_ms.mean, Some(&b.first_token_latency_ms)),
+                false,
+            ));
+            out.extend(ratio(
+                "prefill",
+                (an, a.prefill_tokens_per_second, Some(&a.prefill_tokens_per_second_stats)),
+                (bn, b.prefill_tokens_per_second, Some(&b.prefill_tokens_per_second_stats)),
+                true,
+            ));
             out.extend(ratio("memory", (an, a.peak_memory_gb, None), (bn, b.peak_memory_gb, None), false));
             for r in &mut out[first..] {
                 r.quantize = a.level().to_string();
@@ -198,10 +214,7 @@ pub fn cross_check(results: &[BenchmarkResult]) -> Option<CrossCheck> {
     let n = results.iter().map(|r| r.greedy_tokens.len()).min().unwrap_or(0);
     let divergence = (0..n).find(|&i| results.iter().any(|r| r.greedy_tokens[i] != results[0].greedy_tokens[i])).map(|position| Divergence {
         position,
-        tokens: results
-            .iter()
-            .map(|r| (r.framework.clone(), r.greedy_tokens[position], r.greedy_margins.get(position).copied().unwrap_or(f32::NAN)))
-            .collect(),
+        tokens: results.iter().map(|r| (r.framework.clone(), r.greedy_tokens[position], r.greedy_margins.get(position).copied().unwrap_or(f32::NAN))).collect(),
     });
     Some(CrossCheck {
         quantize: results[0].level().to_string(),
@@ -226,10 +239,8 @@ pub fn levels(results: &[BenchmarkResult]) -> Vec<String> {
 impl Comparison {
     pub fn new(machine: MachineInfo, settings: Settings, results: Vec<BenchmarkResult>, unavailable: Vec<Unavailable>, quality: Vec<Quality>) -> Self {
         let ratios = ratios(&results);
-        let cross_checks = levels(&results)
-            .iter()
-            .filter_map(|l| cross_check(&results.iter().filter(|r| r.level() == l).cloned().collect::<Vec<_>>()))
-            .collect();
+        let cross_checks =
+            levels(&results).iter().filter_map(|l| cross_check(&results.iter().filter(|r| r.level() == l).cloned().collect::<Vec<_>>())).collect();
         Self { schema_version: SCHEMA_VERSION, machine, settings, results, unavailable, ratios, cross_checks, quality }
     }
 

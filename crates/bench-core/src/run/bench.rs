@@ -14,11 +14,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::stats::Summary;
+use crate::run::sampling::argmax_with_margin;
+use crate::{Error, Result};
 use bench_backend::backend::{DeviceInfo, LanguageModel, ModelInfo, Quantize};
 use bench_backend::memory;
-use crate::run::sampling::argmax_with_margin;
-use crate::metrics::stats::Summary;
-use crate::{Error, Result};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -47,7 +47,11 @@ impl IterationSample {
     }
     pub fn decode_tokens_per_s(&self) -> f64 {
         let t = self.decode_s();
-        if t > 0.0 { self.token_times_s.len() as f64 / t } else { 0.0 }
+        if t > 0.0 {
+            self.token_times_s.len() as f64 / t
+        } else {
+            0.0
+        }
     }
 }
 
@@ -209,8 +213,7 @@ impl BenchmarkResult {
         let token_times: Vec<f64> = samples.iter().flat_map(|s| s.token_times_s.iter().copied()).collect();
         let ttft: Vec<f64> = samples.iter().map(|s| s.first_token_s).collect();
         let tps: Vec<f64> = samples.iter().map(IterationSample::decode_tokens_per_s).collect();
-        let prefill_tps: Vec<f64> =
-            samples.iter().map(|s| if s.prefill_s > 0.0 { prompt_tokens as f64 / s.prefill_s } else { 0.0 }).collect();
+        let prefill_tps: Vec<f64> = samples.iter().map(|s| if s.prefill_s > 0.0 { prompt_tokens as f64 / s.prefill_s } else { 0.0 }).collect();
         let token_s = Summary::of(&token_times);
         let tps_s = Summary::of(&tps);
         let gb = memory::GB;
@@ -258,9 +261,7 @@ impl BenchmarkResult {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::InvalidInput(format!("not a BenchmarkResult: {e}")))?;
         let version = v.get("schema_version").and_then(|s| s.as_u64()).unwrap_or(0);
         if version != SCHEMA_VERSION as u64 {
-            return Err(Error::InvalidInput(format!(
-                "BenchmarkResult schema version {version}; this build reads version {SCHEMA_VERSION}"
-            )));
+            return Err(Error::InvalidInput(format!("BenchmarkResult schema version {version}; this build reads version {SCHEMA_VERSION}")));
         }
         serde_json::from_value(v).map_err(|e| Error::InvalidInput(format!("not a BenchmarkResult: {e}")))
     }

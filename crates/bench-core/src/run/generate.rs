@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use bench_backend::backend::LanguageModel;
 use crate::run::sampling::Sampler;
 use crate::text::tokenizer::{TokenStream, Tokenizer};
 use crate::{Error, Result};
+use bench_backend::backend::LanguageModel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,10 +35,18 @@ pub struct Generation {
 impl Generation {
     pub fn decode_tokens_per_s(&self) -> f64 {
         let t: f64 = self.token_times_s.iter().sum();
-        if t > 0.0 { self.token_times_s.len() as f64 / t } else { 0.0 }
+        if t > 0.0 {
+            self.token_times_s.len() as f64 / t
+        } else {
+            0.0
+        }
     }
     pub fn prefill_tokens_per_s(&self) -> f64 {
-        if self.prefill_s > 0.0 { self.prompt_ids.len() as f64 / self.prefill_s } else { 0.0 }
+        if self.prefill_s > 0.0 {
+            self.prompt_ids.len() as f64 / self.prefill_s
+        } else {
+            0.0
+        }
     }
 }
 
@@ -113,13 +121,5 @@ pub fn generate(
         on_text(&piece);
         text.push_str(&piece);
     }
-    Ok(Generation {
-        prompt_ids: prompt_ids.to_vec(),
-        generated_ids: generated,
-        text,
-        stop_reason,
-        prefill_s,
-        first_token_s,
-        token_times_s,
-    })
+    Ok(Generation { prompt_ids: prompt_ids.to_vec(), generated_ids: generated, text, stop_reason, prefill_s, first_token_s, token_times_s })
 }

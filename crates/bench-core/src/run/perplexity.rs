@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use bench_backend::backend::{LanguageModel, Quantize};
 use crate::run::sampling::log_softmax;
 use crate::{Error, Result};
+use bench_backend::backend::{LanguageModel, Quantize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Perplexity {

@@ -64,14 +64,11 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 impl Tokenizer {
     /// A Hugging Face `tokenizer.json` (e.g. the Llama 3 tokenizer).
     pub fn from_json_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::Tokenizer(format!("cannot load {}: {e}", path.display())))?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer(format!("cannot load {}: {e}", path.display())))?;
         let id = |t: &str| inner.token_to_id(t);
         let bos = id("<|begin_of_text|>").or_else(|| id("<s>"));
-        let stop_tokens: Vec<u32> = ["<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "</s>", "<|endoftext|>", "<|im_end|>"]
-            .iter()
-            .filter_map(|t| id(t))
-            .collect();
+        let stop_tokens: Vec<u32> =
+            ["<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "</s>", "<|endoftext|>", "<|im_end|>"].iter().filter_map(|t| id(t)).collect();
         Ok(Self {
             inner,
             bos,
@@ -95,9 +92,7 @@ impl Tokenizer {
         }
         let strings = |key: &str| -> Result<Vec<String>> {
             let arr = gguf.get(key).and_then(MetaValue::as_array).ok_or_else(|| Error::Tokenizer(format!("GGUF lacks {key}")))?;
-            arr.iter()
-                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::Tokenizer(format!("{key} holds a non-string"))))
-                .collect()
+            arr.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::Tokenizer(format!("{key} holds a non-string")))).collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let merges_raw = strings("tokenizer.ggml.merges")?;
@@ -115,9 +110,11 @@ impl Tokenizer {
             .ok_or_else(|| Error::Tokenizer("a tokenizer.ggml.merges entry is not 'left right'".into()))?;
         // Every merge must join two tokens into a third: the tokenizers crate assumes it and
         // panics (writes past its buffer) on a merge longer than every token (found by fuzzing).
-        if let Some((i, (a, b))) = merges.iter().enumerate().find(|(_, (a, b))| {
-            !(vocab.contains_key(a.as_str()) && vocab.contains_key(b.as_str()) && vocab.contains_key(&format!("{a}{b}")))
-        }) {
+        if let Some((i, (a, b))) = merges
+            .iter()
+            .enumerate()
+            .find(|(_, (a, b))| !(vocab.contains_key(a.as_str()) && vocab.contains_key(b.as_str()) && vocab.contains_key(&format!("{a}{b}"))))
+        {
             return Err(Error::Tokenizer(format!(
                 "{}: tokenizer.ggml.merges entry {i} '{a} {b}' does not join two tokens of tokenizer.ggml.tokens into a third (accepted: merges of vocabulary tokens)",
                 gguf.path.display()
@@ -131,22 +128,14 @@ impl Tokenizer {
 
         let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
             "llama-bpe" | "llama3" => Sequence::new(vec![
-                Split::new(SplitPattern::Regex(LLAMA3_PATTERN.into()), SplitDelimiterBehavior::Isolated, false)
-                    .map_err(tok_err)?
-                    .into(),
+                Split::new(SplitPattern::Regex(LLAMA3_PATTERN.into()), SplitDelimiterBehavior::Isolated, false).map_err(tok_err)?.into(),
                 ByteLevel::new(false, true, false).into(),
             ])
             .into(),
             // SmolLM (like StarCoder): every digit on its own, then GPT-2's regex.
-            "smollm" | "starcoder" | "refact" => {
-                Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into()
-            }
+            "smollm" | "starcoder" | "refact" => Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into(),
             "gpt2" | "gpt-2" | "default" => ByteLevel::new(false, true, true).into(),
-            other => {
-                return Err(Error::NotImplemented(format!(
-                    "GGUF pre-tokenizer '{other}' (supported: llama-bpe, smollm, gpt2)"
-                )))
-            }
+            other => return Err(Error::NotImplemented(format!("GGUF pre-tokenizer '{other}' (supported: llama-bpe, smollm, gpt2)"))),
         };
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
@@ -222,10 +211,7 @@ impl Tokenizer {
         }
         if cfg.chat_template.is_some() {
             self.chat_template = cfg.chat_template.clone();
-            self.checkpoint_tokens = Some(CheckpointTokens {
-                bos: cfg.bos_token.clone().unwrap_or_default(),
-                eos: cfg.eos_token.clone().unwrap_or_default(),
-            });
+            self.checkpoint_tokens = Some(CheckpointTokens { bos: cfg.bos_token.clone().unwrap_or_default(), eos: cfg.eos_token.clone().unwrap_or_default() });
         }
         self.description.push_str(" with tokenizer_config.json");
         Ok(self)

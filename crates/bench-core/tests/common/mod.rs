@@ -13,15 +13,9 @@ use bench_hub::registry::Registry;
 pub fn fetch(name: &str) -> Vec<PathBuf> {
     let registry = Registry::load().unwrap();
     let cache = Cache::from_env();
-    download::fetch(&registry, &cache, name)
-        .unwrap_or_else(|e| panic!("test setup could not fetch {name}: {e}"))
-        .paths()
-        .to_vec()
+    download::fetch(&registry, &cache, name).unwrap_or_else(|e| panic!("test setup could not fetch {name}: {e}")).paths().to_vec()
 }
 
 pub fn fetch_file(name: &str, file_name: &str) -> PathBuf {
-    fetch(name)
-        .into_iter()
-        .find(|p| p.file_name().is_some_and(|f| f == file_name))
-        .unwrap_or_else(|| panic!("{name} has no file {file_name}"))
+    fetch(name).into_iter().find(|p| p.file_name().is_some_and(|f| f == file_name)).unwrap_or_else(|| panic!("{name} has no file {file_name}"))
 }

@@ -226,4 +226,3 @@ pub(crate) fn dot_dense(isa: Isa, ty: WeightType, row: &[u8], x: &[f32]) -> f32 
         _ => scalar::dot_dense(ty, row, x),
     }
 }
-

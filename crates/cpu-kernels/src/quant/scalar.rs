@@ -3,8 +3,8 @@
 
 use half::bf16;
 
-use super::reference::{f16_at, scale_min_k4};
 use super::reference::NF4_CODEBOOK;
+use super::reference::{f16_at, scale_min_k4};
 use super::{BlockQ8, WeightType};
 
 pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
