@@ -24,7 +24,7 @@ use bench_hub::registry::Registry;
 pub const F32_LOGIT_TOLERANCE: f32 = 2e-3;
 
 pub fn spec(source: WeightSource, dtype: Option<DType>) -> LoadSpec {
-    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default(), shard: 1 }
+    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default(), shard: 1, slots: 1 }
 }
 
 pub fn gguf_source(path: &Path) -> WeightSource {

@@ -147,6 +147,7 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
         },
     };
     let unwrap = |m: std::result::Result<Matrix, NoTunedKernel>| m.map_err(|e| Error::Backend(e.0));
+    let slots = layers.first().map_or(1, |l| l.caches.len());
     let mut tuned_layers = Vec::with_capacity(layers.len());
     for l in layers {
         tuned_layers.push(TunedLayer {
@@ -159,7 +160,7 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
             w_gate: unwrap(matrix(l.w_gate)?)?,
             w_up: unwrap(matrix(l.w_up)?)?,
             w_down: unwrap(matrix(l.w_down)?)?,
-            cache: Mutex::new(KvCache::new(a.kv_heads, a.head_dim(), max_seq_len)),
+            caches: Mutex::new((0..slots).map(|_| KvCache::new(a.kv_heads, a.head_dim(), max_seq_len)).collect()),
         });
     }
     // A tied head that is the embedding tensor itself, or a GGUF tied head kept quantized:

@@ -208,6 +208,10 @@ pub struct LoadSpec {
     /// `--shard N`: the layers split into N contiguous ranges, each on its own device
     /// ([`LoadSpec::shard_devices`]); 1 = the whole model on `device`.
     pub shard: usize,
+    /// KV-cache slots: sequences the model can hold at once for [`LanguageModel::forward_batch`]
+    /// (the server's `--parallel`); 1 for the command line. A slot's cache memory is taken when
+    /// the slot is first used.
+    pub slots: usize,
 }
 
 /// Test-only override of the devices `--shard N` puts its shards on, comma-separated (e.g.
@@ -316,6 +320,42 @@ pub fn check_forward_args(tokens: &[u32], pos: usize, cached: usize, max_seq_len
     Ok(())
 }
 
+/// One sequence's part of a [`LanguageModel::forward_batch`] step: `tokens` (a prompt chunk or
+/// one decode token) at positions `pos..pos + tokens.len()` of KV-cache slot `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqStep<'a> {
+    /// The KV-cache slot, `0..slots`.
+    pub slot: usize,
+    /// Position of `tokens[0]`: the number of tokens the slot holds.
+    pub pos: usize,
+    /// The tokens to run (at least one).
+    pub tokens: &'a [u32],
+}
+
+/// The checks every [`LanguageModel::forward_batch`] makes before running: at least one
+/// sequence, each slot in range and named once, and for each sequence what
+/// [`check_forward_args`] checks against its own slot (`cached[slot]` positions held).
+pub fn check_batch_args(seqs: &[SeqStep], cached: &[usize], max_seq_len: usize, vocab: usize) -> crate::Result<()> {
+    use crate::Error;
+    if seqs.is_empty() {
+        return Err(Error::InvalidInput("forward_batch called with no sequences".into()));
+    }
+    let slots = cached.len();
+    for (i, s) in seqs.iter().enumerate() {
+        if s.slot >= slots {
+            return Err(Error::InvalidInput(format!(
+                "KV-cache slot {} does not exist: the model was loaded with {slots} slot(s) (0..{slots}); load it with more slots (--parallel)",
+                s.slot
+            )));
+        }
+        if seqs[..i].iter().any(|o| o.slot == s.slot) {
+            return Err(Error::InvalidInput(format!("KV-cache slot {} is named twice in one forward_batch step", s.slot)));
+        }
+        check_forward_args(s.tokens, s.pos, cached[s.slot], max_seq_len, vocab).map_err(|e| Error::InvalidInput(format!("slot {}: {e}", s.slot)))?;
+    }
+    Ok(())
+}
+
 /// What a framework runs on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceInfo {
@@ -384,10 +424,40 @@ pub trait LanguageModel {
         tokens.iter().enumerate().map(|(i, &t)| self.forward(&[t], pos + i)).collect()
     }
 
-    /// Empties the KV cache.
+    /// Empties the KV cache (every slot).
     fn reset(&mut self);
 
     fn info(&self) -> ModelInfo;
+
+    /// KV-cache slots this model holds ([`LoadSpec::slots`]): how many sequences
+    /// [`LanguageModel::forward_batch`] can keep at once.
+    fn slots(&self) -> usize {
+        1
+    }
+
+    /// One step over several sequences, each in its own KV-cache slot: every sequence's tokens
+    /// run at its own positions (weights read once for all of them, in the backends that batch),
+    /// and the logits of each sequence's last token come back in the order of `seqs`. Slot 0 is
+    /// the cache [`LanguageModel::forward`] uses.
+    ///
+    /// The default serves a model with one slot: one sequence in slot 0, through `forward`.
+    fn forward_batch(&mut self, seqs: &[SeqStep]) -> Result<Vec<Logits>> {
+        match seqs {
+            [one] if one.slot == 0 => Ok(vec![self.forward(one.tokens, one.pos)?]),
+            _ => Err(crate::Error::InvalidInput(format!(
+                "this model has one KV-cache slot, so it runs one sequence at a time ({} asked, slots {:?})",
+                seqs.len(),
+                seqs.iter().map(|s| s.slot).collect::<Vec<_>>()
+            ))),
+        }
+    }
+
+    /// Empties one slot's KV cache (the others keep theirs).
+    fn reset_slot(&mut self, slot: usize) {
+        if slot == 0 {
+            self.reset();
+        }
+    }
 }
 
 /// The CPU's model name (Linux `/proc/cpuinfo`), for reports.
@@ -427,6 +497,7 @@ mod tests {
             threads: None,
             kernels: Kernels::Tuned,
             shard,
+            slots: 1,
         };
         std::env::remove_var(SHARD_DEVICES_ENV);
         assert_eq!(spec(Device::Cpu, 1).shard_devices(30).unwrap(), vec![Device::Cpu]);

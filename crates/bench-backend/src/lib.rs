@@ -37,7 +37,7 @@ pub mod schema;
 pub mod source;
 pub mod synthetic;
 
-pub use backend::{Backend, DType, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, WeightFormat, WeightSource};
+pub use backend::{Backend, DType, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, SeqStep, WeightFormat, WeightSource};
 pub use error::{Error, Result};
 
 /// The cache directory for model files, libtorch, reference tools and temporary files:

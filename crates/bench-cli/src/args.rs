@@ -19,6 +19,8 @@ pub struct Cli {
     pub output: OutputArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +190,36 @@ pub struct RuntimeArgs {
     /// shipped (candle's, libtorch's). llama.cpp ignores it. Every result says which ran
     #[arg(long, value_enum, default_value_t = bench_backend::backend::Kernels::Tuned)]
     pub kernels: bench_backend::backend::Kernels,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServeArgs {
+    /// Serve the model over HTTP (OpenAI-compatible: /v1/chat/completions, /v1/completions,
+    /// /v1/models, /health, /metrics, and a chat page at /) instead of chatting
+    #[arg(long, conflicts_with_all = ["benchmark", "prompt", "perplexity"])]
+    pub serve: bool,
+
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1", requires = "serve")]
+    pub host: String,
+
+    /// Port to listen on (0: a free port, printed when ready)
+    #[arg(long, default_value_t = 8080, requires = "serve")]
+    pub port: u16,
+
+    /// Sequences decoded together (continuous batching), each with its own KV cache of
+    /// --max-seq-len positions
+    #[arg(long, default_value_t = 4, requires = "serve")]
+    pub parallel: usize,
+
+    /// Requests allowed to wait for a free sequence; more get 429 with Retry-After
+    #[arg(long, default_value_t = 256, requires = "serve")]
+    pub max_queue: usize,
+
+    /// Largest request body, in bytes; a larger one gets 413
+    #[arg(long, default_value_t = 4 << 20, requires = "serve")]
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

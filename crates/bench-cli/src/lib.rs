@@ -5,6 +5,7 @@
 pub mod args;
 pub mod preflight;
 pub mod resolve;
+mod serve;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -115,6 +116,9 @@ pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     let resolved = resolve::resolve_checked(cli, &memory_check)?;
     tracing::debug!(tokenizer = resolved.tokenizer.description(), "resolved {}", resolved.label);
     preflight::check_vocab(backend, &resolved)?;
+    if cli.serve.serve {
+        return serve::run(backend, cli, resolved);
+    }
     let load_start = Instant::now();
     let model = backend.load(&resolved.spec).with_context(|| format!("loading {} on {}", resolved.label, backend.name()))?;
     let mut model = SyntheticFile::wrap(model, &resolved.spec);
@@ -184,7 +188,7 @@ fn answer(cli: &Cli, model: &mut dyn LanguageModel, tokenizer: &Tokenizer, ids: 
 
 /// A model loaded from a GGUF that `cargo xtask synth-gguf` wrote (metadata
 /// `llama3_bench.synthetic = true`): reported as synthetic whichever framework loaded it.
-struct SyntheticFile(Box<dyn bench_backend::backend::LanguageModel>);
+pub(crate) struct SyntheticFile(Box<dyn bench_backend::backend::LanguageModel>);
 
 impl SyntheticFile {
     fn marked(spec: &bench_backend::backend::LoadSpec) -> bool {
@@ -199,7 +203,10 @@ impl SyntheticFile {
         }
     }
 
-    fn wrap(model: Box<dyn bench_backend::backend::LanguageModel>, spec: &bench_backend::backend::LoadSpec) -> Box<dyn bench_backend::backend::LanguageModel> {
+    pub(crate) fn wrap(
+        model: Box<dyn bench_backend::backend::LanguageModel>,
+        spec: &bench_backend::backend::LoadSpec,
+    ) -> Box<dyn bench_backend::backend::LanguageModel> {
         if Self::marked(spec) && !model.info().synthetic {
             Box::new(SyntheticFile(model))
         } else {
@@ -217,6 +224,15 @@ impl bench_backend::backend::LanguageModel for SyntheticFile {
     }
     fn reset(&mut self) {
         self.0.reset()
+    }
+    fn slots(&self) -> usize {
+        self.0.slots()
+    }
+    fn forward_batch(&mut self, seqs: &[bench_backend::SeqStep]) -> bench_core::Result<Vec<bench_backend::backend::Logits>> {
+        self.0.forward_batch(seqs)
+    }
+    fn reset_slot(&mut self, slot: usize) {
+        self.0.reset_slot(slot)
     }
     fn info(&self) -> bench_backend::backend::ModelInfo {
         let mut info = self.0.info();

@@ -98,6 +98,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         threads: cli.runtime.threads,
         kernels: kernels(cli),
         shard: cli.model.shard,
+        slots: if cli.serve.serve { cli.serve.parallel.max(1) } else { 1 },
     };
 
     if cli.model.synthetic {
