@@ -6,6 +6,7 @@
 //! an independent NumPy implementation (`tests/reference/llama_numpy.py`, weights dequantized by
 //! the `gguf` package), never against the code under test.
 
+pub mod batch;
 pub mod cli;
 pub mod fixtures;
 
