@@ -9,6 +9,7 @@
 pub mod batch;
 pub mod cli;
 pub mod fixtures;
+pub mod serve;
 
 use std::path::Path;
 
