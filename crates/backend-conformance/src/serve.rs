@@ -108,7 +108,7 @@ pub fn cli_greedy_ids(bin: &Path, max_tokens: usize, extra: &[&str]) -> Vec<u32>
 
 /// The Python with the `openai` client.
 pub fn openai_python() -> PathBuf {
-    fixtures::python_env("pyopenai", "requirements-openai.txt")
+    fixtures::python_env("pyserve", "requirements-serve.txt")
 }
 
 /// The whole client check against `bin`'s server (`extra`: framework options such as
@@ -137,4 +137,33 @@ pub fn openai_client_checks(bin: &Path, extra: &[&str]) {
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["chat_stream"]["equal_to_cli"], true);
     assert_eq!(server.terminate(Duration::from_secs(30)), Some(0), "SIGTERM must end the server with status 0");
+}
+
+/// Headless Chromium loads the chat page at `/`, the page asks [`QUESTION`] at temperature 0 with
+/// its own streaming code, and the streamed answer (seen while it streams, then whole) equals the
+/// command line's greedy answer; the screenshot goes to `png`.
+pub fn chat_page_in_headless_chromium(bin: &Path, png: &Path) {
+    let python = openai_python();
+    let gguf = fixtures::smollm2_gguf();
+    let out =
+        Command::new(bin).arg("--model-path").arg(&gguf).args(["--prompt", QUESTION, "--temperature", "0", "--json", "--max-tokens", "48"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let server = ServerProcess::start(bin, &["--parallel", "1", "--max-seq-len", "512"]);
+    let _ = std::fs::remove_file(png);
+    let script = fixtures::repo_root().join("tests/serve/chromium_chat.py");
+    let out = Command::new(&python).arg(&script).args([server.url.as_str(), QUESTION]).arg(png).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the Chromium check failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    println!("chromium: {stdout}");
+    let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(page["error"], "", "the page shows an error");
+    assert_eq!(page["answer"], cli["text"], "the page's answer differs from the command line's greedy answer");
+    assert_eq!(page["seen_while_streaming"], true, "the answer never showed partially: it did not stream");
+    let stats = page["stats"].as_str().unwrap();
+    assert!(stats.contains("tok/s") && stats.contains("done"), "stats line {stats:?}");
+    let bytes = std::fs::read(png).unwrap();
+    assert!(bytes.len() > 1000 && bytes.starts_with(b"\x89PNG"), "{} is not a PNG screenshot", png.display());
+    println!("chromium: screenshot {}", png.display());
+    assert_eq!(server.terminate(Duration::from_secs(30)), Some(0));
 }
