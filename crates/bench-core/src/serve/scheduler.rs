@@ -209,6 +209,9 @@ pub struct Scheduler<'a> {
     stats: Arc<ServeStats>,
     shutdown: Arc<AtomicBool>,
     waiting: VecDeque<GenRequest>,
+    /// Positions one slot holds, and the vocabulary size (from the model's info, read once).
+    context: usize,
+    vocab: usize,
 }
 
 impl<'a> Scheduler<'a> {
@@ -220,7 +223,9 @@ impl<'a> Scheduler<'a> {
         let shutdown = Arc::new(AtomicBool::new(false));
         let config = SchedulerConfig { slots: config.slots.clamp(1, model.slots().max(1)), prefill_chunk: config.prefill_chunk.max(1), ..config };
         let submitter = Submitter { tx, stats: stats.clone(), shutdown: shutdown.clone(), max_queue: config.max_queue };
-        (Scheduler { model, tokenizer, config, rx, stats, shutdown, waiting: VecDeque::new() }, submitter)
+        let info = model.info();
+        let (context, vocab) = (info.max_seq_len, info.architecture.vocab_size);
+        (Scheduler { model, tokenizer, config, rx, stats, shutdown, waiting: VecDeque::new(), context, vocab }, submitter)
     }
 
     /// Sequences decoded together.
@@ -315,16 +320,15 @@ impl<'a> Scheduler<'a> {
     /// Why a request cannot run at all (checked again here so a caller that skipped it gets an
     /// error, not a failed step for the whole batch).
     fn refuse(&self, r: &GenRequest) -> Option<String> {
-        let info = self.model.info();
-        let context = info.max_seq_len;
+        let (context, vocab) = (self.context, self.vocab);
         if r.prompt_ids.is_empty() {
             return Some("the prompt is empty".into());
         }
         if r.prompt_ids.len() >= context {
             return Some(format!("the prompt is {} tokens but the context holds {context}", r.prompt_ids.len()));
         }
-        if let Some(bad) = r.prompt_ids.iter().find(|&&t| t as usize >= info.architecture.vocab_size) {
-            return Some(format!("token id {bad} is outside the vocabulary of {}", info.architecture.vocab_size));
+        if let Some(bad) = r.prompt_ids.iter().find(|&&t| t as usize >= vocab) {
+            return Some(format!("token id {bad} is outside the vocabulary of {vocab}"));
         }
         if r.max_tokens == 0 {
             return Some("max_tokens must be at least 1".into());
@@ -368,7 +372,7 @@ impl<'a> Scheduler<'a> {
                 return;
             }
         };
-        let context = self.model.info().max_seq_len;
+        let context = self.context;
         let mut done = vec![false; active.len()];
         for (i, (a, logits)) in active.iter_mut().zip(logits).enumerate() {
             let n = sizes[i];
