@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use bench_hub::registry::Size;
+use clap::{Args, Parser};
 
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -220,27 +221,4 @@ pub struct ServeArgs {
     /// Largest request body, in bytes; a larger one gets 413
     #[arg(long, default_value_t = 4 << 20, requires = "serve")]
     pub max_body_bytes: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Size {
-    #[value(name = "1B", alias = "1b")]
-    B1,
-    #[value(name = "8B", alias = "8b")]
-    B8,
-    #[value(name = "70B", alias = "70b")]
-    B70,
-    #[value(name = "405B", alias = "405b")]
-    B405,
-}
-
-impl Size {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Size::B1 => "1B",
-            Size::B8 => "8B",
-            Size::B70 => "70B",
-            Size::B405 => "405B",
-        }
-    }
 }

@@ -196,6 +196,7 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
 struct Out(*mut f32);
 // SAFETY: tasks write disjoint (row, token) elements; `run` returns only after all tasks finish.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: no two tasks touch the same element.
 unsafe impl Sync for Out {}
 
 /// `y = x · [W0; W1; ...]ᵀ` through f32 tiles of up to `GEMM_TILE_ROWS` rows and gemm, the
@@ -221,7 +222,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
         TILE.with(|buf| {
             let mut buf = buf.borrow_mut();
             // f32 rows are used in place when aligned for f32 (the allocator's usual 16 bytes).
-            let direct = w.ty == WeightType::F32 && w.data.as_ptr() as usize % std::mem::align_of::<f32>() == 0;
+            let direct = w.ty == WeightType::F32 && (w.data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>());
             let rhs: *const f32 = if direct {
                 // SAFETY: aligned (checked), and rows r0..r0+n lie inside data (Matrix::new).
                 unsafe { (w.data.as_ptr() as *const f32).add(r0 * cols) }

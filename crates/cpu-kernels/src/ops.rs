@@ -133,6 +133,7 @@ struct OutPtr(*mut f32);
 // SAFETY: each task writes a disjoint (token, head) slice of the output; `attention` returns only
 // after all tasks finish.
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: no two tasks touch the same slice.
 unsafe impl Sync for OutPtr {}
 
 /// Causal attention of `q` (`t` rows of `heads * hd`, at positions `pos..pos+t`) over the cache,
@@ -141,7 +142,7 @@ pub fn attention(q: &[f32], cache: &KvCache, heads: usize, pos: usize, out: &mut
     let (hd, kvh, cap) = (cache.head_dim, cache.kv_heads, cache.capacity);
     let width = heads * hd;
     let t = q.len() / width;
-    assert!(heads % kvh == 0 && q.len() == t * width && out.len() == q.len() && pos + t <= cap && !cache.k.is_empty());
+    assert!(heads.is_multiple_of(kvh) && q.len() == t * width && out.len() == q.len() && pos + t <= cap && !cache.k.is_empty());
     let rep = heads / kvh;
     let scale = 1.0 / (hd as f32).sqrt();
     let isa = cpu::isa();

@@ -30,7 +30,7 @@ pub const GROUP: usize = 8;
 
 /// Whether `ty` matrices with `rows` rows are stored interleaved (rows a multiple of 8).
 pub fn applies(ty: WeightType, rows: usize) -> bool {
-    matches!(ty, WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Q4K | WeightType::Q6K) && rows % GROUP == 0
+    matches!(ty, WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Q4K | WeightType::Q6K) && rows.is_multiple_of(GROUP)
 }
 
 /// Where a ggml block of `ty` keeps its f16 fields (bytes `start..end`).

@@ -99,7 +99,7 @@ impl WeightType {
 
     /// Bytes of one row of `cols` values, or `None` when `cols` is not a whole number of blocks.
     pub fn row_bytes(self, cols: usize) -> Option<usize> {
-        if cols == 0 || cols % self.block_values() != 0 {
+        if cols == 0 || !cols.is_multiple_of(self.block_values()) {
             return None;
         }
         let blocks = cols / self.block_values();

@@ -35,8 +35,8 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
             for (b, x) in row.chunks_exact(bb).zip(a) {
                 let qs = &b[bb - 16..];
                 let mut dot = 0i32;
-                for j in 0..16 {
-                    dot += (qs[j] & 0xF) as i32 * x.qs[j] as i32 + (qs[j] >> 4) as i32 * x.qs[j + 16] as i32;
+                for (j, &q) in qs.iter().enumerate() {
+                    dot += (q & 0xF) as i32 * x.qs[j] as i32 + (q >> 4) as i32 * x.qs[j + 16] as i32;
                 }
                 acc += match ty {
                     WeightType::Q4_0 => f16_at(b, 0) * x.d * (dot - 8 * isum(&x.qs)) as f32,

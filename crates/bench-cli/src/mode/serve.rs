@@ -13,13 +13,14 @@ use bench_core::text::chat::ChatTemplate;
 use bench_serve::{Ready, ServeOptions, Server};
 
 use crate::resolve::Resolved;
-use crate::{Cli, SyntheticFile};
+use crate::synthetic_file::SyntheticFile;
+use crate::Cli;
 
 /// Prompt tokens of one sequence run per step: long prompts are prefilled in chunks of this
 /// size, interleaved with the other sequences' decode tokens.
 const PREFILL_CHUNK: usize = 512;
 
-pub(crate) fn run(backend: &dyn Backend, cli: &Cli, resolved: Resolved) -> Result<()> {
+pub fn run(backend: &dyn Backend, cli: &Cli, resolved: Resolved) -> Result<()> {
     let parallel = cli.serve.parallel;
     if parallel == 0 {
         bail!("--parallel must be at least 1");
