@@ -495,7 +495,8 @@ mod tests {
         let stops = vec!["\n\n".to_string(), "END".to_string()];
         assert_eq!(find_stop("abc\n", &stops, 3), None);
         assert_eq!(find_stop("abc\n\nx", &stops, 4), Some(3));
-        assert_eq!(find_stop("xxENDyy", &stops, 5), Some(2));
+        assert_eq!(find_stop("xxENDyy", &stops, 4), Some(2));
+        assert_eq!(find_stop("xxENDyy", &stops, 0), Some(2));
         assert_eq!(find_stop("é END", &stops, 1), Some(3));
         assert_eq!(held_back("abc\n", &stops), 1);
         assert_eq!(held_back("abcEN", &stops), 2);
