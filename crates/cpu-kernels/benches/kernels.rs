@@ -37,7 +37,13 @@ fn kernels(c: &mut Criterion) {
     let all = [
         WeightType::Q4_0,
         WeightType::Q4_1,
+        WeightType::Q5_0,
+        WeightType::Q5_1,
         WeightType::Q8_0,
+        WeightType::IQ4NL,
+        WeightType::IQ4XS,
+        WeightType::Q2K,
+        WeightType::Q3K,
         WeightType::Q4K,
         WeightType::Q5K,
         WeightType::Q6K,

@@ -16,7 +16,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::cpu::{self, Isa};
+use crate::cpu::{self, Isa, Supported};
 use crate::pool;
 use crate::quant::{self, BlockQ8, WeightType};
 use crate::storage::Storage;
@@ -27,8 +27,8 @@ use crate::KernelError;
 pub enum Layout {
     /// Row after row, each in its [`WeightType`] layout (as in the file).
     Rows,
-    /// Groups of 8 rows with their blocks interleaved ([`quant::interleave`]): Q4_0, Q4_1 and
-    /// Q8_0 matrices whose row count is a multiple of 8, on the SIMD tiers.
+    /// Groups of 8 rows with their blocks interleaved ([`quant::interleave`]): the types
+    /// [`quant::interleave::applies`] names, whose row count is a multiple of 8, on the SIMD tiers.
     Interleaved8,
 }
 
@@ -156,7 +156,7 @@ pub fn matmul_many(ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f32]) -> Result
 
 /// [`matmul_many`] on a given tier (capped at what the CPU has): for tests and comparisons.
 pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f32]) -> Result<(), KernelError> {
-    let isa = isa.min(Isa::detect());
+    let isa = Supported::clamp(isa);
     let Some(first) = ws.first() else { return Ok(()) };
     let cols = first.cols;
     if let Some(w) = ws.iter().find(|w| w.cols != cols) {
@@ -182,7 +182,7 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
             scratch.clear();
             scratch.resize(t * blocks, BlockQ8::default());
             for (xr, qr) in x.chunks_exact(cols).zip(scratch.chunks_exact_mut(blocks)) {
-                quant::quantize_row_q8(isa, xr, qr);
+                quant::quantize_row_q8_on(isa, xr, qr);
             }
         }
         let xq: &[BlockQ8] = &scratch;
@@ -221,7 +221,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
         TILE.with(|buf| {
             let mut buf = buf.borrow_mut();
             // f32 rows are used in place when aligned for f32 (the allocator's usual 16 bytes).
-            let direct = w.ty == WeightType::F32 && w.data.as_ptr() as usize % std::mem::align_of::<f32>() == 0;
+            let direct = w.ty == WeightType::F32 && (w.data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>());
             let rhs: *const f32 = if direct {
                 // SAFETY: aligned (checked), and rows r0..r0+n lie inside data (Matrix::new).
                 unsafe { (w.data.as_ptr() as *const f32).add(r0 * cols) }
@@ -264,7 +264,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
+fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: &[BlockQ8], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
     // Tasks of whole rows sized to ~64 KB of weight traffic x tokens, and at least 4 per thread
     // so a descheduled thread holds back little.
     let threads = pool::global().threads();
@@ -290,7 +290,7 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
             let mut global = lo;
             while global < hi {
                 let local = global - base;
-                if w.layout == Layout::Interleaved8 && isa >= Isa::Avx2 && local % 8 == 0 && global + 8 <= hi {
+                if w.layout == Layout::Interleaved8 && isa.isa() >= Isa::Avx2 && local % 8 == 0 && global + 8 <= hi {
                     let group = w.group(local / 8);
                     let put8 = |tok: usize, v: &[f32; 8]| {
                         // SAFETY: as `put` below, for the 8 rows global..global+8 of this task.

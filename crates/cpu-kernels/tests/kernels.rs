@@ -28,8 +28,14 @@ fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -
             _ => {
                 for b in row.chunks_exact_mut(ty.block_bytes()) {
                     match ty {
-                        WeightType::Q4_0 | WeightType::Q8_0 => put_f16(b, 0, rng.random_range(0.001..0.05)),
-                        WeightType::Q4_1 => {
+                        WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 => put_f16(b, 0, rng.random_range(0.001..0.05)),
+                        WeightType::IQ4NL | WeightType::IQ4XS => put_f16(b, 0, rng.random_range(0.0001..0.002)),
+                        WeightType::Q2K => {
+                            put_f16(b, 80, rng.random_range(0.001..0.05));
+                            put_f16(b, 82, rng.random_range(0.001..0.05));
+                        }
+                        WeightType::Q3K => put_f16(b, 108, rng.random_range(0.0001..0.005)),
+                        WeightType::Q4_1 | WeightType::Q5_1 => {
                             put_f16(b, 0, rng.random_range(0.001..0.05));
                             put_f16(b, 2, rng.random_range(-0.4..0.0));
                         }
@@ -48,10 +54,16 @@ fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -
     Matrix::new(ty, rows, cols, data).unwrap()
 }
 
-const ALL: [WeightType; 11] = [
+const ALL: [WeightType; 17] = [
     WeightType::Q4_0,
     WeightType::Q4_1,
+    WeightType::Q5_0,
+    WeightType::Q5_1,
     WeightType::Q8_0,
+    WeightType::IQ4NL,
+    WeightType::IQ4XS,
+    WeightType::Q2K,
+    WeightType::Q3K,
     WeightType::Q4K,
     WeightType::Q5K,
     WeightType::Q6K,
@@ -185,6 +197,33 @@ fn activation_quantization_agrees_across_tiers() {
             assert_eq!(a.halves[0] + a.halves[1], a.qs.iter().map(|&q| q as i32).sum::<i32>());
             assert!((a.d - b.d).abs() <= 1e-7 && (a.s - b.s).abs() <= 1e-5 * b.s.abs().max(1.0), "{isa:?}");
         }
+    }
+}
+
+/// The public entries that take a tier clamp it to what the CPU has: asking for every tier,
+/// including ones above this CPU's best, runs (no illegal instruction, no UB) and gives the
+/// result of the tier actually run, bit for bit.
+#[test]
+fn requested_tiers_are_clamped_to_the_cpu() {
+    let best = Isa::detect();
+    eprintln!("best tier on this CPU: {best:?} ({})", best.label());
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni] {
+        let want = if isa <= best { isa } else { best };
+        assert_eq!(isa.clamped(), want, "{isa:?} on a CPU whose best tier is {best:?}");
+    }
+    assert!(Isa::available().iter().all(|i| i.clamped() == *i));
+    let mut rng = SmallRng::seed_from_u64(11);
+    let x: Vec<f32> = (0..576).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    let w = random_matrix(&mut rng, WeightType::Q5_0, 16, 576);
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni] {
+        let (mut got, mut want) = (vec![BlockQ8::default(); 18], vec![BlockQ8::default(); 18]);
+        quantize_row_q8(isa, &x, &mut got);
+        quantize_row_q8(isa.clamped(), &x, &mut want);
+        assert!(got.iter().zip(&want).all(|(a, b)| a.qs == b.qs && a.d == b.d && a.s == b.s), "quantize_row_q8 on {isa:?}");
+        let (mut y, mut y_want) = (vec![0.0; 16], vec![0.0; 16]);
+        matmul_many_isa(isa, &[&w], &x, 1, &mut y).unwrap();
+        matmul_many_isa(isa.clamped(), &[&w], &x, 1, &mut y_want).unwrap();
+        assert_eq!(y, y_want, "matmul_many_isa on {isa:?}");
     }
 }
 

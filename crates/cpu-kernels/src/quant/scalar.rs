@@ -3,8 +3,8 @@
 
 use half::bf16;
 
-use super::reference::NF4_CODEBOOK;
-use super::reference::{f16_at, scale_min_k4};
+use super::reference::{f16_at, iq4xs_scale, q3k_scales, q5_code, scale_min_k4};
+use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
 use super::{BlockQ8, WeightType};
 
 pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
@@ -23,6 +23,11 @@ pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
     }
 }
 
+/// Σ kvalues_iq4nl[q] · x over a 32-value IQ4 run (16 bytes of nibbles, Q4_0's order).
+fn iq4_dot(qs: &[u8], x: &[i8; 32]) -> i32 {
+    (0..16).map(|j| IQ4NL_CODEBOOK[(qs[j] & 0xF) as usize] as i32 * x[j] as i32 + IQ4NL_CODEBOOK[(qs[j] >> 4) as usize] as i32 * x[j + 16] as i32).sum()
+}
+
 fn isum(a: &[i8]) -> i32 {
     a.iter().map(|&v| v as i32).sum()
 }
@@ -34,14 +39,72 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
         WeightType::Q4_0 | WeightType::Q4_1 => {
             for (b, x) in row.chunks_exact(bb).zip(a) {
                 let qs = &b[bb - 16..];
-                let mut dot = 0i32;
-                for j in 0..16 {
-                    dot += (qs[j] & 0xF) as i32 * x.qs[j] as i32 + (qs[j] >> 4) as i32 * x.qs[j + 16] as i32;
-                }
+                let dot: i32 = qs.iter().enumerate().map(|(j, &q)| (q & 0xF) as i32 * x.qs[j] as i32 + (q >> 4) as i32 * x.qs[j + 16] as i32).sum();
                 acc += match ty {
                     WeightType::Q4_0 => f16_at(b, 0) * x.d * (dot - 8 * isum(&x.qs)) as f32,
                     _ => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
                 };
+            }
+        }
+        WeightType::Q5_0 | WeightType::Q5_1 => {
+            for (b, x) in row.chunks_exact(bb).zip(a) {
+                let qh = u32::from_le_bytes([b[bb - 20], b[bb - 19], b[bb - 18], b[bb - 17]]);
+                let qs = &b[bb - 16..];
+                let dot: i32 = (0..32).map(|j| q5_code(qh, qs, j) as i32 * x.qs[j] as i32).sum();
+                acc += match ty {
+                    WeightType::Q5_0 => f16_at(b, 0) * x.d * (dot - 16 * isum(&x.qs)) as f32,
+                    _ => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
+                };
+            }
+        }
+        WeightType::IQ4NL => {
+            for (b, x) in row.chunks_exact(bb).zip(a) {
+                acc += f16_at(b, 0) * x.d * iq4_dot(&b[2..18], &x.qs) as f32;
+            }
+        }
+        WeightType::IQ4XS => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let d = f16_at(b, 0);
+                for (ib, xb) in x.iter().enumerate() {
+                    let dot = iq4_dot(&b[8 + 16 * ib..8 + 16 * (ib + 1)], &xb.qs);
+                    acc += d * xb.d * (iq4xs_scale(b, ib) * dot) as f32;
+                }
+            }
+        }
+        WeightType::Q2K => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let (sc, qs) = (&b[0..16], &b[16..80]);
+                let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+                // Activation block 4n + j: 2-bit field j of qs bytes 32n..32n+32; scales 2(4n+j), +1.
+                for (k, xb) in x.iter().enumerate() {
+                    let (n, j) = (k / 4, k % 4);
+                    let mut sums = [0i32; 2];
+                    for l in 0..32 {
+                        sums[l / 16] += ((qs[32 * n + l] >> (2 * j)) & 3) as i32 * xb.qs[l] as i32;
+                    }
+                    let (s0, s1) = (sc[2 * k], sc[2 * k + 1]);
+                    let dot = (s0 & 0xF) as i32 * sums[0] + (s1 & 0xF) as i32 * sums[1];
+                    let mins = (s0 >> 4) as i32 * xb.halves[0] + (s1 >> 4) as i32 * xb.halves[1];
+                    acc += d * xb.d * dot as f32 - dmin * xb.d * mins as f32;
+                }
+            }
+        }
+        WeightType::Q3K => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let (hm, qs) = (&b[0..32], &b[32..96]);
+                let scales = q3k_scales(&b[96..108]);
+                let d = f16_at(b, 108);
+                for (k, xb) in x.iter().enumerate() {
+                    let (n, j) = (k / 4, k % 4);
+                    let mut sums = [0i32; 2];
+                    for l in 0..32 {
+                        let q = ((qs[32 * n + l] >> (2 * j)) & 3) | (((hm[l] >> (4 * n + j)) & 1) << 2);
+                        sums[l / 16] += q as i32 * xb.qs[l] as i32;
+                    }
+                    // Codes are q - 4: the 4 comes off through the activations' half sums.
+                    let dot = scales[2 * k] * (sums[0] - 4 * xb.halves[0]) + scales[2 * k + 1] * (sums[1] - 4 * xb.halves[1]);
+                    acc += d * xb.d * dot as f32;
+                }
             }
         }
         WeightType::Q8_0 => {
