@@ -24,9 +24,13 @@
 //! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat, blocks of 64 values (bench-core's): the f32
 //!   absmax, then two runs of 16 bytes in Q4_0's nibble order.
 //!
-//! For the ggml types, activations are quantized once per product to [`BlockQ8`] (32 i8 values,
-//! an f32 scale and the scaled sum: llama.cpp's Q8_1), as llama.cpp does. int8 and NF4 take f32
-//! activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
+//! For the ggml types, activations are quantized once per product the way ggml quantizes them
+//! for that weight type (its `vec_dot_type`, [`ActivationFormat`]): Q8_0 blocks (f16 scale) for
+//! Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 (f16 scale, f16 scaled sum) for Q4_1 and Q5_1; Q8_K (one f32
+//! scale per 256 values, sums per 16) for the K-quants and IQ4_XS. Each is held as [`BlockQ8`]s of
+//! 32 codes, so the integer sums of every product are ggml's and only the order in which floats
+//! are added differs (between tiers too: a test holds every SIMD tier to the scalar one within
+//! 1e-6 of the product's magnitude). int8 and NF4 take f32 activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
 //! so the two frameworks' quantized results agree), still reading only the codes.
 
 pub mod interleave;
@@ -115,8 +119,19 @@ impl WeightType {
         }
     }
 
-    /// Whether products quantize the activations to [`BlockQ8`] first (the ggml block types);
-    /// the others take f32 activations.
+    /// How products quantize the activations for this type (ggml's `vec_dot_type`), or `None`
+    /// for the types that take f32 activations.
+    pub fn activation_format(self) -> Option<ActivationFormat> {
+        match self {
+            WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 | WeightType::IQ4NL => Some(ActivationFormat::Q8_0),
+            WeightType::Q4_1 | WeightType::Q5_1 => Some(ActivationFormat::Q8_1),
+            WeightType::Q2K | WeightType::Q3K | WeightType::Q4K | WeightType::Q5K | WeightType::Q6K | WeightType::IQ4XS => Some(ActivationFormat::Q8K),
+            WeightType::Int8 | WeightType::Nf4 | WeightType::F32 | WeightType::F16 | WeightType::BF16 => None,
+        }
+    }
+
+    /// Whether products quantize the activations to [`BlockQ8`] first (the ggml block types, in
+    /// their [`WeightType::activation_format`]); the others take f32 activations.
     pub fn quantizes_activations(self) -> bool {
         !matches!(self, WeightType::Int8 | WeightType::Nf4 | WeightType::F32 | WeightType::F16 | WeightType::BF16)
     }
@@ -155,35 +170,76 @@ impl WeightType {
     }
 }
 
-/// 32 activations quantized: `x ≈ d * qs`, `s = d * Σ qs` and the two half sums of `qs` (used by
-/// types with an offset).
+/// How ggml quantizes the activations a weight type is multiplied with (`vec_dot_type` in
+/// ggml-cpu's type traits; the quantizers are `quantize_row_q8_0` / `_q8_1` of ggml-cpu's x86
+/// code and `quantize_row_q8_K_ref` of `ggml-quants.c`, which x86 uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActivationFormat {
+    /// Blocks of 32: `d = amax / 127` stored as f16, codes `round_even(x · 127 / amax)`.
+    Q8_0,
+    /// As Q8_0, and `s = d · Σ codes` (d before its f16 rounding) stored as f16.
+    Q8_1,
+    /// Blocks of 256: `max` the value of largest magnitude (first one), `iscale = -127 / max`,
+    /// codes `min(127, round_even(iscale · x))`, `d = 1 / iscale` as f32, code sums per 16.
+    Q8K,
+}
+
+impl ActivationFormat {
+    /// All formats, in [`ActivationFormat::index`] order.
+    pub const ALL: [ActivationFormat; 3] = [ActivationFormat::Q8_0, ActivationFormat::Q8_1, ActivationFormat::Q8K];
+
+    /// Position in [`ActivationFormat::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Values per block of the ggml format (a multiple of 32).
+    pub fn block_values(self) -> usize {
+        match self {
+            ActivationFormat::Q8_0 | ActivationFormat::Q8_1 => 32,
+            ActivationFormat::Q8K => 256,
+        }
+    }
+}
+
+/// 32 activations quantized in one of the [`ActivationFormat`]s: `x ≈ d * qs`; `s ≈ d * Σ qs`
+/// (Q8_1: ggml's f16 `s`); the two half sums of `qs` (Q8_K's `bsums`; used by types with an
+/// offset). Q8_K's 256-value blocks are 8 of these with one `d`.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct BlockQ8 {
-    /// Scale.
+    /// Scale (Q8_0 / Q8_1: the f16 value as f32).
     pub d: f32,
-    /// `d` times the sum of `qs`.
+    /// The scaled sum of `qs` (Q8_1: ggml's f16 value as f32).
     pub s: f32,
-    /// Codes, `round(x / d)` in -127..=127.
+    /// Codes in -127..=127.
     pub qs: [i8; 32],
     /// Sums of `qs[0..16]` and `qs[16..32]` (Q6_K's offset of 32 is per 16 values).
     pub halves: [i32; 2],
 }
 
-/// Quantizes one row of activations (`x.len() == 32 * out.len()`) on tier `isa`, clamped to
-/// what this CPU has ([`Isa::clamped`]): asking for a tier the CPU lacks runs the best one it has.
-pub fn quantize_row_q8(isa: Isa, x: &[f32], out: &mut [BlockQ8]) {
-    quantize_row_q8_on(Supported::clamp(isa), x, out)
+/// Quantizes one row of activations in `format` (`x.len() == 32 * out.len()`, a whole number of
+/// the format's blocks) on tier `isa`, clamped to what this CPU has ([`Isa::clamped`]): asking
+/// for a tier the CPU lacks runs the best one it has. Every tier gives the same blocks.
+pub fn quantize_row_q8(isa: Isa, format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
+    quantize_row_q8_on(Supported::clamp(isa), format, x, out)
 }
 
 /// [`quantize_row_q8`] on a tier already clamped.
-pub(crate) fn quantize_row_q8_on(isa: Supported, x: &[f32], out: &mut [BlockQ8]) {
-    assert_eq!(x.len(), out.len() * 32, "activation row is not a whole number of 32-value blocks");
-    match isa.isa() {
+pub(crate) fn quantize_row_q8_on(isa: Supported, format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
+    assert!(
+        x.len() == out.len() * 32 && x.len().is_multiple_of(format.block_values()),
+        "{} activations are not a whole number of {format:?} blocks ({} blocks given)",
+        x.len(),
+        out.len()
+    );
+    match (isa.isa(), format) {
+        // Q8_K: ggml's x86 build uses the reference quantizer; so do both tiers here.
+        (_, ActivationFormat::Q8K) => scalar::quantize_row_q8k(x, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a `Supported` tier of at least Avx2 means AVX2/FMA/F16C were detected; lengths checked above.
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86::quantize_row_q8_avx2(x, out) },
-        _ => scalar::quantize_row_q8(x, out),
+        (Isa::Avx2 | Isa::Avx512Vnni, _) => unsafe { x86::quantize_row_q8_avx2(format, x, out) },
+        _ => scalar::quantize_row_q8(format, x, out),
     }
 }
 

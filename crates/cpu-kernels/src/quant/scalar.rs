@@ -1,25 +1,62 @@
 //! Portable kernels: any CPU. Integer dot products per 32-value block, like the SIMD ones, so all
 //! tiers compute the same sums (up to float rounding order).
 
-use half::bf16;
+use half::{bf16, f16};
 
 use super::reference::{f16_at, iq4xs_scale, q3k_scales, q5_code, scale_min_k4};
 use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
-use super::{BlockQ8, WeightType};
+use super::{ActivationFormat, BlockQ8, WeightType};
 
-pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
+/// Q8_0 / Q8_1 blocks as ggml-cpu's x86 `quantize_row_q8_0` / `_q8_1` make them (scale
+/// `127 / amax`, round half to even).
+pub(super) fn quantize_row_q8(format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         for (q, &v) in b.qs.iter_mut().zip(xs) {
             *q = (v * id).round_ties_even() as i8;
-            sum += *q as i32;
         }
-        b.d = d;
-        b.s = d * sum as f32;
-        b.halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
+        let halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
+        finish_q8_block(format, b, amax / 127.0, halves);
+    }
+}
+
+/// A Q8_0 / Q8_1 block's stored scale and sum from `d = amax / 127` and its codes' half sums
+/// (both tiers).
+pub(super) fn finish_q8_block(format: ActivationFormat, b: &mut BlockQ8, d: f32, halves: [i32; 2]) {
+    b.halves = halves;
+    let sum = b.halves[0] + b.halves[1];
+    b.d = f16::from_f32(d).to_f32();
+    b.s = match format {
+        ActivationFormat::Q8_1 => f16::from_f32(d * sum as f32).to_f32(),
+        _ => b.d * sum as f32,
+    };
+}
+
+/// Q8_K blocks as ggml's `quantize_row_q8_K_ref` makes them, each as 8 [`BlockQ8`]s sharing `d`.
+pub(super) fn quantize_row_q8k(x: &[f32], out: &mut [BlockQ8]) {
+    for (blocks, xs) in out.chunks_exact_mut(8).zip(x.chunks_exact(256)) {
+        // The value of largest magnitude, the first one on ties (ggml's strict `>`).
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in xs {
+            if v.abs() > amax {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        if amax == 0.0 {
+            blocks.fill(BlockQ8::default());
+            continue;
+        }
+        let iscale = -127.0 / max;
+        let d = 1.0 / iscale;
+        for (b, xs) in blocks.iter_mut().zip(xs.chunks_exact(32)) {
+            for (q, &v) in b.qs.iter_mut().zip(xs) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            b.halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
+            b.d = d;
+            b.s = d * (b.halves[0] + b.halves[1]) as f32;
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::reference::{iq4xs_scale, q3k_scales, scale_min_k4};
 use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
-use super::{BlockQ8, WeightType};
+use super::{ActivationFormat, BlockQ8, WeightType};
 
 /// `u` (unsigned bytes) times `s` (signed bytes), summed in groups of 4 into i32 lanes.
 trait DotU8I8 {
@@ -845,13 +845,15 @@ pub(super) unsafe fn group_q8_x4_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ
     unsafe { group_body::<Vnni, 4>(ty, group.as_ptr(), a[0].len(), a) }
 }
 
-/// Quantizes 32 floats at a time: absmax, scale 127/absmax, round to nearest even, pack to i8.
+/// Q8_0 / Q8_1 activations (`format`), 32 floats at a time as ggml-cpu's x86
+/// `quantize_row_q8_0` / `_q8_1` do: absmax, scale `127 / absmax`, round half to even, pack to
+/// i8; the f16 scale and sum as the scalar tier makes them (`scalar::finish_q8_block`).
 ///
 /// # Safety
 ///
 /// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `x.len() >= 32 * out.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
+pub(super) unsafe fn quantize_row_q8_avx2(format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
     unsafe {
         let sign = _mm256_set1_ps(-0.0);
@@ -866,8 +868,7 @@ pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
             let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
             let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
             let amax = _mm_cvtss_f32(m4);
-            let d = amax / 127.0;
-            let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
             let mut q = [_mm256_setzero_si256(); 4];
             for k in 0..4 {
                 q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -878,16 +879,13 @@ pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
                 _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4))
             };
             let halves = [lane_sum(_mm256_add_epi32(q[0], q[1])), lane_sum(_mm256_add_epi32(q[2], q[3]))];
-            let isum = halves[0] + halves[1];
-            b.halves = halves;
             // packs work per 128-bit lane: undo the interleave with a permute.
             let p16a = _mm256_packs_epi32(q[0], q[1]);
             let p16b = _mm256_packs_epi32(q[2], q[3]);
             let p8 = _mm256_packs_epi16(p16a, p16b);
             let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
             _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, p8);
-            b.d = d;
-            b.s = d * isum as f32;
+            super::scalar::finish_q8_block(format, b, amax / 127.0, halves);
         }
     }
 }
