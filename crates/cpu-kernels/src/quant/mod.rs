@@ -234,7 +234,9 @@ pub(crate) fn quantize_row_q8_on(isa: Supported, format: ActivationFormat, x: &[
         out.len()
     );
     match (isa.isa(), format) {
-        // Q8_K: ggml's x86 build uses the reference quantizer; so do both tiers here.
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as below; whole 256-value blocks checked above.
+        (Isa::Avx2 | Isa::Avx512Vnni, ActivationFormat::Q8K) => unsafe { x86::quantize_row_q8k_avx2(x, out) },
         (_, ActivationFormat::Q8K) => scalar::quantize_row_q8k(x, out),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: a `Supported` tier of at least Avx2 means AVX2/FMA/F16C were detected; lengths checked above.

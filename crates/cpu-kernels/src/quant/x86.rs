@@ -890,6 +890,61 @@ pub(super) unsafe fn quantize_row_q8_avx2(format: ActivationFormat, x: &[f32], o
     }
 }
 
+/// Q8_K activations, 256 floats at a time, giving the blocks `scalar::quantize_row_q8k` gives
+/// (ggml's `quantize_row_q8_K_ref`): the largest magnitude by vector max, the first value that
+/// has it by a scalar scan (its sign sets the scale's), then codes `min(127, round_even(iscale ·
+/// x))` 32 at a time, packed as in [`quantize_row_q8_avx2`].
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `x.len() == 32 *
+/// out.len()` and `out.len()` is a multiple of 8.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_row_q8k_avx2(x: &[f32], out: &mut [BlockQ8]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        let k127 = _mm256_set1_epi32(127);
+        for (blocks, xs) in out.chunks_exact_mut(8).zip(x.chunks_exact(256)) {
+            let p = xs.as_ptr();
+            let mut m = _mm256_setzero_ps();
+            for k in 0..32 {
+                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * k))));
+            }
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+            if amax == 0.0 {
+                blocks.fill(BlockQ8::default());
+                continue;
+            }
+            let max = xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+            let iscale = -127.0 / max;
+            let d = 1.0 / iscale;
+            let mul = _mm256_set1_ps(iscale);
+            for (j, b) in blocks.iter_mut().enumerate() {
+                let pj = p.add(32 * j);
+                let mut q = [_mm256_setzero_si256(); 4];
+                for (k, qk) in q.iter_mut().enumerate() {
+                    let v = _mm256_mul_ps(_mm256_loadu_ps(pj.add(8 * k)), mul);
+                    *qk = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), k127);
+                }
+                let lane_sum = |v: __m256i| {
+                    let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                    let s4 = _mm_hadd_epi32(s4, s4);
+                    _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4))
+                };
+                b.halves = [lane_sum(_mm256_add_epi32(q[0], q[1])), lane_sum(_mm256_add_epi32(q[2], q[3]))];
+                let p8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+                let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, p8);
+                b.d = d;
+                b.s = d * (b.halves[0] + b.halves[1]) as f32;
+            }
+        }
+    }
+}
+
 /// 8 dense weights from value index `i` of `p`, as f32.
 ///
 /// # Safety
