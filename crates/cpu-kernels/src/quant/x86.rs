@@ -203,32 +203,49 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                     }
                 }
             }
-            WeightType::IQ4NL | WeightType::IQ4XS => {
+            WeightType::IQ4NL => {
                 // Codes through the code book (`vpshufb`), then signed x signed as Q8_0 below.
                 let book = iq4_book();
-                let xs = ty == WeightType::IQ4XS;
                 for i in 0..nb {
-                    let (qs, dl) = if xs {
-                        // Sub-block i % 8 of super-block i / 8: 16 bytes of nibbles at 8 + 16 (i % 8).
-                        let b = p.add((i / 8) * bb);
-                        let sb = std::slice::from_raw_parts(b, bb);
-                        (b.add(8 + 16 * (i % 8)), f16_at(b) * iq4xs_scale(sb, i % 8) as f32)
-                    } else {
-                        let b = p.add(i * bb);
-                        (b.add(2), f16_at(b))
-                    };
-                    let w = _mm256_shuffle_epi8(book, nibbles(qs));
+                    let b = p.add(i * bb);
+                    let d = f16_at(b);
+                    let w = _mm256_shuffle_epi8(book, nibbles(b.add(2)));
                     let wa = _mm256_sign_epi8(w, w);
                     for n in 0..N {
                         let x = a[n].get_unchecked(i);
-                        fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), dl * x.d);
+                        fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
+                    }
+                }
+            }
+            // The Q8_K types: one activation scale per 256 values, so each super-block's products
+            // are summed as integers (`vpmaddubsw` pairs times the i16 sub-block scale by
+            // `vpmaddwd`, as ggml does) and converted to float once.
+            WeightType::IQ4XS => {
+                let book = iq4_book();
+                for i in 0..nb / 8 {
+                    let b = p.add(i * bb);
+                    let sb = std::slice::from_raw_parts(b, bb);
+                    let mut sums = [_mm256_setzero_si256(); N];
+                    for ib in 0..8 {
+                        let w = _mm256_shuffle_epi8(book, nibbles(b.add(8 + 16 * ib)));
+                        let wa = _mm256_sign_epi8(w, w);
+                        let sc = _mm256_set1_epi16(iq4xs_scale(sb, ib) as i16);
+                        for n in 0..N {
+                            let x = a[n].get_unchecked(8 * i + ib);
+                            let pairs = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(load_q8(x), w));
+                            sums[n] = _mm256_add_epi32(sums[n], _mm256_madd_epi16(pairs, sc));
+                        }
+                    }
+                    let d = f16_at(b);
+                    for n in 0..N {
+                        fma_lanes(&mut acc[n], sums[n], d * a[n].get_unchecked(8 * i).d);
                     }
                 }
             }
             WeightType::Q2K | WeightType::Q3K => {
                 // Activation block 4n + j of a super-block: 2-bit field j of code bytes 32n..32n+32
-                // (Q3_K: and bit 4n + j of the 32 high-bit bytes as bit 2), one scale per 16 values:
-                // lanes 0-3 of a product hold values 0..16, lanes 4-7 values 16..32.
+                // (Q3_K: and bit 4n + j of the 32 high-bit bytes as bit 2), one scale per 16 values
+                // (the low and the high 128 bits of a block's products).
                 let q3 = ty == WeightType::Q3K;
                 let m3 = _mm256_set1_epi8(3);
                 let one = _mm256_set1_epi8(1);
@@ -239,6 +256,9 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                     let hm = if q3 { _mm256_loadu_si256(b as *const __m256i) } else { _mm256_setzero_si256() };
                     // Q3_K: signed 6-bit scales; Q2_K: 4-bit scales and 4-bit mins.
                     let scales: [i32; 16] = if q3 { q3k_scales(&sb[96..108]) } else { std::array::from_fn(|k| (sb[k] & 0xF) as i32) };
+                    let mut sums = [_mm256_setzero_si256(); N];
+                    // Q3_K: Σ scale · 4 · Σx (the codes are q - 4); Q2_K: Σ min · Σx, per 16 values.
+                    let mut offsets = [0i32; N];
                     for half in 0..2 {
                         let raw = _mm256_loadu_si256(qs.add(32 * half) as *const __m256i);
                         for j in 0..4 {
@@ -250,20 +270,19 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                             }
                             let k = 4 * half + j;
                             let (s0, s1) = (scales[2 * k], scales[2 * k + 1]);
-                            let sv = _mm256_set_m128(_mm_set1_ps(s1 as f32), _mm_set1_ps(s0 as f32));
+                            let sc = _mm256_set_m128i(_mm_set1_epi16(s1 as i16), _mm_set1_epi16(s0 as i16));
+                            let (o0, o1) = if q3 { (4 * s0, 4 * s1) } else { ((sb[2 * k] >> 4) as i32, (sb[2 * k + 1] >> 4) as i32) };
                             for n in 0..N {
                                 let x = a[n].get_unchecked(8 * i + k);
-                                let lanes = _mm256_cvtepi32_ps(D::dot(q, load_q8(x)));
-                                acc[n] = _mm256_fmadd_ps(lanes, _mm256_mul_ps(sv, _mm256_set1_ps(d * x.d)), acc[n]);
-                                // Q3_K: codes are q - 4; Q2_K: minus dmin · min per 16 values.
-                                let (h0, h1) = (x.halves[0], x.halves[1]);
-                                offset[n] -= if q3 {
-                                    4.0 * d * x.d * (s0 * h0 + s1 * h1) as f32
-                                } else {
-                                    dmin * x.d * ((sb[2 * k] >> 4) as i32 * h0 + (sb[2 * k + 1] >> 4) as i32 * h1) as f32
-                                };
+                                sums[n] = _mm256_add_epi32(sums[n], _mm256_madd_epi16(_mm256_maddubs_epi16(q, load_q8(x)), sc));
+                                offsets[n] += o0 * x.halves[0] + o1 * x.halves[1];
                             }
                         }
+                    }
+                    for n in 0..N {
+                        let xd = a[n].get_unchecked(8 * i).d;
+                        fma_lanes(&mut acc[n], sums[n], d * xd);
+                        offset[n] -= if q3 { d } else { dmin } * xd * offsets[n] as f32;
                     }
                 }
             }
