@@ -51,6 +51,18 @@ fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -
             }
         }
     }
+    // Every 7th block of the ggml types gets a subnormal f16 scale (exact in every reader; the
+    // row kernels take a separate path for them).
+    if let Some(at) = match ty {
+        WeightType::Q2K => Some(80),
+        WeightType::Q3K => Some(108),
+        WeightType::Q6K => Some(208),
+        _ if ty.quantizes_activations() => Some(0),
+        _ => None,
+    } {
+        let bb = ty.block_bytes();
+        data.chunks_exact_mut(bb).step_by(7).for_each(|b| put_f16(b, at, 3.0e-6));
+    }
     Matrix::new(ty, rows, cols, data).unwrap()
 }
 

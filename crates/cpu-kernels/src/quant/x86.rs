@@ -60,7 +60,9 @@ unsafe fn hsum(v: __m256) -> f32 {
 }
 
 /// An f16 block scale as f32, in integer registers and one multiply (exact: the exponent is
-/// rebased by a power-of-two multiply, which also handles subnormals). Not `vcvtph2ps`: the
+/// rebased by a power-of-two multiply). An f16 subnormal (a tiny `dmin`, say) is its integer
+/// mantissa times 2^-24 instead: through the multiply it would be an f32 subnormal operand,
+/// which costs a microcode assist (~100 cycles) per block. Not `vcvtph2ps`: the
 /// compiler turns its scalar form into an insert that merges into an arbitrary register, which
 /// was the loop's accumulator, chaining every block to the one before (3x slower).
 ///
@@ -69,12 +71,14 @@ unsafe fn hsum(v: __m256) -> f32 {
 /// `p` points to 2 readable bytes.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    // SAFETY: this fn's `# Safety` contract (2 readable bytes), upheld by the caller.
     unsafe {
         let h = (p as *const u16).read_unaligned() as u32;
         let em = h & 0x7fff;
         let v = if em >= 0x7c00 {
             f32::from_bits((em << 13) | 0x7f80_0000)
+        } else if em < 0x0400 {
+            em as f32 * f32::from_bits(0x3380_0000) // 2^-24
         } else {
             f32::from_bits(em << 13) * f32::from_bits(0x7780_0000) // 2^112
         };
