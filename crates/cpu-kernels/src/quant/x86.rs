@@ -651,6 +651,49 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
         match ty {
             WeightType::Q4_0 | WeightType::Q4_1 => group_q4_q5::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
             WeightType::Q5_0 | WeightType::Q5_1 => group_q4_q5::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
+            WeightType::IQ4XS => {
+                // Per row: d (header field 0), scales_h (field 1, u16), scales_l (word 0); the
+                // 6-bit scale of sub-block ib is bits 4ib.. of scales_l and 2ib.. of scales_h.
+                type D<T> = <T as Tier>::Bytes;
+                let book = iq4_book();
+                let m4 = _mm256_set1_epi8(0xF);
+                for i in 0..nb / 8 {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(b.add(16) as *const __m128i));
+                    let sl = _mm256_loadu_si256(b.add(32) as *const __m256i);
+                    let w = b.add(64);
+                    for ib in 0..8 {
+                        let low = _mm256_and_si256(_mm256_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib as i32)), _mm256_set1_epi32(0xF));
+                        let high = _mm256_and_si256(_mm256_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib as i32)), _mm256_set1_epi32(3));
+                        let ls = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
+                        let dl = _mm256_mul_ps(d, _mm256_cvtepi32_ps(ls));
+                        let mut s0 = [zero; N];
+                        let mut s1 = [zero; N];
+                        for c in 0..4 {
+                            let raw = _mm256_loadu_si256(w.add(32 * (4 * ib + c)) as *const __m256i);
+                            let lo = _mm256_shuffle_epi8(book, _mm256_and_si256(raw, m4));
+                            let hi = _mm256_shuffle_epi8(book, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+                            let (lo_abs, hi_abs) = (_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(hi, hi));
+                            for n in 0..N {
+                                let qs = a[n].get_unchecked(8 * i + ib).qs.as_ptr();
+                                s0[n] = D::<T>::step(s0[n], lo_abs, _mm256_sign_epi8(broadcast_word(qs, c), lo));
+                                let h = _mm256_sign_epi8(broadcast_word(qs, 4 + c), hi);
+                                if D::<T>::TWO {
+                                    s1[n] = D::<T>::step(s1[n], hi_abs, h);
+                                } else {
+                                    s0[n] = D::<T>::step(s0[n], hi_abs, h);
+                                }
+                            }
+                        }
+                        for n in 0..N {
+                            let x = a[n].get_unchecked(8 * i + ib);
+                            let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
+                            acc[n] = _mm256_fmadd_ps(dl, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                        }
+                    }
+                }
+            }
             WeightType::IQ4NL => {
                 // Codes through the code book, then signed x signed as Q8_0 (|w| · sign(w)·x).
                 type D<T> = <T as Tier>::Bytes;
