@@ -651,6 +651,74 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
         match ty {
             WeightType::Q4_0 | WeightType::Q4_1 => group_q4_q5::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
             WeightType::Q5_0 | WeightType::Q5_1 => group_q4_q5::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
+            WeightType::Q2K | WeightType::Q3K => {
+                // Activation block k = 4n + j: code word w (0..8) of half n holds values 4w..4w+4
+                // of it in bits 2j (Q3_K: bit 4n + j of high-bit word w as bit 2); words 0..4 and
+                // 4..8 have the sub-block's two 16-value scales.
+                type D<T> = <T as Tier>::Nibbles;
+                let q3 = ty == WeightType::Q3K;
+                let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+                let (m4d, m2d) = (_mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
+                for i in 0..nb / 8 {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let dmin = if q3 { _mm256_setzero_ps() } else { _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)) };
+                    let words = b.add(if q3 { 16 } else { 32 });
+                    let code_base = if q3 { 8 } else { 4 };
+                    for n in 0..2 {
+                        for j in 0..4 {
+                            let k = 4 * n + j;
+                            let mut s = [[zero; 2]; N];
+                            for w in 0..8 {
+                                let raw = _mm256_loadu_si256(words.add(32 * (code_base + 8 * n + w)) as *const __m256i);
+                                let mut q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
+                                if q3 {
+                                    let hm = _mm256_loadu_si256(words.add(32 * w) as *const __m256i);
+                                    let h = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(k as i32)), one);
+                                    q = _mm256_or_si256(q, _mm256_slli_epi16(h, 2));
+                                }
+                                for t in 0..N {
+                                    let qs = a[t].get_unchecked(8 * i + k).qs.as_ptr();
+                                    s[t][w / 4] = D::<T>::step(s[t][w / 4], q, broadcast_word(qs, w));
+                                }
+                            }
+                            // `h` also picks the scale index and the activations' half sum.
+                            #[allow(clippy::needless_range_loop)]
+                            for h in 0..2 {
+                                let idx = 2 * k + h;
+                                // Each row's scale (and Q2_K min) of 16-value group idx.
+                                let (sc, mn) = if q3 {
+                                    let byte = if idx < 8 { idx } else { idx - 8 };
+                                    let sw = _mm256_loadu_si256(words.add(32 * (24 + byte / 4)) as *const __m256i);
+                                    let shift = 8 * (byte % 4) + if idx < 8 { 0 } else { 4 };
+                                    let low = _mm256_and_si256(_mm256_srl_epi32(sw, _mm_cvtsi32_si128(shift as i32)), m4d);
+                                    let hw = _mm256_loadu_si256(words.add(32 * 26) as *const __m256i);
+                                    let high = _mm256_and_si256(_mm256_srl_epi32(hw, _mm_cvtsi32_si128((8 * (idx % 4) + 2 * (idx / 4)) as i32)), m2d);
+                                    (_mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32)), zero)
+                                } else {
+                                    let sw = _mm256_loadu_si256(words.add(32 * (idx / 4)) as *const __m256i);
+                                    let v = _mm256_srl_epi32(sw, _mm_cvtsi32_si128(8 * (idx % 4) as i32));
+                                    (_mm256_and_si256(v, m4d), _mm256_and_si256(_mm256_srli_epi32(v, 4), m4d))
+                                };
+                                let dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+                                let dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+                                for t in 0..N {
+                                    let x = a[t].get_unchecked(8 * i + k);
+                                    let mut lanes = D::<T>::finish(s[t][h], zero);
+                                    if q3 {
+                                        // Codes are q - 4: Σ (q - 4)·x = Σ q·x - 4·Σ x.
+                                        lanes = _mm256_sub_epi32(lanes, _mm256_set1_epi32(4 * x.halves[h]));
+                                    }
+                                    acc[t] = _mm256_fmadd_ps(dsc, _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(x.d)), acc[t]);
+                                    if !q3 {
+                                        acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(x.d * x.halves[h] as f32), acc[t]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             WeightType::IQ4XS => {
                 // Per row: d (header field 0), scales_h (field 1, u16), scales_l (word 0); the
                 // 6-bit scale of sub-block ib is bits 4ib.. of scales_l and 2ib.. of scales_h.
