@@ -197,7 +197,7 @@ pub fn tiny_gguf_matches_reference(backend: &dyn Backend) {
     let path = dir.path().join("tiny.gguf");
     fixtures::GgufBuilder::tiny_llama("llama").write(&path);
     let ids = vec![1u32, 5, 9, 30, 2, 17];
-    let reference = fixtures::reference_logits(&path, &[ids.clone()]).remove(0);
+    let reference = fixtures::reference_logits(&path, std::slice::from_ref(&ids)).remove(0);
     let mut model = backend.load(&spec(gguf_source(&path), None)).unwrap();
     let got = model.forward_all(&ids, 0).unwrap();
     let worst = got.iter().zip(&reference).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);

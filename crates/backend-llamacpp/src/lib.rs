@@ -65,6 +65,7 @@ pub fn system_info() -> String {
     if p.is_null() {
         return String::new();
     }
+    // SAFETY: `p` is non-null (checked above) and points to llama.cpp's NUL-terminated static buffer.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().trim().trim_end_matches('|').trim().to_string()
 }
 
@@ -221,7 +222,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         )));
     }
     let cfg = src.config().clone();
-    let synthetic = gguf.get("llama3_bench.synthetic").and_then(|v| v.as_bool()).unwrap_or(false);
+    let synthetic = gguf.is_synthetic();
     if gguf.get("tokenizer.ggml.tokens").is_none() {
         // llama.cpp sizes its output layer from the vocabulary it reads from the file.
         return Err(Error::ModelFiles(format!(

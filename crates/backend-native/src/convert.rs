@@ -81,7 +81,7 @@ fn matrix(w: Weight) -> Result<std::result::Result<Matrix, NoTunedKernel>> {
             let mut bytes = Vec::with_capacity(rows * per_row * 36);
             for (r, row) in packed.iter().enumerate() {
                 // bench-core's order: value 2j in byte j's high nibble, 2j+1 in its low nibble.
-                let code = |i: usize| if i % 2 == 0 { row[i / 2] >> 4 } else { row[i / 2] & 0xF };
+                let code = |i: usize| if i.is_multiple_of(2) { row[i / 2] >> 4 } else { row[i / 2] & 0xF };
                 for b in 0..per_row {
                     bytes.extend_from_slice(&absmax[r * per_row + b].to_le_bytes());
                     for half in 0..2 {
@@ -128,7 +128,7 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
     if let Some(p) = problem {
         return Ok(Err((llama, p)));
     }
-    if llama.cfg.arch.dim % 32 != 0 || llama.cfg.arch.ffn_dim % 32 != 0 {
+    if !llama.cfg.arch.dim.is_multiple_of(32) || !llama.cfg.arch.ffn_dim.is_multiple_of(32) {
         let why = NoTunedKernel(format!("dimensions {} / {} are not multiples of 32", llama.cfg.arch.dim, llama.cfg.arch.ffn_dim));
         return Ok(Err((llama, why)));
     }

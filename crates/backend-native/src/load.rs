@@ -258,6 +258,7 @@ impl Builder {
         *self.kinds.entry(k.into()).or_default() += 1;
     }
 
+    #[allow(clippy::too_many_arguments)] // the parts of a model, each named at the one call site
     fn finish(
         mut self,
         name: String,

@@ -117,6 +117,7 @@ pub struct Llama {
 }
 
 impl Llama {
+    #[allow(clippy::too_many_arguments)] // the parts of a model, each named at the one call site
     pub fn new(
         cfg: ModelConfig,
         embedding: Embedding,

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use bench_hub::registry::Size;
+use clap::{Args, Parser};
 
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -188,27 +189,4 @@ pub struct RuntimeArgs {
     /// shipped (candle's, libtorch's). llama.cpp ignores it. Every result says which ran
     #[arg(long, value_enum, default_value_t = bench_backend::backend::Kernels::Tuned)]
     pub kernels: bench_backend::backend::Kernels,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Size {
-    #[value(name = "1B", alias = "1b")]
-    B1,
-    #[value(name = "8B", alias = "8b")]
-    B8,
-    #[value(name = "70B", alias = "70b")]
-    B70,
-    #[value(name = "405B", alias = "405b")]
-    B405,
-}
-
-impl Size {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Size::B1 => "1B",
-            Size::B8 => "8B",
-            Size::B70 => "70B",
-            Size::B405 => "405B",
-        }
-    }
 }

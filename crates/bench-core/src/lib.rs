@@ -11,9 +11,10 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod error;
 pub mod metrics;
 pub mod run;
 pub mod text;
 
 pub use bench_backend::{Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, WeightSource};
-pub use bench_backend::{Error, Result};
+pub use error::{Error, Result};

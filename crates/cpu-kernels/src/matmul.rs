@@ -200,6 +200,7 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
 struct Out(*mut f32);
 // SAFETY: tasks write disjoint (row, token) elements; `run` returns only after all tasks finish.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: no two tasks touch the same element.
 unsafe impl Sync for Out {}
 
 /// `y = x · [W0; W1; ...]ᵀ` through f32 tiles of up to `GEMM_TILE_ROWS` rows and gemm, the

@@ -133,6 +133,7 @@ struct OutPtr(*mut f32);
 // SAFETY: each task writes a disjoint (token, head) slice of the output; `attention` returns only
 // after all tasks finish.
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: no two tasks touch the same slice.
 unsafe impl Sync for OutPtr {}
 
 /// Causal attention of `q` (`t` rows of `heads * hd`, at positions `pos..pos+t`) over the cache,

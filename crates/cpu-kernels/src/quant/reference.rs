@@ -7,25 +7,23 @@ use half::{bf16, f16};
 use super::{BlockQ8, WeightType};
 
 /// The NF4 code book, as published in QLoRA (Appendix E) and bitsandbytes (the same constant
-/// bench-core's `quant` uses; a native-backend test checks they are equal). The digits are the
-/// published ones, more than an f32 holds.
-#[allow(clippy::excessive_precision)]
+/// bench-core's `quant` uses; a native-backend test checks they are equal).
 pub const NF4_CODEBOOK: [f32; 16] = [
     -1.0,
-    -0.696_192_800_998_687_7,
-    -0.525_073_051_452_636_7,
-    -0.394_917_488_098_144_53,
-    -0.284_441_381_692_886_35,
-    -0.184_773_433_208_465_58,
-    -0.091_050_036_251_544_95,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
     0.0,
-    0.079_580_299_556_255_34,
-    0.160_930_201_411_247_25,
-    0.246_112_301_945_686_34,
-    0.337_915_241_718_292_24,
-    0.440_709_829_330_444_34,
-    0.562_617_003_917_694_1,
-    0.722_956_836_223_602_3,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
     1.0,
 ];
 
