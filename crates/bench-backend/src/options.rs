@@ -21,12 +21,14 @@ pub enum DType {
 }
 
 impl DType {
+    /// Bytes per value.
     pub fn size_in_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
         }
     }
+    /// The command-line spelling ("f32").
     pub fn as_str(self) -> &'static str {
         match self {
             DType::F32 => "f32",

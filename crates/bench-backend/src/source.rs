@@ -14,7 +14,7 @@ use crate::arch::Architecture;
 use crate::backend::{DType, WeightFormat, WeightSource};
 use crate::config::{check_shape, ModelConfig};
 use crate::gguf::{GgmlType, GgufFile};
-use crate::safetensors::{read_header, StTensor};
+use crate::safetensors::StTensor;
 use crate::schema::{NameScheme, TensorId, TensorRole, LAYER_ROLES};
 use crate::{synthetic, Error, Result};
 
