@@ -255,7 +255,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     logs::take_errors();
     let model = LlamaModel::load_from_file(backend, load_path, &params)
         .map_err(|e| Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string()))))?;
-    let max_seq_len = spec.cache_len(&cfg);
+    let max_seq_len = spec.cache_len(cfg.arch.context_length);
     let threads = spec.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
     let threads = threads as i32;

@@ -183,7 +183,7 @@ fn load(
         Ok(w)
     };
     let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> { dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err) };
-    let cache_len = spec.cache_len(&cfg);
+    let cache_len = spec.cache_len(cfg.arch.context_length);
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for (s, (range, dev)) in shards.iter().enumerate() {
         let before = b.bytes.held();
@@ -295,7 +295,7 @@ impl Builder {
                 }
             }
         };
-        let max_seq_len = spec.cache_len(&self.cfg);
+        let max_seq_len = spec.cache_len(self.cfg.arch.context_length);
         let kinds = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
         let dtype = format!("{:?}", self.dtype).to_lowercase();
         let quantized = self.kinds.keys().find(|k| *k == "int8" || *k == "nf4").cloned();

@@ -180,7 +180,7 @@ impl ArchField {
             ArchField::KvHeads => "attention.head_count_kv",
             ArchField::FfnDim => "feed_forward_length",
             ArchField::VocabSize => {
-                let embedding = crate::schema::TensorId::global(crate::schema::TensorRole::TokenEmbedding).gguf_name();
+                let embedding = crate::gguf::TOKEN_EMBEDDING;
                 return format!("{arch}.vocab_size (or the rows of {embedding})");
             }
             ArchField::ContextLength => "context_length",

@@ -29,6 +29,8 @@ pub mod error;
 pub mod gguf;
 #[allow(missing_docs)]
 pub mod memory;
+/// The option enums (dtype, device, quantization, kernels): a leaf module.
+pub mod options;
 #[allow(missing_docs)]
 pub mod quant;
 #[allow(missing_docs)]
