@@ -21,7 +21,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use bench_backend::backend::{check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, WeightSource};
+use bench_backend::backend::{check_batch_args, check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, SeqStep, WeightSource};
 use bench_backend::config::ModelConfig;
 use bench_backend::gguf::GgufFile;
 use bench_backend::memory::WeightBytes;
@@ -160,9 +160,9 @@ type Context<'a> = LlamaContext<'a>;
 pub struct LlamaCppModel {
     session: Session,
     info: ModelInfo,
-    /// Tokens in the KV cache since the last reset.
-    cached: usize,
-    /// Longest batch one `decode` call takes (= the context length).
+    /// Tokens in each sequence's KV cache (llama.cpp's `seq_id` = the slot) since its reset.
+    cached: Vec<usize>,
+    /// Longest batch one `decode` call takes (= the context length of every slot together).
     n_batch: usize,
     /// Keeps a converted (`--dtype`) temporary GGUF alive as long as llama.cpp maps it.
     _converted: Option<convert::Converted>,
@@ -256,14 +256,17 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     let model = LlamaModel::load_from_file(backend, load_path, &params)
         .map_err(|e| Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string()))))?;
     let max_seq_len = spec.cache_len(cfg.arch.context_length);
+    let slots = spec.slots.max(1);
     let threads = spec.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
     let threads = threads as i32;
     let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(max_seq_len as u32))
-        .with_n_batch(max_seq_len as u32)
+        // One sequence per slot, each with its own stream of max_seq_len cells (not unified).
+        .with_n_ctx(NonZeroU32::new((max_seq_len * slots) as u32))
+        .with_n_batch((max_seq_len * slots) as u32)
         .with_n_ubatch(max_seq_len.min(512) as u32)
-        .with_n_seq_max(1)
+        .with_n_seq_max(slots as u32)
+        .with_kv_unified(false)
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
         .with_no_perf(true);
@@ -308,10 +311,10 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
                 Some(_) => "f16 KV cache",
                 None => "the file's blocks, f16 KV cache",
             }
-        ),
+        ) + &if slots > 1 { format!(", {slots} sequences per llama_batch (one seq_id per KV-cache slot)") } else { String::new() },
         shards: Vec::new(),
     };
-    Ok(LlamaCppModel { session, info, cached: 0, n_batch: max_seq_len, _converted: converted })
+    Ok(LlamaCppModel { session, info, cached: vec![0; slots], n_batch: max_seq_len, _converted: converted })
 }
 
 /// (bytes of every weight as llama.cpp holds them, bytes read to decode one token): every matrix,
@@ -333,7 +336,7 @@ fn weight_bytes(gguf: &GgufFile, cfg: &ModelConfig) -> Result<(u64, u64)> {
 impl LlamaCppModel {
     fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
         let vocab = self.info.architecture.vocab_size;
-        check_forward_args(tokens, pos, self.cached, self.info.max_seq_len, vocab)?;
+        check_forward_args(tokens, pos, self.cached[0], self.info.max_seq_len, vocab)?;
         let mut out = Vec::with_capacity(if all { tokens.len() } else { 1 });
         let n_batch = self.n_batch;
         let mut failed = None;
@@ -374,10 +377,63 @@ impl LlamaCppModel {
         });
         if let Some(e) = failed {
             // The cache may hold part of the batch now: start over at the next reset.
-            self.reset();
+            self.reset_slot(0);
             return Err(Error::Backend(e));
         }
-        self.cached = pos + tokens.len();
+        self.cached[0] = pos + tokens.len();
+        Ok(out)
+    }
+
+    /// Every sequence's tokens in one `llama_batch`, each token tagged with its slot's `seq_id`
+    /// and position; logits asked for each sequence's last token only.
+    fn run_batch(&mut self, seqs: &[SeqStep]) -> Result<Vec<Logits>> {
+        let vocab = self.info.architecture.vocab_size;
+        check_batch_args(seqs, &self.cached, self.info.max_seq_len, vocab)?;
+        let total: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut failed = None;
+        self.session.with_dependent_mut(|_, ctx| {
+            let mut batch = LlamaBatch::new(total, 1);
+            let mut last_rows = Vec::with_capacity(seqs.len());
+            let mut row = 0;
+            for s in seqs {
+                for (i, &t) in s.tokens.iter().enumerate() {
+                    let last = i + 1 == s.tokens.len();
+                    if let Err(e) = batch.add(LlamaToken::new(t as i32), (s.pos + i) as i32, &[s.slot as i32], last) {
+                        failed = Some(format!("filling the batch: {e}"));
+                        return;
+                    }
+                    if last {
+                        last_rows.push(row);
+                    }
+                    row += 1;
+                }
+            }
+            let span = tracing::trace_span!("llama.cpp decode", tokens = total, sequences = seqs.len()).entered();
+            let decoded = ctx.decode(&mut batch);
+            drop(span);
+            if let Err(e) = decoded {
+                failed = Some(format!("llama_decode failed: {e}"));
+                return;
+            }
+            for r in last_rows {
+                let logits = ctx.get_logits_ith(r as i32);
+                if logits.len() != vocab {
+                    failed = Some(format!("llama.cpp returned {} logits, expected {vocab}", logits.len()));
+                    return;
+                }
+                out.push(logits.to_vec());
+            }
+        });
+        if let Some(e) = failed {
+            for s in seqs {
+                self.reset_slot(s.slot);
+            }
+            return Err(Error::Backend(e));
+        }
+        for s in seqs {
+            self.cached[s.slot] = s.pos + s.tokens.len();
+        }
         Ok(out)
     }
 }
@@ -393,7 +449,24 @@ impl LanguageModel for LlamaCppModel {
 
     fn reset(&mut self) {
         self.session.with_dependent_mut(|_, ctx| ctx.clear_kv_cache());
-        self.cached = 0;
+        self.cached.iter_mut().for_each(|c| *c = 0);
+    }
+
+    fn slots(&self) -> usize {
+        self.cached.len()
+    }
+
+    fn forward_batch(&mut self, seqs: &[SeqStep]) -> Result<Vec<Logits>> {
+        self.run_batch(seqs)
+    }
+
+    fn reset_slot(&mut self, slot: usize) {
+        if slot < self.cached.len() {
+            self.session.with_dependent_mut(|_, ctx| {
+                let _ = ctx.clear_kv_cache_seq(Some(slot as u32), None, None);
+            });
+            self.cached[slot] = 0;
+        }
     }
 
     fn info(&self) -> ModelInfo {
