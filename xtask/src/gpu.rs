@@ -10,12 +10,12 @@
 //!   holds `libtorch_cuda.so` to link against (`LLAMA3_BENCH_TORCH_CUDA=1` keeps it linked).
 //! - candle-core 0.11.1 asks cudarc for `dynamic-linking` (libcuda, cuBLAS, NVRTC, cuRAND at link
 //!   time; the driver library does not exist on a machine without a GPU) and a downstream crate
-//!   cannot turn a dependency's feature off. So a copy of the workspace's vendored candle-core
-//!   (`vendor/candle-core`), with cudarc's features changed to `dynamic-loading` + `cuda-13000`
-//!   (cudarc then opens the libraries at run time), is prepared in the cache and applied to this
-//!   one build only with cargo's command-line `--config patch.crates-io...`, which takes
-//!   precedence over the workspace's own `[patch]`; the default build, `cargo xtask test` and CI
-//!   stay CUDA-free. The build uses its
+//!   cannot turn a dependency's feature off. So a copy of the published candle-core (the cargo
+//!   registry's unpacked crate, found through `cargo metadata`), with cudarc's features changed to
+//!   `dynamic-loading` + `cuda-13000` (cudarc then opens the libraries at run time), is prepared
+//!   in the cache directory (never in the repository) and applied to this one build only with
+//!   cargo's command-line `--config patch.crates-io...`; the default build, `cargo xtask test` and
+//!   CI use candle-core as published and stay CUDA-free. The build uses its
 //!   own target folder, and `Cargo.lock` (which a patch rewrites) is put back afterwards.
 
 use std::path::{Path, PathBuf};
@@ -63,11 +63,29 @@ fn cuda_toolkit(cache: &Cache) -> Result<(PathBuf, PathBuf)> {
     Ok((cu, links))
 }
 
-/// The workspace's vendored candle-core 0.11.1 (`vendor/candle-core`, see `vendor/README.md`).
-fn vendored_candle_core(root: &Path) -> Result<PathBuf> {
-    let dir = root.join("vendor/candle-core");
-    if !dir.join("Cargo.toml").is_file() {
-        bail!("{} is missing: the checkout is incomplete", dir.display());
+/// candle-core 0.11.1 exactly as published: the cargo registry's unpacked copy, which `cargo
+/// metadata` downloads if it is missing and whose manifest path it reports.
+fn registry_candle_core(root: &Path) -> Result<PathBuf> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading cargo metadata's output")?;
+    let (name, version) = CANDLE_CORE.rsplit_once('-').expect("name-version");
+    let manifest = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name && p["version"] == version && p["source"].as_str().is_some_and(|s| s.starts_with("registry+")))
+        .and_then(|p| p["manifest_path"].as_str())
+        .with_context(|| format!("{CANDLE_CORE} from the registry is not in the workspace's dependency graph"))?;
+    let dir = Path::new(manifest).parent().context("manifest path without a folder")?.to_path_buf();
+    if !dir.join("src/lib.rs").is_file() {
+        bail!("{} has no src/lib.rs: the registry copy is incomplete (`cargo fetch` redoes it)", dir.display());
     }
     Ok(dir)
 }
@@ -83,13 +101,14 @@ fn patch_manifest(manifest: &str) -> Result<String> {
     Ok(manifest.replace(FROM, TO))
 }
 
-/// The patched candle-core copy in the cache (made if missing, through a staging folder).
+/// The patched candle-core copy in the cache directory, outside the repository (made if missing
+/// from the registry's copy, through a staging folder); only the GPU build uses it.
 fn patched_candle_core(cache: &Cache, root: &Path) -> Result<PathBuf> {
-    let dir = cache.root().join("gpu").join(format!("{CANDLE_CORE}-vendored-dynamic-loading"));
+    let dir = cache.root().join("gpu").join(format!("{CANDLE_CORE}-dynamic-loading"));
     if dir.join("Cargo.toml").is_file() {
         return Ok(dir);
     }
-    let src = vendored_candle_core(root)?;
+    let src = registry_candle_core(root)?;
     let staging = dir.with_extension("staging");
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(staging.parent().unwrap())?;
@@ -302,7 +321,7 @@ mod tests {
     /// cudarc's two features.
     #[test]
     fn candle_core_manifest_patch_swaps_cudarc_linking_for_loading() {
-        let src = vendored_candle_core(&torch::repo_root()).unwrap();
+        let src = registry_candle_core(&torch::repo_root()).unwrap();
         let before = std::fs::read_to_string(src.join("Cargo.toml")).unwrap();
         let after = patch_manifest(&before).unwrap();
         assert!(after.contains("\"dynamic-loading\"") && after.contains("\"cuda-13000\""));

@@ -40,6 +40,8 @@ struct Shared {
     caller: Mutex<Option<Thread>>,
     caller_parked: AtomicBool,
     shutdown: AtomicBool,
+    /// The first panic of a task on a worker during the current job, re-raised by the caller.
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 /// A pool of `threads` threads (the caller counts as one).
@@ -65,6 +67,7 @@ impl Pool {
             caller: Mutex::new(None),
             caller_parked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            panic: Mutex::new(None),
         });
         let mut handles = Vec::new();
         for i in 1..threads {
@@ -87,6 +90,12 @@ impl Pool {
 
     /// Runs `f(i)` for every `i` in `0..n_tasks`, each exactly once, spread over the pool; returns
     /// when all are done.
+    ///
+    /// Panics in tasks: a panic on a worker is caught there, the remaining tasks still run, and
+    /// the first panic is re-raised here once every task has finished. A panic on the calling
+    /// thread unwinds out of `run` only after every worker has let go of `f` (the job guard below
+    /// withdraws the unclaimed tasks and waits), so `f` never outlives its borrow. The pool keeps
+    /// working afterwards.
     pub fn run<'f>(&self, n_tasks: usize, f: &'f (dyn Fn(usize) + Sync + 'f)) {
         if self.threads == 1 || n_tasks <= 1 {
             (0..n_tasks).for_each(f);
@@ -97,11 +106,12 @@ impl Pool {
         s.n_tasks.store(n_tasks, Ordering::SeqCst);
         s.next_task.store(0, Ordering::SeqCst);
         s.remaining.store(n_tasks, Ordering::SeqCst);
+        *lock(&s.panic) = None;
         *lock(&s.caller) = Some(thread::current());
         // SAFETY (lifetime erasure): `f` outlives every use of the pointer. Workers copy it only
-        // under the `job` lock while it is set, counting themselves in `active`; below, the slot
-        // is cleared under the same lock and this function waits for `active == 0` before it
-        // returns and `f` can go away.
+        // under the `job` lock while it is set, counting themselves in `active`; `JobGuard`'s drop
+        // (which runs on return and on unwind alike) clears the slot under the same lock and waits
+        // for `active == 0` before `run` returns and `f` can go away.
         let erased: *const Job = unsafe { std::mem::transmute::<&'f (dyn Fn(usize) + Sync + 'f), *const Job>(f) };
         let generation = {
             let mut job = lock(&s.job);
@@ -109,11 +119,13 @@ impl Pool {
             job.1 = Some(JobRef(erased));
             job.0
         };
+        let guard = JobGuard { s };
         s.generation.store(generation, Ordering::SeqCst);
         for w in lock(&s.workers).iter() {
             w.unpark();
         }
-        run_tasks(s, f);
+        // A panic here unwinds through `guard`, which withdraws the unclaimed tasks and waits.
+        run_tasks(s, f, false);
         // Wait for the tasks other threads hold: spin, then park until the last one unparks us
         // (the timeout is a backstop; the unpark is the normal path).
         let start = Instant::now();
@@ -128,9 +140,28 @@ impl Pool {
                 s.caller_parked.store(false, Ordering::SeqCst);
             }
         }
+        drop(guard);
+        if let Some(payload) = lock(&s.panic).take() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// Ends a job on every exit from [`Pool::run`], unwinding included: no task is handed out after
+/// it, and it returns only once no worker holds the job's closure.
+struct JobGuard<'a> {
+    s: &'a Shared,
+}
+
+impl Drop for JobGuard<'_> {
+    fn drop(&mut self) {
+        let s = self.s;
+        // Withdraw the tasks nobody has claimed (a no-op after a normal finish: all were claimed).
+        s.next_task.store(usize::MAX / 2, Ordering::SeqCst);
         lock(&s.job).1 = None;
+        // Workers still counted in `active` are finishing the task they hold (or just found none
+        // left); each lets go right after.
         while s.active.load(Ordering::SeqCst) != 0 {
-            // Only workers that found every task claimed: they are about to let go.
             thread::yield_now();
         }
     }
@@ -150,14 +181,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn run_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync + '_)) {
+/// Claims and runs tasks until none is left. On a worker (`catch = true`) a panicking task is
+/// caught and its payload kept for the caller (the first one); the task still counts as finished,
+/// so the caller's wait ends.
+fn run_tasks(s: &Shared, f: &(dyn Fn(usize) + Sync + '_), catch: bool) {
     let n = s.n_tasks.load(Ordering::SeqCst);
     loop {
         let i = s.next_task.fetch_add(1, Ordering::SeqCst);
         if i >= n {
             return;
         }
-        f(i);
+        if catch {
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))) {
+                let mut first = lock(&s.panic);
+                if first.is_none() {
+                    *first = Some(payload);
+                }
+            }
+        } else {
+            f(i);
+        }
         if s.remaining.fetch_sub(1, Ordering::SeqCst) == 1 && s.caller_parked.load(Ordering::SeqCst) {
             if let Some(c) = lock(&s.caller).as_ref() {
                 c.unpark();
@@ -194,7 +237,7 @@ fn worker(s: Arc<Shared>) {
         if let Some(JobRef(f)) = job {
             // SAFETY: counted in `active` under the lock while the job was set; `Pool::run` does
             // not return (and `f` stays alive) until we decrement it.
-            run_tasks(&s, unsafe { &*f });
+            run_tasks(&s, unsafe { &*f }, true);
             s.active.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -215,4 +258,75 @@ fn default_threads() -> usize {
 /// Sets the global pool's size; effective only before its first use (returns whether it took).
 pub fn set_threads(n: usize) -> bool {
     THREADS.set(n.max(1)).is_ok() && GLOBAL.get().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    use std::sync::Barrier;
+
+    fn on_worker() -> bool {
+        thread::current().name().is_some_and(|n| n.starts_with("cpu-kernels-"))
+    }
+
+    /// The pool still computes every task exactly once.
+    fn check_works(pool: &Pool) {
+        let hits: Vec<AtomicUsize> = (0..100).map(|_| AtomicUsize::new(0)).collect();
+        pool.run(hits.len(), &|i| {
+            hits[i].fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+    }
+
+    /// Two tasks that meet at a barrier run on two different threads (the caller and the worker),
+    /// so each test below knows which side its panic happens on.
+    #[test]
+    fn a_panic_on_the_calling_thread_waits_for_the_workers_then_unwinds() {
+        let pool = Pool::new(2);
+        assert_eq!(pool.threads(), 2);
+        let barrier = Barrier::new(2);
+        let worker_done = AtomicUsize::new(0);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(2, &|_| {
+                barrier.wait();
+                if on_worker() {
+                    // Still borrowing `worker_done` (the caller's stack) well after the caller panicked.
+                    thread::sleep(Duration::from_millis(50));
+                    worker_done.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    panic!("task panicked on the caller");
+                }
+            })
+        }));
+        let payload = result.expect_err("the caller's panic propagates");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"task panicked on the caller"));
+        // `run` unwound only after the worker let go of the closure.
+        assert_eq!(worker_done.load(Ordering::SeqCst), 1);
+        check_works(&pool);
+    }
+
+    #[test]
+    fn a_panic_on_a_worker_is_reraised_on_the_caller_after_every_task_finished() {
+        let pool = Pool::new(2);
+        let barrier = Barrier::new(2);
+        let caller_done = AtomicUsize::new(0);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(2, &|_| {
+                barrier.wait();
+                if on_worker() {
+                    panic!("task panicked on a worker");
+                } else {
+                    thread::sleep(Duration::from_millis(20));
+                    caller_done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        }));
+        let payload = result.expect_err("the worker's panic reaches the caller instead of hanging it");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"task panicked on a worker"));
+        assert_eq!(caller_done.load(Ordering::SeqCst), 1);
+        check_works(&pool);
+        // And the next job is not blamed for the old panic.
+        check_works(&pool);
+    }
 }
