@@ -39,7 +39,7 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32], name: &str) 
     let unsupported = || Error::NotImplemented(format!("tensor {name} has ggml type {ty}, which no dequantizer here reads (supported: {SUPPORTED})"));
     let (per_block, block_bytes) = ty.block().ok_or_else(unsupported)?;
     let n = out.len();
-    if n % per_block != 0 || bytes.len() != n / per_block * block_bytes {
+    if !n.is_multiple_of(per_block) || bytes.len() != n / per_block * block_bytes {
         return Err(Error::ModelFiles(format!(
             "tensor {name}: {} bytes of {ty} do not hold {n} values ({per_block} values per {block_bytes}-byte block)",
             bytes.len()
@@ -77,7 +77,7 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32], name: &str) 
 /// ggml's values to the bit.
 pub fn to_q8_0_exact(ty: GgmlType, bytes: &[u8]) -> Option<Vec<u8>> {
     let (_, block_bytes) = ty.block()?;
-    if bytes.len() % block_bytes != 0 {
+    if !bytes.len().is_multiple_of(block_bytes) {
         return None;
     }
     let code: fn(&[u8], usize) -> i8 = match ty {
