@@ -9,7 +9,7 @@ use readers_fuzz::{seeds, Target};
 fn mutate(rng: &mut SmallRng, seed: &[u8]) -> Vec<u8> {
     let mut m = seed.to_vec();
     // Most of what a reader interprets sits in the first bytes; aim there more often.
-    let hot = m.len().min(4096).max(1);
+    let hot = m.len().clamp(1, 4096);
     for _ in 0..rng.random_range(1..=8) {
         if m.is_empty() {
             break;

@@ -5,7 +5,9 @@
 //! - `setup-torch`: install libtorch 2.11.0 (for tch 0.24.0) from the pinned PyPI wheels into the
 //!   cache and link it at `.libtorch` in the repository, where `.cargo/config.toml` points `LIBTORCH`.
 //! - `synth-gguf`: write a GGUF of the real Llama 3.2 1B / Llama 3 8B shape with seeded random
-//!   weights and the real Llama 3 tokenizer, labelled synthetic, into the cache.
+//!   weights and the real Llama 3 tokenizer, labelled synthetic, into the cache (the `synth-gguf`
+//!   package, run in release: it quantizes with candle, which xtask itself does not build).
+//! - `lint`: `cargo fmt --all --check` and `cargo clippy --workspace --all-targets -D warnings`.
 //! - `test`: install what the tests need, then run the whole workspace's tests.
 //! - `quantize --from MODEL --type T[,T..]|all`: test setup: the model rewritten by llama.cpp's own
 //!   quantizer in its common storage types (F16 .. IQ4_XS), into the cache's `quantized/` folder.
@@ -22,7 +24,6 @@ mod fuzz;
 mod gpu;
 mod llamacpp;
 mod quantize;
-mod synth_gguf;
 mod torch;
 
 use std::process::ExitCode;
@@ -60,21 +61,13 @@ enum Command {
         args: Vec<String>,
     },
     /// Write a GGUF with the real Llama 3.2 1B / Llama 3 8B shape, seeded random weights (labelled
-    /// synthetic in its metadata and every report), the real Llama 3 tokenizer and chat template.
+    /// synthetic in its metadata and every report), the real Llama 3 tokenizer and chat template
+    /// (the `synth-gguf` package, built in release: `--size 1B|8B --type f16|q8_0|q4_0|q4_1|q4_k_m
+    /// [--seed N] [--out FILE]`).
     SynthGguf {
-        /// Model shape
-        #[arg(long, value_enum)]
-        size: synth_gguf::Size,
-        /// Storage: f16, or llama.cpp's q8_0, q4_0, q4_1, q4_k_m block formats
-        #[arg(long = "type", value_enum)]
-        file_type: synth_gguf::FileType,
-        /// Seed of the random weights (the values `--synthetic --seed N` generates; 1337 is the
-        /// frameworks' default)
-        #[arg(long, default_value_t = 1337)]
-        seed: u64,
-        /// Output file (default: the cache's synthetic/llama3-SIZE-TYPE-seedN.gguf)
-        #[arg(long)]
-        out: Option<std::path::PathBuf>,
+        /// Arguments for `synth-gguf` (see `cargo xtask synth-gguf --help`)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Test setup: write a GGUF in llama.cpp's common storage types through llama.cpp's own
     /// quantizer (`llama_model_quantize`) into the cache's quantized/ folder. Needs cmake and libclang.
@@ -105,6 +98,10 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// The lint gate (CI's first step): `cargo fmt --all --check`, then `cargo clippy --workspace
+    /// --all-targets -- -D warnings` (installs libtorch first and needs cmake/libclang, as the
+    /// torch and llama.cpp crates are workspace members).
+    Lint,
     /// Install everything the tests need (libtorch, models, reference files), then run `cargo test --workspace`.
     Test {
         /// Extra arguments for `cargo test` (after `--`).
@@ -137,7 +134,7 @@ fn target_dir() -> std::path::PathBuf {
 /// llama.cpp's build reads them, and every build through xtask passes the same ones, so none
 /// rebuilds llama.cpp for another).
 fn cargo_in(dir: &std::path::Path, command: &[&str], args: &[&str]) -> Result<()> {
-    if command.first() != Some(&"clean") {
+    if !matches!(command.first(), Some(&"clean") | Some(&"fmt")) {
         llamacpp::prepare_target(&target_dir())?;
     }
     let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -224,9 +221,17 @@ fn run(cli: Cli) -> Result<()> {
             rest.extend(args.iter().map(String::as_str));
             cargo(&["test"], &rest)?;
         }
+        Command::Lint => {
+            cargo(&["fmt", "--all", "--check"], &[]).map_err(|e| e.context("formatting differs from rustfmt.toml: run `cargo fmt --all`"))?;
+            torch::setup()?;
+            llamacpp::check_toolchain()?;
+            cargo(&["clippy", "--workspace", "--all-targets"], &["--", "-D", "warnings"])?;
+            println!("lint: formatting and clippy clean");
+        }
         Command::GpuBundle { out } => gpu::bundle(out)?,
-        Command::SynthGguf { size, file_type, seed, out } => {
-            synth_gguf::run(&registry, &cache, size, file_type, seed, out)?;
+        Command::SynthGguf { args } => {
+            let args: Vec<&str> = ["--"].into_iter().chain(args.iter().map(String::as_str)).collect();
+            cargo(&["run", "--release", "-p", "synth-gguf"], &args)?;
         }
         Command::Quantize { from, types, out } => {
             quantize::run(&registry, &cache, &from, &types, out)?;

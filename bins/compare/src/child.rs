@@ -8,29 +8,29 @@ use std::process::{Command, Stdio};
 
 use bench_core::metrics::comparison::{Unavailable, UnavailableKind};
 use bench_core::run::bench::BenchmarkResult;
-use bench_core::run::request::BenchRequest;
+use bench_core::run::request::{BenchRequest, Framework};
 
 /// Where the per-framework binaries are: next to this executable, or `LLAMA3_BENCH_BIN_DIR`.
-pub fn binary_for(framework: &str) -> PathBuf {
+pub fn binary_for(framework: Framework) -> PathBuf {
     let dir = std::env::var_os("LLAMA3_BENCH_BIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.to_path_buf())).unwrap_or_else(|| PathBuf::from(".")));
-    dir.join(format!("{framework}-only"))
+    dir.join(framework.binary_name())
 }
 
-fn build_fix(framework: &str) -> String {
+fn build_fix(framework: Framework) -> String {
     match framework {
-        "torch" => "run `cargo xtask setup-torch && cargo build --release -p torch-only` (or `cargo xtask compare`, which does both)".into(),
-        "llamacpp" => "install cmake and libclang (`apt-get install -y cmake libclang-dev`), then run `cargo build --release -p llamacpp-only` (or `cargo xtask compare --framework ... llamacpp`, which builds it)".into(),
-        other => format!("run `cargo build --release -p {other}-only`"),
+        Framework::Torch => "run `cargo xtask setup-torch && cargo build --release -p torch-only` (or `cargo xtask compare`, which does both)".into(),
+        Framework::Llamacpp => "install cmake and libclang (`apt-get install -y cmake libclang-dev`), then run `cargo build --release -p llamacpp-only` (or `cargo xtask compare --framework ... llamacpp`, which builds it)".into(),
+        Framework::Native => format!("run `cargo build --release -p {}`", framework.binary_name()),
     }
 }
 
 /// Runs `{framework}-only --benchmark --json` with the request's arguments, streaming its
 /// progress to stderr with `label` in front of each line (e.g. "native int8").
-pub fn run(framework: &str, label: &str, request: &BenchRequest) -> Result<BenchmarkResult, Unavailable> {
+pub fn run(framework: Framework, label: &str, request: &BenchRequest) -> Result<BenchmarkResult, Unavailable> {
     let bin = binary_for(framework);
-    let unavailable = |reason: String, fix: String| Unavailable { framework: framework.into(), reason, fix, kind: UnavailableKind::Failed };
+    let unavailable = |reason: String, fix: String| Unavailable { framework: framework.to_string(), reason, fix, kind: UnavailableKind::Failed };
     if !bin.is_file() {
         return Err(Unavailable { kind: UnavailableKind::NotBuilt, ..unavailable(format!("{} is not built", bin.display()), build_fix(framework)) });
     }

@@ -196,3 +196,16 @@ fn cuda_device_on_builds_without_cuda_lists_each_framework_with_the_fix() {
     assert!(err.contains("torch unavailable") && err.contains("libtorch sees 0 CUDA devices"), "{err}");
     assert!(err.contains("no framework could run"), "{err}");
 }
+
+/// Sizes and frameworks are typed values of compare's own parser: an unknown one is refused
+/// before any framework starts, with the accepted values.
+#[test]
+fn unknown_size_or_framework_is_refused_by_the_parser_with_the_accepted_values() {
+    for (args, accepted) in [(["--size", "3B"], "1B, 8B, 70B, 405B"), (["--framework", "tinygrad"], "native, torch, llamacpp")] {
+        let o = Command::new(compare_bin()).args(args).env("LLAMA3_BENCH_BIN_DIR", "/nonexistent").output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("invalid value") && err.contains(accepted), "{err}");
+        assert!(!err.contains("=="), "no framework may have started: {err}");
+    }
+}

@@ -6,8 +6,10 @@
 //! an independent NumPy implementation (`tests/reference/llama_numpy.py`, weights dequantized by
 //! the `gguf` package), never against the code under test.
 
+pub mod batch;
 pub mod cli;
 pub mod fixtures;
+pub mod serve;
 
 use std::path::Path;
 
@@ -24,7 +26,7 @@ use bench_hub::registry::Registry;
 pub const F32_LOGIT_TOLERANCE: f32 = 2e-3;
 
 pub fn spec(source: WeightSource, dtype: Option<DType>) -> LoadSpec {
-    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default(), shard: 1 }
+    LoadSpec { source, dtype, quantize: None, device: Device::Cpu, max_seq_len: Some(512), threads: None, kernels: Default::default(), shard: 1, slots: 1 }
 }
 
 pub fn gguf_source(path: &Path) -> WeightSource {
@@ -197,7 +199,7 @@ pub fn tiny_gguf_matches_reference(backend: &dyn Backend) {
     let path = dir.path().join("tiny.gguf");
     fixtures::GgufBuilder::tiny_llama("llama").write(&path);
     let ids = vec![1u32, 5, 9, 30, 2, 17];
-    let reference = fixtures::reference_logits(&path, &[ids.clone()]).remove(0);
+    let reference = fixtures::reference_logits(&path, std::slice::from_ref(&ids)).remove(0);
     let mut model = backend.load(&spec(gguf_source(&path), None)).unwrap();
     let got = model.forward_all(&ids, 0).unwrap();
     let worst = got.iter().zip(&reference).map(|(a, b)| max_abs_diff(a, b)).fold(0.0, f32::max);

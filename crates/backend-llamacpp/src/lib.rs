@@ -69,6 +69,7 @@ pub fn system_info() -> String {
     if p.is_null() {
         return String::new();
     }
+    // SAFETY: `p` is non-null (checked above) and points to llama.cpp's NUL-terminated static buffer.
     unsafe { CStr::from_ptr(p) }.to_string_lossy().trim().trim_end_matches('|').trim().to_string()
 }
 
@@ -230,7 +231,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         )));
     }
     let cfg = src.config().clone();
-    let synthetic = gguf.get("llama3_bench.synthetic").and_then(|v| v.as_bool()).unwrap_or(false);
+    let synthetic = gguf.is_synthetic();
     if gguf.get("tokenizer.ggml.tokens").is_none() {
         // llama.cpp sizes its output layer from the vocabulary it reads from the file.
         return Err(Error::ModelFiles(format!(
@@ -263,7 +264,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     logs::take_errors();
     let model = LlamaModel::load_from_file(backend, load_path, &params)
         .map_err(|e| Error::Backend(format!("llama.cpp could not load {}: {}", load_path.display(), logs::take_errors().unwrap_or_else(|| e.to_string()))))?;
-    let max_seq_len = spec.cache_len(&cfg);
+    let max_seq_len = spec.cache_len(cfg.arch.context_length);
     let threads = spec.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
     let threads = threads as i32;

@@ -144,7 +144,7 @@ fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<
             let mut bytes = Vec::with_capacity(rows * per_row * 36);
             for (r, row) in packed.iter().enumerate() {
                 // bench-core's order: value 2j in byte j's high nibble, 2j+1 in its low nibble.
-                let code = |i: usize| if i % 2 == 0 { row[i / 2] >> 4 } else { row[i / 2] & 0xF };
+                let code = |i: usize| if i.is_multiple_of(2) { row[i / 2] >> 4 } else { row[i / 2] & 0xF };
                 for b in 0..per_row {
                     bytes.extend_from_slice(&absmax[r * per_row + b].to_le_bytes());
                     for half in 0..2 {
@@ -176,7 +176,7 @@ fn norm(t: &Tensor) -> Result<Vec<f32>> {
 /// `llama` back with the reason when the model's shape has no tuned path.
 pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansions), (Llama, NoTunedKernel)>> {
     // Check the whole-model conditions first, so that giving the model back needs no undoing.
-    if llama.cfg.arch.dim % 32 != 0 || llama.cfg.arch.ffn_dim % 32 != 0 {
+    if !llama.cfg.arch.dim.is_multiple_of(32) || !llama.cfg.arch.ffn_dim.is_multiple_of(32) {
         let why = NoTunedKernel(format!("dimensions {} / {} are not multiples of 32", llama.cfg.arch.dim, llama.cfg.arch.ffn_dim));
         return Ok(Err((llama, why)));
     }
@@ -197,6 +197,7 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansi
         },
     };
     let unwrap = |m: std::result::Result<Matrix, NoTunedKernel>| m.map_err(|e| Error::Backend(e.0));
+    let slots = layers.first().map_or(1, |l| l.caches.len());
     let mut tuned_layers = Vec::with_capacity(layers.len());
     for l in layers {
         tuned_layers.push(TunedLayer {
@@ -209,7 +210,7 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansi
             w_gate: unwrap(matrix(ex, l.w_gate)?)?,
             w_up: unwrap(matrix(ex, l.w_up)?)?,
             w_down: unwrap(matrix(ex, l.w_down)?)?,
-            cache: Mutex::new(KvCache::new(a.kv_heads, a.head_dim(), max_seq_len)),
+            caches: Mutex::new((0..slots).map(|_| KvCache::new(a.kv_heads, a.head_dim(), max_seq_len)).collect()),
         });
     }
     // A tied head that is the embedding tensor itself, or a GGUF tied head kept quantized:

@@ -9,7 +9,7 @@ mod load;
 pub mod model;
 pub mod tuned;
 
-use bench_backend::backend::{Backend, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
+use bench_backend::backend::{Backend, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, SeqStep};
 use bench_backend::{Error, Result};
 
 pub use load::load_model;
@@ -63,18 +63,19 @@ pub(crate) fn candle_err(e: candle_core::Error) -> Error {
 }
 
 impl NativeModel {
-    fn check_range(&self, tokens: &[u32], pos: usize) -> Result<()> {
-        let (cached, max) = match &self.engine {
-            Engine::Stock(m) => (m.layers.first().map(|l| l.cache.current_seq_len()).unwrap_or(0), m.max_seq_len),
-            Engine::Tuned(m) => (m.cached, m.max_seq_len),
-        };
-        bench_backend::backend::check_forward_args(tokens, pos, cached, max, self.info.architecture.vocab_size)
+    /// Positions held by each slot's cache, and the cache length.
+    fn cached(&self) -> (Vec<usize>, usize) {
+        match &self.engine {
+            Engine::Stock(m) => (m.cached(), m.max_seq_len),
+            Engine::Tuned(m) => (m.cached.clone(), m.max_seq_len),
+        }
     }
 
     fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
-        self.check_range(tokens, pos)?;
+        let (cached, max) = self.cached();
+        bench_backend::backend::check_forward_args(tokens, pos, cached.first().copied().unwrap_or(0), max, self.info.architecture.vocab_size)?;
         let logits = match &mut self.engine {
-            Engine::Stock(m) => m.forward(tokens, pos, all),
+            Engine::Stock(m) => m.forward(tokens, pos, all, 0),
             Engine::Tuned(m) => m.forward(tokens, pos, all),
         };
         model::rows(&logits.map_err(candle_err)?).map_err(candle_err)
@@ -94,6 +95,34 @@ impl LanguageModel for NativeModel {
         match &mut self.engine {
             Engine::Stock(m) => m.reset(),
             Engine::Tuned(m) => m.reset(),
+        }
+    }
+
+    fn slots(&self) -> usize {
+        self.cached().0.len()
+    }
+
+    /// Tuned: one pass with every sequence's tokens stacked (one weight read per step). Stock:
+    /// the sequences one after the other through candle's ops (said in the model's kernels).
+    fn forward_batch(&mut self, seqs: &[SeqStep]) -> Result<Vec<Logits>> {
+        let (cached, max) = self.cached();
+        bench_backend::backend::check_batch_args(seqs, &cached, max, self.info.architecture.vocab_size)?;
+        match &mut self.engine {
+            Engine::Tuned(m) => model::rows(&m.forward_batch(seqs, false).map_err(candle_err)?).map_err(candle_err),
+            Engine::Stock(m) => seqs
+                .iter()
+                .map(|s| {
+                    let logits = m.forward(s.tokens, s.pos, false, s.slot).map_err(candle_err)?;
+                    Ok(model::rows(&logits).map_err(candle_err)?.pop().unwrap_or_default())
+                })
+                .collect(),
+        }
+    }
+
+    fn reset_slot(&mut self, slot: usize) {
+        match &mut self.engine {
+            Engine::Stock(m) => m.reset_slot(slot),
+            Engine::Tuned(m) => m.reset_slot(slot),
         }
     }
 

@@ -115,7 +115,11 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
     // Every tensor has been copied out of the file: unmapping it before the tuned path makes
     // its copy keeps the file's pages out of the peak (one copy of the weights fewer).
     drop(src);
-    tuned_or_stock(model, info, spec)
+    let mut model = tuned_or_stock(model, info, spec)?;
+    if spec.slots > 1 && matches!(model.engine, Engine::Stock(_)) {
+        model.info.kernels.push_str(&format!("; {} KV-cache slots, a batch's sequences run one after the other", spec.slots));
+    }
+    Ok(model)
 }
 
 /// A tensor of the source as a dense candle tensor in its stored dtype (ggml blocks dequantized).
@@ -227,12 +231,12 @@ fn load(
         Ok(w)
     };
     let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> { dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err) };
-    let cache_len = spec.cache_len(&cfg);
+    let cache_len = spec.cache_len(cfg.arch.context_length);
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for (s, (range, dev)) in shards.iter().enumerate() {
         let before = b.bytes.held();
         for i in range.clone() {
-            layers.push(new_layer(&mut b, |b, id| get(b, id, dev), |b, id| norm(b, id, dev), i, cache_len)?);
+            layers.push(new_layer(&mut b, |b, id| get(b, id, dev), |b, id| norm(b, id, dev), i, cache_len, spec.slots.max(1))?);
         }
         b.shard_bytes[s] += b.bytes.held() - before;
     }
@@ -312,6 +316,7 @@ impl Builder {
         *self.kinds.entry(k.into()).or_default() += 1;
     }
 
+    #[allow(clippy::too_many_arguments)] // the parts of a model, each named at the one call site
     fn finish(
         mut self,
         name: String,
@@ -344,7 +349,7 @@ impl Builder {
                 }
             }
         };
-        let max_seq_len = spec.cache_len(&self.cfg);
+        let max_seq_len = spec.cache_len(self.cfg.arch.context_length);
         let kinds = self.kinds.iter().map(|(k, n)| format!("{n}x{k}")).collect::<Vec<_>>().join(", ");
         let dtype = format!("{:?}", self.dtype).to_lowercase();
         let quantized = self.kinds.keys().find(|k| *k == "int8" || *k == "nf4").cloned();
@@ -456,6 +461,7 @@ fn new_layer(
     mut norm: impl FnMut(&mut Builder, TensorId) -> Result<Tensor>,
     layer: usize,
     cache_len: usize,
+    slots: usize,
 ) -> Result<Layer> {
     let id = |role| TensorId::layer(layer, role);
     let attn_norm = norm(b, id(TensorRole::AttnNorm))?;
@@ -477,7 +483,7 @@ fn new_layer(
         w_gate: b.matrix(w_gate),
         w_up: b.matrix(w_up),
         w_down: b.matrix(w_down),
-        cache: KvCache::new(2, cache_len),
+        caches: (0..slots).map(|_| KvCache::new(2, cache_len)).collect(),
     })
 }
 

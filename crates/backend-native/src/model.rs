@@ -73,7 +73,9 @@ pub struct Layer {
     pub w_gate: Weight,
     pub w_up: Weight,
     pub w_down: Weight,
-    pub cache: KvCache,
+    /// One KV cache per slot ([`bench_backend::LoadSpec::slots`]); each takes its memory on
+    /// first use.
+    pub caches: Vec<KvCache>,
 }
 
 /// The token embedding table.
@@ -121,6 +123,7 @@ pub struct Llama {
 }
 
 impl Llama {
+    #[allow(clippy::too_many_arguments)] // the parts of a model, each named at the one call site
     pub fn new(
         cfg: ModelConfig,
         embedding: Embedding,
@@ -152,13 +155,28 @@ impl Llama {
 
     pub fn reset(&mut self) {
         for l in &mut self.layers {
-            l.cache.reset();
+            l.caches.iter_mut().for_each(KvCache::reset);
         }
     }
 
-    /// Runs `tokens` at positions `pos..`; returns f32 logits `(rows, vocab)` of the last position
-    /// (`all = false`) or of every position.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> candle_core::Result<Tensor> {
+    /// Empties one slot's cache.
+    pub fn reset_slot(&mut self, slot: usize) {
+        for l in &mut self.layers {
+            if let Some(c) = l.caches.get_mut(slot) {
+                c.reset();
+            }
+        }
+    }
+
+    /// Positions each slot's cache holds.
+    pub fn cached(&self) -> Vec<usize> {
+        self.layers.first().map(|l| l.caches.iter().map(|c| c.current_seq_len()).collect()).unwrap_or_default()
+    }
+
+    /// Runs `tokens` at positions `pos..` of slot `slot`'s cache; returns f32 logits
+    /// `(rows, vocab)` of the last position (`all = false`) or of every position. (The stock
+    /// path runs the sequences of a batch one after the other.)
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool, slot: usize) -> candle_core::Result<Tensor> {
         let t = tokens.len();
         let ids = Tensor::new(tokens, &self.device)?;
         let Embedding::Dense(table) = &self.embedding else {
@@ -196,7 +214,7 @@ impl Llama {
                     RopeLayout::HalfSplit => (candle_nn::rotary_emb::rope(&q, &cos, &sin)?, candle_nn::rotary_emb::rope(&k, &cos, &sin)?),
                 };
                 // Written in place into the preallocated cache; returns views of positions 0..pos+t.
-                let (k, v) = layer.cache.append(&k, &v)?;
+                let (k, v) = layer.caches[slot].append(&k, &v)?;
                 // Query heads sharing a KV head become extra rows of one product: (1, kv, rep*t, hd).
                 let q = q.reshape((1, kv_heads, n_rep * t, hd))?;
                 let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;

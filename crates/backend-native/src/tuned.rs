@@ -8,6 +8,11 @@
 //!   the residual add;
 //! - MLP block: RMSNorm, gate and up as one product, `silu(gate) * up`, down projection, residual.
 //!
+//! Several sequences run in one step ([`TunedLlama::forward_batch`], the server's continuous
+//! batching): their tokens are stacked into one activation matrix, so every product reads each
+//! weight once for all of them; rotary embedding, the cache write and attention run per
+//! sequence, over its own KV-cache slot.
+//!
 //! Activations are f32 whatever the weights' storage; quantized weights (GGUF blocks, `--quantize
 //! int8|nf4`) are multiplied on their codes, never expanded. Intermediate buffers are reused
 //! across tokens, so a decode step allocates only the candle tensors at its ends (the embedding
@@ -30,7 +35,18 @@ pub struct TunedLayer {
     pub w_gate: Matrix,
     pub w_up: Matrix,
     pub w_down: Matrix,
-    pub cache: Mutex<KvCache>,
+    /// One KV cache per slot; each takes its memory on first use.
+    pub caches: Mutex<Vec<KvCache>>,
+}
+
+/// One sequence's rows in a batched step: activation rows `start..start + len`, at positions
+/// `pos..pos + len` of KV-cache slot `slot`.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    slot: usize,
+    pos: usize,
+    start: usize,
+    len: usize,
 }
 
 /// Buffers reused by every layer and token (one model runs one forward at a time).
@@ -73,8 +89,8 @@ pub struct TunedLlama {
     cos: Vec<f32>,
     sin: Vec<f32>,
     scratch: Mutex<Scratch>,
-    /// Positions in the KV cache.
-    pub cached: usize,
+    /// Positions in each slot's KV cache.
+    pub cached: Vec<usize>,
     pub max_seq_len: usize,
 }
 
@@ -102,37 +118,69 @@ impl TunedLlama {
         max_seq_len: usize,
     ) -> Self {
         let (cos, sin) = rope_tables;
-        Self { dims, layers, embedding, norm, output, cos, sin, scratch: Mutex::new(Scratch::default()), cached: 0, max_seq_len }
+        let slots = layers.first().and_then(|l| l.caches.lock().ok().map(|c| c.len())).unwrap_or(1);
+        Self { dims, layers, embedding, norm, output, cos, sin, scratch: Mutex::new(Scratch::default()), cached: vec![0; slots], max_seq_len }
     }
 
+    /// Empties every slot.
     pub fn reset(&mut self) {
-        self.cached = 0;
+        self.cached.iter_mut().for_each(|c| *c = 0);
+    }
+
+    /// Empties one slot (its memory is kept for the next sequence).
+    pub fn reset_slot(&mut self, slot: usize) {
+        if let Some(c) = self.cached.get_mut(slot) {
+            *c = 0;
+        }
     }
 
     /// Bytes held by the KV caches.
     pub fn cache_bytes(&self) -> usize {
-        self.layers.iter().map(|l| l.cache.lock().map(|c| c.bytes()).unwrap_or(0)).sum()
+        self.layers.iter().map(|l| l.caches.lock().map(|c| c.iter().map(KvCache::bytes).sum::<usize>()).unwrap_or(0)).sum()
     }
 
-    /// Runs `tokens` at positions `pos..`; returns f32 logits `(rows, vocab)` of the last position
-    /// (`all = false`) or of every position.
+    /// Runs `tokens` at positions `pos..` of slot 0; returns f32 logits `(rows, vocab)` of the
+    /// last position (`all = false`) or of every position.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> candle_core::Result<Tensor> {
-        let (t, dim) = (tokens.len(), self.dims.dim);
+        self.forward_batch(&[bench_backend::SeqStep { slot: 0, pos, tokens }], all)
+    }
+
+    /// Runs every sequence's tokens in one pass (the caller has checked slots and positions:
+    /// `bench_backend::backend::check_batch_args`). Returns f32 logits `(rows, vocab)`: each
+    /// sequence's last position in the order of `seqs` (`all = false`), or every row.
+    pub fn forward_batch(&mut self, seqs: &[bench_backend::SeqStep], all: bool) -> candle_core::Result<Tensor> {
+        let dim = self.dims.dim;
+        let mut segments = Vec::with_capacity(seqs.len());
+        let mut start = 0;
+        for s in seqs {
+            segments.push(Segment { slot: s.slot, pos: s.pos, start, len: s.tokens.len() });
+            start += s.tokens.len();
+        }
+        let t = start;
         let mut rows = vec![0.0f32; t * dim];
-        for (&tok, row) in tokens.iter().zip(rows.chunks_exact_mut(dim)) {
+        for (&tok, row) in seqs.iter().flat_map(|s| s.tokens).zip(rows.chunks_exact_mut(dim)) {
             self.embedding.dequantize_row(tok as usize, row);
         }
         let x = Tensor::from_vec(rows, (t, dim), &candle_core::Device::Cpu)?;
         for (i, layer) in self.layers.iter().enumerate() {
             {
                 let _span = tracing::trace_span!("attention", layer = i).entered();
-                x.inplace_op1(&AttentionBlock { model: self, layer, pos })?;
+                x.inplace_op1(&AttentionBlock { model: self, layer, segments: &segments })?;
             }
             let _span = tracing::trace_span!("mlp", layer = i).entered();
             x.inplace_op1(&MlpBlock { model: self, layer })?;
         }
-        self.cached = pos + t;
-        let x = if all { x } else { x.narrow(0, t - 1, 1)?.contiguous()? };
+        for s in &segments {
+            self.cached[s.slot] = s.pos + s.len;
+        }
+        let x = if all {
+            x
+        } else if let [one] = segments.as_slice() {
+            x.narrow(0, one.start + one.len - 1, 1)?.contiguous()?
+        } else {
+            let last: Vec<u32> = segments.iter().map(|s| (s.start + s.len - 1) as u32).collect();
+            x.index_select(&Tensor::new(last.as_slice(), &candle_core::Device::Cpu)?, 0)?.contiguous()?
+        };
         let _span = tracing::trace_span!("output").entered();
         x.apply_op1_no_bwd(&Head { model: self })
     }
@@ -141,7 +189,7 @@ impl TunedLlama {
 struct AttentionBlock<'a> {
     model: &'a TunedLlama,
     layer: &'a TunedLayer,
-    pos: usize,
+    segments: &'a [Segment],
 }
 
 impl InplaceOp1 for AttentionBlock<'_> {
@@ -168,12 +216,16 @@ impl InplaceOp1 for AttentionBlock<'_> {
             k[i * kvw..(i + 1) * kvw].copy_from_slice(&row[qw..qw + kvw]);
             v[i * kvw..(i + 1) * kvw].copy_from_slice(&row[qw + kvw..]);
         }
-        ops::rope(q, d.heads, d.head_dim, self.pos, &m.cos, &m.sin, d.pairs);
-        ops::rope(k, d.kv_heads, d.head_dim, self.pos, &m.cos, &m.sin, d.pairs);
-        let mut cache = self.layer.cache.lock().map_err(op_err)?;
-        cache.write(k, v, self.pos);
         let attn = sized(&mut s.attn, t * qw);
-        ops::attention(q, &cache, d.heads, self.pos, attn);
+        let mut caches = self.layer.caches.lock().map_err(op_err)?;
+        for seg in self.segments {
+            let (qs, ks) = (seg.start * qw..(seg.start + seg.len) * qw, seg.start * kvw..(seg.start + seg.len) * kvw);
+            let cache = caches.get_mut(seg.slot).ok_or_else(|| op_err(format!("KV-cache slot {} does not exist", seg.slot)))?;
+            ops::rope(&mut q[qs.clone()], d.heads, d.head_dim, seg.pos, &m.cos, &m.sin, d.pairs);
+            ops::rope(&mut k[ks.clone()], d.kv_heads, d.head_dim, seg.pos, &m.cos, &m.sin, d.pairs);
+            cache.write(&k[ks.clone()], &v[ks], seg.pos);
+            ops::attention(&q[qs.clone()], cache, d.heads, seg.pos, &mut attn[qs]);
+        }
         let out = sized(&mut s.out, t * d.dim);
         matmul(&self.layer.wo, attn, t, out).map_err(op_err)?;
         x.iter_mut().zip(out.iter()).for_each(|(a, b)| *a += b);

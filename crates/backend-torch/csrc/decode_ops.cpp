@@ -119,7 +119,7 @@ void llama3_bench_rope_qkv(const float* qkv, const float* cos, const float* sin,
 // libtorch's pool raised.
 int llama3_bench_attention(int tier, const float* q, const float* k_cache, const float* v_cache, float* out, int64_t pos,
                            int64_t m, int64_t heads, int64_t kv_heads, int64_t hd, int64_t capacity) {
-  const bool avx2 = llama3_bench::usable_tier(tier) >= 1;
+  const bool avx2 = llama3_bench::usable_tier(tier) != llama3_bench::Tier::Portable;
   const Dot dot = avx2 ? dot_avx2 : dot_scalar;
   const Axpy axpy = avx2 ? axpy_avx2 : axpy_scalar;
   const int64_t rep = heads / kv_heads, width = heads * hd, tasks = m * heads;

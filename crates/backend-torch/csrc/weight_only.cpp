@@ -33,6 +33,7 @@
 namespace {
 
 using llama3_bench::best_tier;
+using llama3_bench::Tier;
 using llama3_bench::hsum256;
 
 // The residual add fused into a product: y = result, or y += result.
@@ -316,13 +317,17 @@ int64_t grain(int64_t row_bytes) { return row_bytes >= 32768 ? 1 : 32768 / row_b
 extern "C" {
 
 // The best tier this CPU runs (see above).
-int llama3_bench_weight_only_best_tier() { return best_tier(); }
+int llama3_bench_weight_only_best_tier() { return static_cast<int>(best_tier()); }
 
 // y (m, n) = x (m, k) times the f32 matrix w (n, k), transposed; with add != 0, y += that instead
 // (a residual add fused into the product). Tier and result as below.
 int llama3_bench_f32_matmul(int tier, const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k, int add) {
-  tier = llama3_bench::usable_tier(tier);
-  const F32Row row = tier == 2 ? f32_row_avx512 : tier == 1 ? f32_row_avx2 : f32_row_scalar;
+  F32Row row = f32_row_scalar;
+  switch (llama3_bench::usable_tier(tier)) {
+    case Tier::Avx512: row = f32_row_avx512; break;
+    case Tier::Avx2Fma: row = f32_row_avx2; break;
+    case Tier::Portable: row = f32_row_scalar; break;
+  }
   try {
     at::parallel_for(0, n, grain(k * 4), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row(x, w + r * k, y + r, m, n, k, add != 0);
@@ -338,16 +343,17 @@ int llama3_bench_f32_matmul(int tier, const float* x, const float* w, float* y, 
 // here throws; the pool's own failures are reported).
 int llama3_bench_int8_matmul(int tier, const float* x, const int8_t* q, const float* scales, float* y, int64_t m,
                              int64_t n, int64_t k, int add) {
-  tier = llama3_bench::usable_tier(tier);
+  const Tier t = llama3_bench::usable_tier(tier);
   try {
-    if (tier == 1) {
+    // AVX2 takes int16 activations (its own row signature); the other tiers share one.
+    if (t == Tier::Avx2Fma) {
       const I16Rows a = int16_activations(x, m, k, false);
       at::parallel_for(0, n, grain(k), [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) int8_row_avx2(a.q, a.scale, q + r * k, scales[r], y + r, m, n, k, add != 0);
       });
       return 0;
     }
-    const Int8Row row = tier == 2 ? int8_row_avx512 : int8_row_scalar;
+    const Int8Row row = t == Tier::Avx512 ? int8_row_avx512 : int8_row_scalar;
     at::parallel_for(0, n, grain(k), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row(x, q + r * k, scales[r], y + r, m, n, k, add != 0);
     });
@@ -361,9 +367,10 @@ int llama3_bench_int8_matmul(int tier, const float* x, const int8_t* q, const fl
 // (n, k/64) and the 16-entry code book, transposed; k a multiple of 64. Tier and result as above.
 int llama3_bench_nf4_matmul(int tier, const float* x, const uint8_t* packed, const float* absmax, const float* codebook,
                             float* y, int64_t m, int64_t n, int64_t k, int add) {
-  tier = llama3_bench::usable_tier(tier);
+  const Tier t = llama3_bench::usable_tier(tier);
   try {
-    if (tier == 1) {
+    // AVX2 takes int16 activations (its own row signature); the other tiers share one.
+    if (t == Tier::Avx2Fma) {
       // int16 activations in NF4 order and an int16 code book, once per call (see nf4_row_avx2).
       const I16Rows a = int16_activations(x, m, k, true);
       float cmax = 0.f;
@@ -381,7 +388,7 @@ int llama3_bench_nf4_matmul(int tier, const float* x, const uint8_t* packed, con
       });
       return 0;
     }
-    const Nf4Row row = tier == 2 ? nf4_row_avx512 : nf4_row_scalar;
+    const Nf4Row row = t == Tier::Avx512 ? nf4_row_avx512 : nf4_row_scalar;
     at::parallel_for(0, n, grain(k / 2), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) row(x, packed + r * (k / 2), absmax + r * (k / 64), codebook, y + r, m, n, k, add != 0);
     });

@@ -52,7 +52,7 @@ extern "C" {
 pub fn rms_norm(x: &[f32], w: &Tensor, eps: f64, y: &mut [f32]) -> bool {
     let Some(w) = f32_slice(w) else { return false };
     let dim = w.len();
-    if dim == 0 || x.len() % dim != 0 || y.len() != x.len() {
+    if dim == 0 || !x.len().is_multiple_of(dim) || y.len() != x.len() {
         return false;
     }
     // SAFETY: x and y hold m * dim values and w dim, checked above.
@@ -63,7 +63,7 @@ pub fn rms_norm(x: &[f32], w: &Tensor, eps: f64, y: &mut [f32]) -> bool {
 /// `y = silu(gate) * up` for `m` rows: `gate_up` `(m, 2 ffn)` and `y` `(m, ffn)`; `false` when the
 /// lengths do not fit.
 pub fn silu_mul(gate_up: &[f32], y: &mut [f32], m: usize) -> bool {
-    if m == 0 || y.len() % m != 0 || gate_up.len() != 2 * y.len() {
+    if m == 0 || !y.len().is_multiple_of(m) || gate_up.len() != 2 * y.len() {
         return false;
     }
     // SAFETY: gate_up holds m * 2 ffn values and y m * ffn, checked above.
@@ -106,7 +106,7 @@ pub fn rope_qkv(qkv: &[f32], cos: &Tensor, sin: &Tensor, layout: RopeLayout, hea
     let Heads { heads: h, kv_heads: kv, head_dim: hd } = heads;
     let (Some(cos), Some(sin)) = (f32_slice(cos), f32_slice(sin)) else { return false };
     let width = (h + 2 * kv) * hd;
-    if width == 0 || hd % 2 != 0 || qkv.len() % width != 0 {
+    if width == 0 || hd % 2 != 0 || !qkv.len().is_multiple_of(width) {
         return false;
     }
     let m = qkv.len() / width;
@@ -146,7 +146,7 @@ pub fn rope_qkv(qkv: &[f32], cos: &Tensor, sin: &Tensor, layout: RopeLayout, hea
 pub fn attention(tier: Tier, q: &[f32], cache: &Cache, heads: Heads, pos: usize, out: &mut [f32]) -> bool {
     let Heads { heads: h, kv_heads: kv, head_dim: hd } = heads;
     let width = h * hd;
-    if width == 0 || kv == 0 || h % kv != 0 || q.len() % width != 0 || out.len() != q.len() {
+    if width == 0 || kv == 0 || h % kv != 0 || !q.len().is_multiple_of(width) || out.len() != q.len() {
         return false;
     }
     let m = q.len() / width;

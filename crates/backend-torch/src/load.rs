@@ -169,7 +169,7 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
             embedding.to_device(last)
         }
     };
-    let max_seq_len = spec.cache_len(&cfg);
+    let max_seq_len = spec.cache_len(cfg.arch.context_length);
     let stored = if src.is_synthetic() {
         format!("synthetic {}", compute.as_str())
     } else if src.gguf_file().is_some() {

@@ -350,14 +350,14 @@ impl TorchLlama {
             let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, t > 1 && pos == 0, None, true);
             let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
             let layer = &self.layers[i];
-            x = x + layer.wo.apply(&attn, self.tier);
+            x += layer.wo.apply(&attn, self.tier);
             drop(attn_span);
             let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
             let h = self.rms_norm(&x, &layer.ffn_norm);
             let gate_up = layer.w_gate_up.apply(&h, self.tier);
             let ffn = a.ffn_dim as i64;
             let gate = gate_up.narrow(2, 0, ffn).silu();
-            x = x + layer.w_down.apply(&(gate * gate_up.narrow(2, ffn, ffn)), self.tier);
+            x += layer.w_down.apply(&(gate * gate_up.narrow(2, ffn, ffn)), self.tier);
         }
         let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
         let _span = tracing::trace_span!("output").entered();

@@ -158,7 +158,7 @@ fn wrong_lengths_and_shapes_are_declined_before_any_pointer_crosses() {
     assert!(!decode_ops::rms_norm(&x, &w, 1e-5, &mut vec![0f32; 575]), "output one short");
     assert!(!decode_ops::rms_norm(&x[..575], &w, 1e-5, &mut vec![0f32; 575]), "not whole rows");
     assert!(!decode_ops::rms_norm(&x, &w.to_kind(Kind::Half), 1e-5, &mut vec![0f32; 576]), "f16 weight");
-    assert!(!decode_ops::silu_mul(&vec![0f32; 3 * 10], &mut vec![0f32; 10], 1), "gate/up not twice the output");
+    assert!(!decode_ops::silu_mul(&[0f32; 3 * 10], &mut [0f32; 10], 1), "gate/up not twice the output");
     let shape = [1, kv_heads as i64, 8, hd as i64];
     let (mut k, mut v) = (Tensor::zeros(shape, (Kind::Float, Device::Cpu)), Tensor::zeros(shape, (Kind::Float, Device::Cpu)));
     assert!(Cache::new(&mut k, &mut v.narrow(2, 0, 4), SMOLLM2).is_none(), "caches of different lengths");

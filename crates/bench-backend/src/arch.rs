@@ -71,14 +71,14 @@ impl Architecture {
         int(FfnDim, self.ffn_dim, MAX_FFN_DIM)?;
         int(VocabSize, self.vocab_size, MAX_VOCAB)?;
         int(ContextLength, self.context_length, MAX_CONTEXT)?;
-        if self.dim % self.heads != 0 || (self.dim / self.heads) % 2 != 0 {
+        if !self.dim.is_multiple_of(self.heads) || !(self.dim / self.heads).is_multiple_of(2) {
             return Err(ArchProblem {
                 field: Heads,
                 value: self.heads.to_string(),
                 accepted: format!("a divisor of the hidden size {} leaving an even head size (RoPE rotates pairs)", self.dim),
             });
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(ArchProblem { field: KvHeads, value: self.kv_heads.to_string(), accepted: format!("a divisor of the {} attention heads", self.heads) });
         }
         // Below 1 the RoPE frequencies exceed 1 radian per position and overflow f32 for tiny
@@ -180,7 +180,7 @@ impl ArchField {
             ArchField::KvHeads => "attention.head_count_kv",
             ArchField::FfnDim => "feed_forward_length",
             ArchField::VocabSize => {
-                let embedding = crate::schema::TensorId::global(crate::schema::TensorRole::TokenEmbedding).gguf_name();
+                let embedding = crate::gguf::TOKEN_EMBEDDING;
                 return format!("{arch}.vocab_size (or the rows of {embedding})");
             }
             ArchField::ContextLength => "context_length",

@@ -8,163 +8,11 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use crate::arch::Architecture;
-use crate::config::ModelConfig;
+pub use crate::options::{DType, Device, Kernels, Quantize};
 use crate::Result;
 
 /// Logits over the vocabulary for one position.
 pub type Logits = Vec<f32>;
-
-/// Compute / storage dtype of the weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    /// 32-bit float
-    F32,
-    /// 16-bit float (IEEE half)
-    F16,
-    /// bfloat16
-    #[cfg_attr(feature = "clap", value(name = "bf16"))]
-    BF16,
-}
-
-impl DType {
-    pub fn size_in_bytes(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::F16 | DType::BF16 => 2,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::BF16 => "bf16",
-        }
-    }
-}
-
-impl std::fmt::Display for DType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for DType {
-    type Err = crate::Error;
-    /// `f32`, `f16` or `bf16` (what [`DType::as_str`] writes).
-    fn from_str(s: &str) -> Result<Self> {
-        parse_named(s, "dtype", &[DType::F32, DType::F16, DType::BF16], |d| d.as_str())
-    }
-}
-
-/// The device a framework runs on, parsed once from `cpu`, `cuda` or `cuda:N`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Device {
-    /// The CPU.
-    #[default]
-    Cpu,
-    /// CUDA device N.
-    Cuda(usize),
-}
-
-impl std::str::FromStr for Device {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|i| i.parse().ok())
-                .map(Device::Cuda)
-                .ok_or_else(|| crate::Error::InvalidInput(format!("device '{s}': use cpu, cuda or cuda:N"))),
-        }
-    }
-}
-
-impl std::fmt::Display for Device {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Device::Cpu => f.write_str("cpu"),
-            Device::Cuda(i) => write!(f, "cuda:{i}"),
-        }
-    }
-}
-
-/// The one of `all` whose `name` is `s`; the error names `what` and the accepted names.
-fn parse_named<T: Copy>(s: &str, what: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T> {
-    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
-        let accepted: Vec<_> = all.iter().map(|&v| name(v)).collect();
-        crate::Error::InvalidInput(format!("{what} '{s}' (accepted: {})", accepted.join(", ")))
-    })
-}
-
-/// Load-time quantization (the original's `--quantize`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Quantize {
-    /// Layer matrices in int8, one scale per row.
-    Int8,
-    /// Layer matrices in 4-bit NormalFloat, one absmax per 64 values.
-    Nf4,
-    /// Every weight in f16, computed in f16.
-    Float16,
-}
-
-impl std::str::FromStr for Quantize {
-    type Err = crate::Error;
-    /// `int8`, `nf4` or `float16` (what [`Quantize::as_str`] writes).
-    fn from_str(s: &str) -> Result<Self> {
-        parse_named(s, "quantization", &[Quantize::Int8, Quantize::Nf4, Quantize::Float16], |q| q.as_str())
-    }
-}
-
-impl Quantize {
-    /// The name `--quantize` takes and reports show.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Quantize::Int8 => "int8",
-            Quantize::Nf4 => "nf4",
-            Quantize::Float16 => "float16",
-        }
-    }
-}
-
-/// Which CPU kernels a framework with a choice runs (native: its own tuned kernels, or candle's
-/// ops as shipped). Frameworks without a choice ignore it and say what they ran in
-/// [`ModelInfo::kernels`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
-pub enum Kernels {
-    /// The framework's fastest path (native: `cpu-kernels`, chosen per CPU at run time; torch:
-    /// int8 / NF4 products of a few tokens read the codes, `weight_only.cpp`)
-    #[default]
-    Tuned,
-    /// The framework's own ops as shipped (native: candle's `QMatMul`, matmul, softmax, ...;
-    /// torch: libtorch ops only)
-    Stock,
-}
-
-impl std::str::FromStr for Kernels {
-    type Err = crate::Error;
-    /// `tuned` or `stock`.
-    fn from_str(s: &str) -> Result<Self> {
-        parse_named(s, "kernels", &[Kernels::Tuned, Kernels::Stock], |k| k.as_str())
-    }
-}
-
-impl Kernels {
-    /// The name `--kernels` takes and reports show.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kernels::Tuned => "tuned",
-            Kernels::Stock => "stock",
-        }
-    }
-}
 
 /// A model's weight files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,6 +56,10 @@ pub struct LoadSpec {
     /// `--shard N`: the layers split into N contiguous ranges, each on its own device
     /// ([`LoadSpec::shard_devices`]); 1 = the whole model on `device`.
     pub shard: usize,
+    /// KV-cache slots: sequences the model can hold at once for [`LanguageModel::forward_batch`]
+    /// (the server's `--parallel`); 1 for the command line. A slot's cache memory is taken when
+    /// the slot is first used.
+    pub slots: usize,
 }
 
 /// Test-only override of the devices `--shard N` puts its shards on, comma-separated (e.g.
@@ -278,8 +130,8 @@ impl LoadSpec {
     }
 
     /// KV-cache length for a model config.
-    pub fn cache_len(&self, cfg: &ModelConfig) -> usize {
-        self.max_seq_len.unwrap_or(4096).min(cfg.arch.context_length).max(1)
+    pub fn cache_len(&self, context_length: usize) -> usize {
+        self.max_seq_len.unwrap_or(4096).min(context_length).max(1)
     }
 
     /// The float dtype weights are held and computed in, from `--dtype` and `--quantize`:
@@ -312,6 +164,42 @@ pub fn check_forward_args(tokens: &[u32], pos: usize, cached: usize, max_seq_len
     }
     if let Some(bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
         return Err(Error::InvalidInput(format!("token id {bad} is outside the vocabulary of {vocab}")));
+    }
+    Ok(())
+}
+
+/// One sequence's part of a [`LanguageModel::forward_batch`] step: `tokens` (a prompt chunk or
+/// one decode token) at positions `pos..pos + tokens.len()` of KV-cache slot `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqStep<'a> {
+    /// The KV-cache slot, `0..slots`.
+    pub slot: usize,
+    /// Position of `tokens[0]`: the number of tokens the slot holds.
+    pub pos: usize,
+    /// The tokens to run (at least one).
+    pub tokens: &'a [u32],
+}
+
+/// The checks every [`LanguageModel::forward_batch`] makes before running: at least one
+/// sequence, each slot in range and named once, and for each sequence what
+/// [`check_forward_args`] checks against its own slot (`cached[slot]` positions held).
+pub fn check_batch_args(seqs: &[SeqStep], cached: &[usize], max_seq_len: usize, vocab: usize) -> crate::Result<()> {
+    use crate::Error;
+    if seqs.is_empty() {
+        return Err(Error::InvalidInput("forward_batch called with no sequences".into()));
+    }
+    let slots = cached.len();
+    for (i, s) in seqs.iter().enumerate() {
+        if s.slot >= slots {
+            return Err(Error::InvalidInput(format!(
+                "KV-cache slot {} does not exist: the model was loaded with {slots} slot(s) (0..{slots}); load it with more slots (--parallel)",
+                s.slot
+            )));
+        }
+        if seqs[..i].iter().any(|o| o.slot == s.slot) {
+            return Err(Error::InvalidInput(format!("KV-cache slot {} is named twice in one forward_batch step", s.slot)));
+        }
+        check_forward_args(s.tokens, s.pos, cached[s.slot], max_seq_len, vocab).map_err(|e| Error::InvalidInput(format!("slot {}: {e}", s.slot)))?;
     }
     Ok(())
 }
@@ -384,10 +272,40 @@ pub trait LanguageModel {
         tokens.iter().enumerate().map(|(i, &t)| self.forward(&[t], pos + i)).collect()
     }
 
-    /// Empties the KV cache.
+    /// Empties the KV cache (every slot).
     fn reset(&mut self);
 
     fn info(&self) -> ModelInfo;
+
+    /// KV-cache slots this model holds ([`LoadSpec::slots`]): how many sequences
+    /// [`LanguageModel::forward_batch`] can keep at once.
+    fn slots(&self) -> usize {
+        1
+    }
+
+    /// One step over several sequences, each in its own KV-cache slot: every sequence's tokens
+    /// run at its own positions (weights read once for all of them, in the backends that batch),
+    /// and the logits of each sequence's last token come back in the order of `seqs`. Slot 0 is
+    /// the cache [`LanguageModel::forward`] uses.
+    ///
+    /// The default serves a model with one slot: one sequence in slot 0, through `forward`.
+    fn forward_batch(&mut self, seqs: &[SeqStep]) -> Result<Vec<Logits>> {
+        match seqs {
+            [one] if one.slot == 0 => Ok(vec![self.forward(one.tokens, one.pos)?]),
+            _ => Err(crate::Error::InvalidInput(format!(
+                "this model has one KV-cache slot, so it runs one sequence at a time ({} asked, slots {:?})",
+                seqs.len(),
+                seqs.iter().map(|s| s.slot).collect::<Vec<_>>()
+            ))),
+        }
+    }
+
+    /// Empties one slot's KV cache (the others keep theirs).
+    fn reset_slot(&mut self, slot: usize) {
+        if slot == 0 {
+            self.reset();
+        }
+    }
 }
 
 /// The CPU's model name (Linux `/proc/cpuinfo`), for reports.
@@ -427,6 +345,7 @@ mod tests {
             threads: None,
             kernels: Kernels::Tuned,
             shard,
+            slots: 1,
         };
         std::env::remove_var(SHARD_DEVICES_ENV);
         assert_eq!(spec(Device::Cpu, 1).shard_devices(30).unwrap(), vec![Device::Cpu]);

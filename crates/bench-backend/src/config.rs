@@ -200,10 +200,7 @@ impl ModelConfig {
         let cfg = Self::from_hf_config(config)?;
         let mut shapes = std::collections::BTreeMap::new();
         for shard in shards {
-            let file = std::fs::File::open(shard).map_err(|e| Error::io("opening safetensors file", shard, e))?;
-            // SAFETY: read-only map; the file must not be truncated while in use.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("memory-mapping safetensors file", shard, e))?;
-            for t in crate::safetensors::read_header(&map, shard)? {
+            for t in crate::safetensors::map_shard(shard)?.1 {
                 shapes.insert(t.name.clone(), t);
             }
         }

@@ -1,5 +1,7 @@
-//! The error type of bench-core. Every variant says what went wrong and, where there is one,
-//! what the user can do about it: binaries print these messages as they are.
+//! The error type of bench-backend: what reading model files and running a framework can go
+//! wrong with. Every variant says what went wrong and, where there is one, what the user can do
+//! about it: binaries print these messages as they are. bench-hub and bench-core wrap it in their
+//! own error types (`#[from]`), keeping it as the source.
 
 use std::path::PathBuf;
 
@@ -15,18 +17,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("model registry {path}: {message}")]
-    Registry { path: PathBuf, message: String },
-
-    #[error("unknown model '{name}'. Known models: {known}. Use --model NAME or --model-path PATH")]
-    UnknownModel { name: String, known: String },
-
+    /// Model files that are missing, malformed or of a kind this project does not read.
     #[error("{0}")]
     ModelFiles(String),
-
-    /// The exact wording of the original project's check.
-    #[error("Model type mismatch: expected '{expected}' but detected '{detected}'")]
-    ModelTypeMismatch { expected: String, detected: String },
 
     #[error("not implemented yet: {0}")]
     NotImplemented(String),
@@ -34,26 +27,20 @@ pub enum Error {
     #[error("invalid GGUF file {path}: {message}")]
     Gguf { path: PathBuf, message: String },
 
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
-
-    #[error("chat template: {0}")]
-    ChatTemplate(String),
-
-    #[error("download failed: {0}")]
-    Download(String),
-
-    #[error("{what} is unreachable ({reason}). {hint}")]
-    Unreachable { what: String, reason: String, hint: String },
-
-    #[error("checksum mismatch for {path}: expected {expected}, got {actual}. The file was not kept; run the download again")]
-    Checksum { path: PathBuf, expected: String, actual: String },
-
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// A framework refused or failed, in its own words.
     #[error("{0}")]
     Backend(String),
+
+    /// A framework's own error, kept as the source (`what` names the step or the framework).
+    #[error("{what}: {source}")]
+    Framework {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }
 
 impl Error {
@@ -62,5 +49,9 @@ impl Error {
     }
     pub fn gguf(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Gguf { path: path.into(), message: message.into() }
+    }
+    /// A framework's error with what was being done, the error kept as the source.
+    pub fn framework(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Framework { what: what.into(), source: Box::new(source) }
     }
 }

@@ -219,6 +219,14 @@ fn checked_elements(dims: &[u64]) -> Option<u64> {
 /// Accepted `general.alignment` values: powers of two up to this (ggml's rule; real files use 32).
 pub const MAX_ALIGNMENT: u64 = 1 << 16;
 
+/// The GGUF name of the token embedding table (the schema names every tensor; this one is also
+/// how a file without `vocab_size` metadata tells its vocabulary).
+pub const TOKEN_EMBEDDING: &str = "token_embd.weight";
+
+/// The metadata key `cargo xtask synth-gguf` sets to `true` in files of seeded random weights:
+/// every framework that loads such a file reports its results as synthetic.
+pub const SYNTHETIC_KEY: &str = "llama3_bench.synthetic";
+
 /// An open, validated GGUF file.
 pub struct GgufFile {
     pub path: PathBuf,
@@ -441,6 +449,11 @@ impl GgufFile {
             }
         }
         Ok(())
+    }
+
+    /// Whether the file carries this project's synthetic-weights marker ([`SYNTHETIC_KEY`]).
+    pub fn is_synthetic(&self) -> bool {
+        self.get(SYNTHETIC_KEY).and_then(|v| v.as_bool()).unwrap_or(false)
     }
 
     pub fn get(&self, key: &str) -> Option<&MetaValue> {

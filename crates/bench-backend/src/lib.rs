@@ -30,6 +30,8 @@ pub mod ggml_blocks;
 pub mod gguf;
 #[allow(missing_docs)]
 pub mod memory;
+/// The option enums (dtype, device, quantization, kernels): a leaf module.
+pub mod options;
 #[allow(missing_docs)]
 pub mod quant;
 #[allow(missing_docs)]
@@ -38,7 +40,7 @@ pub mod schema;
 pub mod source;
 pub mod synthetic;
 
-pub use backend::{Backend, DType, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, WeightFormat, WeightSource};
+pub use backend::{Backend, DType, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, SeqStep, WeightFormat, WeightSource};
 pub use error::{Error, Result};
 
 /// The cache directory for model files, libtorch, reference tools and temporary files:

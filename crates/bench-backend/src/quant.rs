@@ -13,20 +13,20 @@ use crate::{Error, Result};
 /// The NF4 code book, as published in QLoRA (Appendix E) and bitsandbytes.
 pub const NF4_CODEBOOK: [f32; 16] = [
     -1.0,
-    -0.696_192_800_998_687_7,
-    -0.525_073_051_452_636_7,
-    -0.394_917_488_098_144_53,
-    -0.284_441_381_692_886_35,
-    -0.184_773_433_208_465_58,
-    -0.091_050_036_251_544_95,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
     0.0,
-    0.079_580_299_556_255_34,
-    0.160_930_201_411_247_25,
-    0.246_112_301_945_686_34,
-    0.337_915_241_718_292_24,
-    0.440_709_829_330_444_34,
-    0.562_617_003_917_694_1,
-    0.722_956_836_223_602_3,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
     1.0,
 ];
 
@@ -96,7 +96,7 @@ fn nf4_code(x: f32) -> u8 {
 /// Fails, naming the matrix and the fix, when a row does not split into 64-value blocks.
 pub fn quantize_nf4(w: &[f32], rows: usize, cols: usize, name: &str) -> Result<Nf4Matrix> {
     assert_eq!(w.len(), rows * cols);
-    if cols % NF4_BLOCK != 0 {
+    if !cols.is_multiple_of(NF4_BLOCK) {
         return Err(Error::InvalidInput(format!(
             "--quantize nf4 needs every matrix row to split into blocks of {NF4_BLOCK} values, but {name} has rows of {cols}; \
              use --quantize int8 or float16 for this model"
@@ -135,20 +135,20 @@ mod tests {
         // bitsandbytes `get_4bit_type("nf4")` / QLoRA Appendix E, to float32 precision.
         let published = [
             -1.0f32,
-            -0.6961928009986877,
-            -0.5250730514526367,
-            -0.39491748809814453,
-            -0.28444138169288635,
-            -0.18477343022823334,
-            -0.09105003625154495,
+            -0.696_192_8,
+            -0.525_073_05,
+            -0.394_917_5,
+            -0.284_441_38,
+            -0.184_773_43,
+            -0.091_050_036,
             0.0,
-            0.07958029955625534,
-            0.16093020141124725,
-            0.24611230194568634,
-            0.33791524171829224,
-            0.44070982933044434,
-            0.5626170039176941,
-            0.7229568362236023,
+            0.079_580_3,
+            0.160_930_2,
+            0.246_112_3,
+            0.337_915_24,
+            0.440_709_83,
+            0.562_617,
+            0.722_956_84,
             1.0,
         ];
         assert_eq!(NF4_CODEBOOK, published);
@@ -179,7 +179,7 @@ mod tests {
         assert_eq!(m.packed[0], 12 << 4);
         assert_eq!(m.packed[1], (7 << 4) | 7);
         let d = dequantize_nf4(&m);
-        assert!((d[0] - 2.0 * 0.44070982933044434).abs() < 1e-6);
+        assert!((d[0] - 2.0 * 0.440_709_83).abs() < 1e-6);
         assert_eq!((d[1], d[2], d[3]), (-2.0, 0.0, 0.0));
         assert_eq!(m.bytes(), 32 + 4);
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::backend::DType;
+use crate::options::DType;
 use crate::{Error, Result};
 
 /// The format's own limit on the header size (the `safetensors` crate refuses larger ones).
@@ -119,6 +119,16 @@ struct RawEntry {
     dtype: String,
     shape: Vec<u64>,
     data_offsets: [u64; 2],
+}
+
+/// One safetensors shard memory-mapped and its header read: the one place a shard is opened.
+pub fn map_shard(shard: &Path) -> Result<(memmap2::Mmap, Vec<StTensor>)> {
+    let file = std::fs::File::open(shard).map_err(|e| Error::io("opening safetensors file", shard, e))?;
+    // SAFETY: read-only map; like every mmap-based loader we assume the file is not truncated by
+    // another process while it is in use.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("memory-mapping safetensors file", shard, e))?;
+    let header = read_header(&map, shard)?;
+    Ok((map, header))
 }
 
 /// Reads and checks the header of the safetensors file `bytes` (named `path` in errors).

@@ -253,6 +253,7 @@ mod tests {
         assert_eq!(hf_tensor_name("blk.3.attn_q.weight"), "model.layers.3.self_attn.q_proj.weight");
         assert_eq!(hf_tensor_name("output.weight"), "lm_head.weight");
         assert_eq!(hf_tensor_name("token_embd.weight"), "model.embed_tokens.weight");
+        assert_eq!(TensorId::global(TensorRole::TokenEmbedding).gguf_name(), crate::gguf::TOKEN_EMBEDDING);
         assert_eq!(TensorId::parse("blk.x.attn_q.weight", NameScheme::Gguf), None);
     }
 

@@ -14,7 +14,7 @@ use crate::arch::Architecture;
 use crate::backend::{DType, WeightFormat, WeightSource};
 use crate::config::{check_shape, ModelConfig};
 use crate::gguf::{GgmlType, GgufFile};
-use crate::safetensors::{read_header, StTensor};
+use crate::safetensors::StTensor;
 use crate::schema::{NameScheme, TensorId, TensorRole, LAYER_ROLES};
 use crate::{synthetic, Error, Result};
 
@@ -94,10 +94,8 @@ impl TensorSource {
         let mut maps = Vec::with_capacity(shards.len());
         let mut index = BTreeMap::new();
         for (i, shard) in shards.iter().enumerate() {
-            let file = std::fs::File::open(shard).map_err(|e| Error::io("opening safetensors file", shard, e))?;
-            // SAFETY: read-only map; the file must not be truncated while in use.
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io("memory-mapping safetensors file", shard, e))?;
-            for t in read_header(&map, shard)? {
+            let (map, header) = crate::safetensors::map_shard(shard)?;
+            for t in header {
                 index.insert(t.name.clone(), (i, t));
             }
             maps.push((shard.clone(), map));

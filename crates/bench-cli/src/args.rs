@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use bench_hub::registry::Size;
+use clap::{Args, Parser};
 
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
@@ -19,6 +20,8 @@ pub struct Cli {
     pub output: OutputArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -190,25 +193,32 @@ pub struct RuntimeArgs {
     pub kernels: bench_backend::backend::Kernels,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Size {
-    #[value(name = "1B", alias = "1b")]
-    B1,
-    #[value(name = "8B", alias = "8b")]
-    B8,
-    #[value(name = "70B", alias = "70b")]
-    B70,
-    #[value(name = "405B", alias = "405b")]
-    B405,
-}
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Server")]
+pub struct ServeArgs {
+    /// Serve the model over HTTP (OpenAI-compatible: /v1/chat/completions, /v1/completions,
+    /// /v1/models, /health, /metrics, and a chat page at /) instead of chatting
+    #[arg(long, conflicts_with_all = ["benchmark", "prompt", "perplexity"])]
+    pub serve: bool,
 
-impl Size {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Size::B1 => "1B",
-            Size::B8 => "8B",
-            Size::B70 => "70B",
-            Size::B405 => "405B",
-        }
-    }
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1", requires = "serve")]
+    pub host: String,
+
+    /// Port to listen on (0: a free port, printed when ready)
+    #[arg(long, default_value_t = 8080, requires = "serve")]
+    pub port: u16,
+
+    /// Sequences decoded together (continuous batching), each with its own KV cache of
+    /// --max-seq-len positions
+    #[arg(long, default_value_t = 4, requires = "serve")]
+    pub parallel: usize,
+
+    /// Requests allowed to wait for a free sequence; more get 429 with Retry-After
+    #[arg(long, default_value_t = 256, requires = "serve")]
+    pub max_queue: usize,
+
+    /// Largest request body, in bytes; a larger one gets 413
+    #[arg(long, default_value_t = 4 << 20, requires = "serve")]
+    pub max_body_bytes: usize,
 }

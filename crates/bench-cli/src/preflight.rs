@@ -57,7 +57,8 @@ pub fn check_memory(backend: &dyn Backend, spec: &LoadSpec, label: &str) -> Resu
     }
     let Some(available) = memory::available() else { return Ok(()) };
     let float = spec.float_dtype()?;
-    let cache_len = spec.cache_len(&cfg);
+    // Every KV-cache slot (the server's --parallel) may fill to the full length.
+    let cache_len = spec.cache_len(cfg.arch.context_length) * spec.slots.max(1);
     let need = memory::estimate_load(&cfg.arch, stored, float, spec.quantize, cache_len);
     if need.total() <= available.bytes {
         return Ok(());

@@ -12,7 +12,7 @@ use bench_hub::registry::Registry;
 
 use crate::args::Cli;
 
-pub const DEFAULT_MODEL: &str = "smollm2-135m";
+pub use bench_hub::registry::DEFAULT_MODEL;
 const LLAMA3_TOKENIZER: &str = "llama3-tokenizer";
 
 pub struct Resolved {
@@ -44,7 +44,7 @@ fn model_root(paths: &[PathBuf]) -> Result<PathBuf> {
 pub fn registry_model_name(cli: &Cli, registry: &Registry) -> Result<String> {
     Ok(match (&cli.model.model, cli.model.size) {
         (Some(name), _) => name.clone(),
-        (None, Some(size)) => registry.model_for_size(size.as_str())?.0.to_string(),
+        (None, Some(size)) => registry.model_for_size(size)?.0.to_string(),
         (None, None) => DEFAULT_MODEL.to_string(),
     })
 }
@@ -98,6 +98,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         threads: cli.runtime.threads,
         kernels: kernels(cli),
         shard: cli.model.shard,
+        slots: if cli.serve.serve { cli.serve.parallel.max(1) } else { 1 },
     };
 
     if cli.model.synthetic {
@@ -107,7 +108,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         let name = registry_model_name(cli, &registry)?;
         let entry = registry.model(&name)?;
         if expected == Some(ModelType::Gpt) {
-            bail!(bench_core::Error::ModelTypeMismatch { expected: "gpt".into(), detected: "llama".into() });
+            bail!(bench_hub::Error::ModelTypeMismatch { expected: "gpt".into(), detected: "llama".into() });
         }
         let arch = entry.architecture.clone();
         let label = format!("{name} (synthetic)");
@@ -187,7 +188,12 @@ mod tests {
                 ..base.clone()
             },
             BenchRequest { model: ModelChoice::Registry("llama3-8b".into()), synthetic: true, quantize: Some(Quantize::Nf4), ..base.clone() },
-            BenchRequest { model: ModelChoice::Size("1B".into()), model_type: Some(ModelType::Gpt), quantize: Some(Quantize::Float16), ..base },
+            BenchRequest {
+                model: ModelChoice::Size(bench_hub::registry::Size::B1),
+                model_type: Some(ModelType::Gpt),
+                quantize: Some(Quantize::Float16),
+                ..base
+            },
         ];
         for r in requests {
             let mut argv = vec!["x".to_string(), "--benchmark".into(), "--json".into()];
@@ -204,7 +210,7 @@ mod tests {
             assert_eq!((cli.model.synthetic, cli.model.download, cli.model.ignore_memory_check), (r.synthetic, r.download, r.ignore_memory_check));
             let model = match (&cli.model.model, cli.model.size, &cli.model.model_path) {
                 (Some(name), None, None) => ModelChoice::Registry(name.clone()),
-                (None, Some(size), None) => ModelChoice::Size(size.as_str().to_string()),
+                (None, Some(size), None) => ModelChoice::Size(size),
                 (None, None, Some(path)) => ModelChoice::Path(path.clone()),
                 _ => ModelChoice::Default,
             };

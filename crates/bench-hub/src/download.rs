@@ -288,10 +288,19 @@ fn remove_partials(blobs: &Path, since: std::time::SystemTime) -> usize {
     let mut removed = 0;
     for entry in dir.filter_map(|e| e.ok()) {
         let path = entry.path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
         let recent = entry.metadata().and_then(|m| m.modified()).map(|t| t >= since).unwrap_or(false);
-        if recent && (ext == "part" || ext == "lock") && std::fs::remove_file(&path).is_ok() && ext == "part" {
-            removed += 1;
+        if !recent {
+            continue;
+        }
+        // Both kinds go; only the partial data files are counted.
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("part") if std::fs::remove_file(&path).is_ok() => {
+                removed += 1;
+            }
+            Some("lock") => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
         }
     }
     removed

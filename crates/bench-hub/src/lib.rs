@@ -12,8 +12,9 @@
 
 pub mod cache;
 pub mod download;
+pub mod error;
 pub mod files;
 pub mod hf_config;
 pub mod registry;
 
-pub use bench_backend::{Error, Result};
+pub use error::{Error, Result};

@@ -13,6 +13,54 @@ use bench_backend::arch::Architecture;
 
 use crate::{Error, Result};
 
+/// The registry model every CLI runs when none is named.
+pub const DEFAULT_MODEL: &str = "smollm2-135m";
+
+/// A Llama 3 size of the original CLI's `--size` (each is a registry model with that `size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Size {
+    #[cfg_attr(feature = "clap", value(name = "1B", alias = "1b"))]
+    B1,
+    #[cfg_attr(feature = "clap", value(name = "8B", alias = "8b"))]
+    B8,
+    #[cfg_attr(feature = "clap", value(name = "70B", alias = "70b"))]
+    B70,
+    #[cfg_attr(feature = "clap", value(name = "405B", alias = "405b"))]
+    B405,
+}
+
+impl Size {
+    /// Every size, smallest first.
+    pub const ALL: [Size; 4] = [Size::B1, Size::B8, Size::B70, Size::B405];
+
+    /// The `--size` spelling ("1B").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Size::B1 => "1B",
+            Size::B8 => "8B",
+            Size::B70 => "70B",
+            Size::B405 => "405B",
+        }
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Size {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Size> {
+        Size::ALL
+            .into_iter()
+            .find(|z| z.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::InvalidInput(format!("unknown --size '{s}'; known sizes: {}", Size::ALL.map(Size::as_str).join(", "))))
+    }
+}
+
 /// The registry shipped with the repository.
 pub const BUILTIN_REGISTRY: &str = include_str!("../../../models.toml");
 
@@ -127,12 +175,14 @@ impl Registry {
         self.models.get(name).ok_or_else(|| Error::UnknownModel { name: name.to_string(), known: self.models.keys().cloned().collect::<Vec<_>>().join(", ") })
     }
 
-    /// The model for the original CLI's `--size` (case-insensitive: 1B, 8B, 70B, 405B).
-    pub fn model_for_size(&self, size: &str) -> Result<(&str, &ModelEntry)> {
-        self.models.iter().find(|(_, m)| m.size.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(size))).map(|(n, m)| (n.as_str(), m)).ok_or_else(|| {
-            let sizes: Vec<_> = self.models.values().filter_map(|m| m.size.clone()).collect();
-            Error::InvalidInput(format!("unknown --size '{size}'; known sizes: {}", sizes.join(", ")))
-        })
+    /// The model for the original CLI's `--size`.
+    pub fn model_for_size(&self, size: Size) -> Result<(&str, &ModelEntry)> {
+        self.models.iter().find(|(_, m)| m.size.as_deref().is_some_and(|s| s.eq_ignore_ascii_case(size.as_str()))).map(|(n, m)| (n.as_str(), m)).ok_or_else(
+            || {
+                let sizes: Vec<_> = self.models.values().filter_map(|m| m.size.clone()).collect();
+                Error::InvalidInput(format!("the registry has no model of --size {size}; its sizes: {}", sizes.join(", ")))
+            },
+        )
     }
 
     /// A model or an asset by name.
@@ -164,8 +214,13 @@ mod tests {
         for name in ["smollm2-135m", "llama3-1b", "llama3-8b", "llama3-70b", "llama3-405b"] {
             r.model(name).unwrap();
         }
-        assert_eq!(r.model_for_size("1b").unwrap().0, "llama3-1b");
-        assert_eq!(r.model_for_size("405B").unwrap().0, "llama3-405b");
+        assert_eq!(r.model_for_size("1b".parse().unwrap()).unwrap().0, "llama3-1b");
+        assert_eq!(r.model_for_size(Size::B405).unwrap().0, "llama3-405b");
+        // Every size the CLIs accept is in the registry.
+        for s in Size::ALL {
+            assert!(r.model_for_size(s).is_ok(), "{s}");
+        }
+        assert!("3B".parse::<Size>().unwrap_err().to_string().contains("1B, 8B, 70B, 405B"));
         // Llama 3.2 1B has 1.236 B parameters (tied embedding), Llama 3.1 8B-shape 8.03 B.
         let p1 = r.model("llama3-1b").unwrap().architecture.parameters();
         assert!((1_235_000_000..1_236_500_000).contains(&p1), "{p1}");

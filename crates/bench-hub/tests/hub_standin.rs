@@ -107,7 +107,7 @@ fn huggingface_source_downloads_through_hf_hub_from_a_standin_hub() {
 
     // A file the stand-in does not have is a clear error naming it.
     let missing = Registry::parse(
-        &r#"
+        r#"
         [assets.nope]
         description = "missing"
         [assets.nope.source]

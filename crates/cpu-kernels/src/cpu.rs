@@ -61,6 +61,34 @@ impl Isa {
     }
 }
 
+/// A tier this CPU has: only [`Supported::clamp`] makes one (the requested tier capped at
+/// [`Isa::detect`]), so code that holds one may run that tier's `#[target_feature]` functions.
+/// The public entries take a plain [`Isa`] and clamp it; the dispatch inside takes this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Supported(Isa);
+
+impl Supported {
+    /// `isa`, or the best tier this CPU has if `isa` asks for more.
+    #[inline]
+    pub(crate) fn clamp(isa: Isa) -> Supported {
+        Supported(isa.min(Isa::detect()))
+    }
+
+    /// The tier.
+    #[inline]
+    pub(crate) fn isa(self) -> Isa {
+        self.0
+    }
+}
+
+impl Isa {
+    /// `self`, or the best tier this CPU has if `self` asks for more: what every public entry
+    /// that takes an `Isa` runs on.
+    pub fn clamped(self) -> Isa {
+        Supported::clamp(self).isa()
+    }
+}
+
 /// The tier the kernels use: the CPU's best, capped by `LLAMA3_BENCH_ISA` if set.
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();

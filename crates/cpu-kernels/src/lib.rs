@@ -11,6 +11,7 @@
 //! No framework dependency: the backend wraps these in candle custom ops.
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cpu;
 pub mod matmul;

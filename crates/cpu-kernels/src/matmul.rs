@@ -1,7 +1,8 @@
 //! Matrix x activations: `y (t, rows) = x (t, cols) · Wᵀ` for one weight matrix or several that
 //! share their input (Q/K/V; gate/up), on the global [`pool`](crate::pool).
 //!
-//! Quantized types quantize `x` once per call to [`BlockQ8`] (into a reused scratch buffer), then
+//! Quantized types quantize `x` once per call to [`BlockQ8`]s in each [`ActivationFormat`] the
+//! matrices need (ggml's per-type choice; into reused scratch buffers), then
 //! split the weight rows into tasks; a task runs its rows against every token, so a weight row is
 //! read from memory once and reused from cache for the whole prompt. Dense f32/f16/bf16 rows take
 //! `x` as it is.
@@ -16,9 +17,9 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::cpu::{self, Isa};
+use crate::cpu::{self, Isa, Supported};
 use crate::pool;
-use crate::quant::{self, BlockQ8, WeightType};
+use crate::quant::{self, ActivationFormat, BlockQ8, WeightType};
 use crate::storage::Storage;
 use crate::KernelError;
 
@@ -27,8 +28,8 @@ use crate::KernelError;
 pub enum Layout {
     /// Row after row, each in its [`WeightType`] layout (as in the file).
     Rows,
-    /// Groups of 8 rows with their blocks interleaved ([`quant::interleave`]): Q4_0, Q4_1 and
-    /// Q8_0 matrices whose row count is a multiple of 8, on the SIMD tiers.
+    /// Groups of 8 rows with their blocks interleaved ([`quant::interleave`]): the types
+    /// [`quant::interleave::applies`] names, whose row count is a multiple of 8, on the SIMD tiers.
     Interleaved8,
 }
 
@@ -127,7 +128,7 @@ impl Matrix {
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<BlockQ8>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<[Vec<BlockQ8>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -156,7 +157,7 @@ pub fn matmul_many(ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f32]) -> Result
 
 /// [`matmul_many`] on a given tier (capped at what the CPU has): for tests and comparisons.
 pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f32]) -> Result<(), KernelError> {
-    let isa = isa.min(Isa::detect());
+    let isa = Supported::clamp(isa);
     let Some(first) = ws.first() else { return Ok(()) };
     let cols = first.cols;
     if let Some(w) = ws.iter().find(|w| w.cols != cols) {
@@ -173,19 +174,22 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
         gemm_tiles(ws, x, t, total_rows, y);
         return Ok(());
     }
-    let quantized = ws.iter().any(|w| w.ty.quantizes_activations());
     SCRATCH.with(|s| {
         let mut scratch = s.borrow_mut();
         let blocks = cols / 32;
-        if quantized {
-            // Every quantized type has rows of whole 32-value blocks (checked in Matrix::new).
-            scratch.clear();
-            scratch.resize(t * blocks, BlockQ8::default());
-            for (xr, qr) in x.chunks_exact(cols).zip(scratch.chunks_exact_mut(blocks)) {
-                quant::quantize_row_q8(isa, xr, qr);
+        for format in ActivationFormat::ALL {
+            if !ws.iter().any(|w| w.ty.activation_format() == Some(format)) {
+                continue;
+            }
+            // Rows are whole blocks of their type, so of its activation format (Matrix::new).
+            let buf = &mut scratch[format.index()];
+            buf.clear();
+            buf.resize(t * blocks, BlockQ8::default());
+            for (xr, qr) in x.chunks_exact(cols).zip(buf.chunks_exact_mut(blocks)) {
+                quant::quantize_row_q8_on(isa, format, xr, qr);
             }
         }
-        let xq: &[BlockQ8] = &scratch;
+        let xq: [&[BlockQ8]; 3] = [&scratch[0], &scratch[1], &scratch[2]];
         run(ws, isa, x, xq, t, cols, total_rows, y);
     });
     Ok(())
@@ -196,6 +200,7 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
 struct Out(*mut f32);
 // SAFETY: tasks write disjoint (row, token) elements; `run` returns only after all tasks finish.
 unsafe impl Send for Out {}
+// SAFETY: as for `Send`: no two tasks touch the same element.
 unsafe impl Sync for Out {}
 
 /// `y = x · [W0; W1; ...]ᵀ` through f32 tiles of up to `GEMM_TILE_ROWS` rows and gemm, the
@@ -221,7 +226,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
         TILE.with(|buf| {
             let mut buf = buf.borrow_mut();
             // f32 rows are used in place when aligned for f32 (the allocator's usual 16 bytes).
-            let direct = w.ty == WeightType::F32 && w.data.as_ptr() as usize % std::mem::align_of::<f32>() == 0;
+            let direct = w.ty == WeightType::F32 && (w.data.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>());
             let rhs: *const f32 = if direct {
                 // SAFETY: aligned (checked), and rows r0..r0+n lie inside data (Matrix::new).
                 unsafe { (w.data.as_ptr() as *const f32).add(r0 * cols) }
@@ -264,7 +269,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
+fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
     // Tasks of whole rows sized to ~64 KB of weight traffic x tokens, and at least 4 per thread
     // so a descheduled thread holds back little.
     let threads = pool::global().threads();
@@ -288,9 +293,11 @@ fn run(ws: &[&Matrix], isa: Isa, x: &[f32], xq: &[BlockQ8], t: usize, cols: usiz
         for w in ws {
             let (lo, hi) = (r.max(base), end.min(base + w.rows));
             let mut global = lo;
+            // The activations in this matrix's format (empty for types that take f32).
+            let xq = w.ty.activation_format().map_or(&[][..], |f| xq[f.index()]);
             while global < hi {
                 let local = global - base;
-                if w.layout == Layout::Interleaved8 && isa >= Isa::Avx2 && local % 8 == 0 && global + 8 <= hi {
+                if w.layout == Layout::Interleaved8 && isa.isa() >= Isa::Avx2 && local % 8 == 0 && global + 8 <= hi {
                     let group = w.group(local / 8);
                     let put8 = |tok: usize, v: &[f32; 8]| {
                         // SAFETY: as `put` below, for the 8 rows global..global+8 of this task.

@@ -7,22 +7,22 @@
 
 use std::cell::RefCell;
 
-use crate::cpu::{self, Isa};
+use crate::cpu::{self, Isa, Supported};
 use crate::pool;
 #[cfg(target_arch = "x86_64")]
 use crate::quant::x86_ops;
 
-fn dot(isa: Isa, a: &[f32], b: &[f32]) -> f32 {
-    match isa {
+fn dot(isa: Supported, a: &[f32], b: &[f32]) -> f32 {
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2/FMA detected at run time (`Isa` is at least Avx2 only then).
+        // SAFETY: a `Supported` tier of at least Avx2: AVX2/FMA detected on this CPU; any lengths.
         Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86_ops::dot_f32_avx2(a, b) },
         _ => a.iter().zip(b).map(|(x, y)| x * y).sum(),
     }
 }
 
-fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
-    match isa {
+fn axpy(isa: Supported, alpha: f32, x: &[f32], y: &mut [f32]) {
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot`.
         Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86_ops::axpy_f32_avx2(alpha, x, y) },
@@ -33,7 +33,7 @@ fn axpy(isa: Isa, alpha: f32, x: &[f32], y: &mut [f32]) {
 /// `out = x / sqrt(mean(x²) + eps) * w`, row by row (`w.len()` values per row).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     assert_eq!(x.len(), out.len(), "rms_norm: input and output sizes differ");
-    let isa = cpu::isa();
+    let isa = Supported::clamp(cpu::isa());
     for (xr, or) in x.chunks_exact(w.len()).zip(out.chunks_exact_mut(w.len())) {
         let ms = dot(isa, xr, xr) / w.len() as f32;
         let r = 1.0 / (ms + eps).sqrt();
@@ -133,6 +133,7 @@ struct OutPtr(*mut f32);
 // SAFETY: each task writes a disjoint (token, head) slice of the output; `attention` returns only
 // after all tasks finish.
 unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`: no two tasks touch the same slice.
 unsafe impl Sync for OutPtr {}
 
 /// Causal attention of `q` (`t` rows of `heads * hd`, at positions `pos..pos+t`) over the cache,
@@ -141,10 +142,10 @@ pub fn attention(q: &[f32], cache: &KvCache, heads: usize, pos: usize, out: &mut
     let (hd, kvh, cap) = (cache.head_dim, cache.kv_heads, cache.capacity);
     let width = heads * hd;
     let t = q.len() / width;
-    assert!(heads % kvh == 0 && q.len() == t * width && out.len() == q.len() && pos + t <= cap && !cache.k.is_empty());
+    assert!(heads.is_multiple_of(kvh) && q.len() == t * width && out.len() == q.len() && pos + t <= cap && !cache.k.is_empty());
     let rep = heads / kvh;
     let scale = 1.0 / (hd as f32).sqrt();
-    let isa = cpu::isa();
+    let isa = Supported::clamp(cpu::isa());
     let optr = OutPtr(out.as_mut_ptr());
     let task = move |task: usize| {
         let optr = optr;

@@ -108,7 +108,7 @@ impl Pool {
         s.remaining.store(n_tasks, Ordering::SeqCst);
         *lock(&s.panic) = None;
         *lock(&s.caller) = Some(thread::current());
-        // SAFETY (lifetime erasure): `f` outlives every use of the pointer. Workers copy it only
+        // SAFETY: lifetime erasure only; `f` outlives every use of the pointer. Workers copy it only
         // under the `job` lock while it is set, counting themselves in `active`; `JobGuard`'s drop
         // (which runs on return and on unwind alike) clears the slot under the same lock and waits
         // for `active == 0` before `run` returns and `f` can go away.

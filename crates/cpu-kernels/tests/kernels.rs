@@ -5,7 +5,7 @@
 use cpu_kernels::cpu::Isa;
 use cpu_kernels::matmul::{matmul_many_isa, Layout, Matrix};
 use cpu_kernels::quant::reference::{dequantize_q8, dequantize_row};
-use cpu_kernels::quant::{quantize_row_q8, BlockQ8, WeightType};
+use cpu_kernels::quant::{quantize_row_q8, ActivationFormat, BlockQ8, WeightType};
 use half::{bf16, f16};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -28,8 +28,14 @@ fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -
             _ => {
                 for b in row.chunks_exact_mut(ty.block_bytes()) {
                     match ty {
-                        WeightType::Q4_0 | WeightType::Q8_0 => put_f16(b, 0, rng.random_range(0.001..0.05)),
-                        WeightType::Q4_1 => {
+                        WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 => put_f16(b, 0, rng.random_range(0.001..0.05)),
+                        WeightType::IQ4NL | WeightType::IQ4XS => put_f16(b, 0, rng.random_range(0.0001..0.002)),
+                        WeightType::Q2K => {
+                            put_f16(b, 80, rng.random_range(0.001..0.05));
+                            put_f16(b, 82, rng.random_range(0.001..0.05));
+                        }
+                        WeightType::Q3K => put_f16(b, 108, rng.random_range(0.0001..0.005)),
+                        WeightType::Q4_1 | WeightType::Q5_1 => {
                             put_f16(b, 0, rng.random_range(0.001..0.05));
                             put_f16(b, 2, rng.random_range(-0.4..0.0));
                         }
@@ -45,13 +51,31 @@ fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -
             }
         }
     }
+    // Every 7th block of the ggml types gets a subnormal f16 scale (exact in every reader; the
+    // row kernels take a separate path for them).
+    if let Some(at) = match ty {
+        WeightType::Q2K => Some(80),
+        WeightType::Q3K => Some(108),
+        WeightType::Q6K => Some(208),
+        _ if ty.quantizes_activations() => Some(0),
+        _ => None,
+    } {
+        let bb = ty.block_bytes();
+        data.chunks_exact_mut(bb).step_by(7).for_each(|b| put_f16(b, at, 3.0e-6));
+    }
     Matrix::new(ty, rows, cols, data).unwrap()
 }
 
-const ALL: [WeightType; 11] = [
+const ALL: [WeightType; 17] = [
     WeightType::Q4_0,
     WeightType::Q4_1,
+    WeightType::Q5_0,
+    WeightType::Q5_1,
     WeightType::Q8_0,
+    WeightType::IQ4NL,
+    WeightType::IQ4XS,
+    WeightType::Q2K,
+    WeightType::Q3K,
     WeightType::Q4K,
     WeightType::Q5K,
     WeightType::Q6K,
@@ -68,16 +92,17 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
     let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-2.0f32..2.0)).collect();
     // The reference: weights dequantized to f32; activations as the kernel sees them (quantized
     // to Q8 for quantized types, by the scalar tier), the sum in f64.
-    let xs: Vec<f32> = if ty.quantizes_activations() {
-        let mut q = vec![BlockQ8::default(); t * cols / 32];
-        let mut back = vec![0.0; t * cols];
-        for (xr, (qr, br)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols / 32).zip(back.chunks_exact_mut(cols))) {
-            quantize_row_q8(Isa::Scalar, xr, qr);
-            dequantize_q8(qr, br);
+    let mut q = vec![BlockQ8::default(); t * cols / 32];
+    let xs: Vec<f32> = match ty.activation_format() {
+        Some(format) => {
+            let mut back = vec![0.0; t * cols];
+            for (xr, (qr, br)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols / 32).zip(back.chunks_exact_mut(cols))) {
+                quantize_row_q8(Isa::Scalar, format, xr, qr);
+                dequantize_q8(qr, br);
+            }
+            back
         }
-        back
-    } else {
-        x.clone()
+        None => x.clone(),
     };
     let mut wrow = vec![0.0f32; cols];
     let mut want = vec![0.0f64; t * rows];
@@ -87,6 +112,15 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
         for tok in 0..t {
             let xr = &xs[tok * cols..(tok + 1) * cols];
             want[tok * rows + r] = wrow.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
+            if ty.activation_format() == Some(ActivationFormat::Q8_1) {
+                // ggml's Q4_1 / Q5_1 products take the min term as m · s with Q8_1's f16 `s`,
+                // not m · d · Σq of the dequantized activations: add the difference.
+                let row = w.row(r);
+                for (b, xb) in row.chunks_exact(ty.block_bytes()).zip(&q[tok * cols / 32..(tok + 1) * cols / 32]) {
+                    let m = f16::from_le_bytes([b[2], b[3]]).to_f32() as f64;
+                    want[tok * rows + r] += m * (xb.s as f64 - xb.d as f64 * (xb.halves[0] + xb.halves[1]) as f64);
+                }
+            }
             mag[tok * rows + r] = wrow.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
         }
     }
@@ -170,21 +204,145 @@ fn fused_products_equal_separate_ones() {
     }
 }
 
+/// Every tier quantizes activations to the same blocks, bit for bit, and those blocks are ggml's:
+/// Q8_0 / Q8_1 as ggml-cpu's x86 `quantize_row_q8_0` / `_q8_1` (f16 `d = amax / 127`, codes
+/// `round_half_even(x · 127 / amax)`, Q8_1's f16 `s = d · Σq` with `d` before rounding), Q8_K as
+/// `quantize_row_q8_K_ref` (`iscale = -127 / max` for the first value of largest magnitude, codes
+/// `min(127, round_half_even(iscale · x))`, f32 `d = 1 / iscale`, sums per 16 codes), each
+/// rewritten here from those definitions.
 #[test]
-fn activation_quantization_agrees_across_tiers() {
+fn activation_quantization_is_ggmls_on_every_tier() {
     let mut rng = SmallRng::seed_from_u64(3);
-    let x: Vec<f32> = (0..576).map(|_| rng.random_range(-3.0f32..3.0)).collect();
-    let mut want = vec![BlockQ8::default(); 18];
-    quantize_row_q8(Isa::Scalar, &x, &mut want);
-    for isa in Isa::available() {
-        let mut got = vec![BlockQ8::default(); 18];
-        quantize_row_q8(isa, &x, &mut got);
-        for (a, b) in got.iter().zip(&want) {
-            assert_eq!(a.qs, b.qs, "{isa:?}");
-            assert_eq!(a.halves, b.halves, "{isa:?}");
-            assert_eq!(a.halves[0] + a.halves[1], a.qs.iter().map(|&q| q as i32).sum::<i32>());
-            assert!((a.d - b.d).abs() <= 1e-7 && (a.s - b.s).abs() <= 1e-5 * b.s.abs().max(1.0), "{isa:?}");
+    let mut x: Vec<f32> = (0..768).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    x[300] = 0.0; // a tie-free but exact value
+    x[256..288].fill(0.0); // an all-zero 32-block (an inner one of the second Q8_K block)
+                           // Block 0 tells ggml's `127 / amax` from `1 / (amax / 127)` and half-to-even from half-away:
+                           // its amax is one where the two scales differ, its other values land exactly on k + 0.5.
+    let amax = (0..10_000).map(|i| 2.0f32 + i as f32 * 1e-3).find(|&a| 127.0 / a != 1.0 / (a / 127.0)).unwrap();
+    let id = 127.0 / amax;
+    x[0] = amax;
+    let ties: Vec<f32> = (0..127).map(|k| (k as f32 + 0.5) / id).filter(|&v| (v * id).fract() == 0.5).collect();
+    assert!(ties.len() >= 31, "only {} exact ties", ties.len());
+    x[1..32].copy_from_slice(&ties[..31]);
+    for format in ActivationFormat::ALL {
+        let mut want = vec![BlockQ8::default(); 24];
+        match format {
+            ActivationFormat::Q8K => {
+                for (blocks, xs) in want.chunks_exact_mut(8).zip(x.chunks_exact(256)) {
+                    let max = xs.iter().fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+                    let iscale = -127.0 / max;
+                    for (b, xs) in blocks.iter_mut().zip(xs.chunks_exact(32)) {
+                        for (q, &v) in b.qs.iter_mut().zip(xs) {
+                            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+                        }
+                        b.d = 1.0 / iscale;
+                    }
+                }
+            }
+            _ => {
+                for (b, xs) in want.iter_mut().zip(x.chunks_exact(32)) {
+                    let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    for (q, &v) in b.qs.iter_mut().zip(xs) {
+                        *q = if amax == 0.0 { 0 } else { (v * (127.0 / amax)).round_ties_even() as i8 };
+                    }
+                    b.d = f16::from_f32(amax / 127.0).to_f32();
+                    let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+                    if format == ActivationFormat::Q8_1 {
+                        b.s = f16::from_f32(amax / 127.0 * sum as f32).to_f32();
+                    }
+                }
+            }
         }
+        for isa in Isa::available() {
+            let mut got = vec![BlockQ8::default(); 24];
+            quantize_row_q8(isa, format, &x, &mut got);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(a.qs, b.qs, "{format:?} on {isa:?}, block {i}");
+                assert_eq!(a.d, b.d, "{format:?} on {isa:?}, block {i}");
+                assert_eq!(a.halves, [&a.qs[..16], &a.qs[16..]].map(|h| h.iter().map(|&q| q as i32).sum::<i32>()), "{format:?} {isa:?} {i}");
+                if format == ActivationFormat::Q8_1 {
+                    assert_eq!(a.s, b.s, "{format:?} on {isa:?}, block {i}");
+                } else {
+                    assert_eq!(a.s, a.d * (a.halves[0] + a.halves[1]) as f32, "{format:?} on {isa:?}, block {i}");
+                }
+            }
+        }
+    }
+}
+
+/// ggml's arithmetic on every tier: for each type, each SIMD tier's product equals the scalar
+/// tier's within 1e-6 of the product's magnitude (Σ|w·x|) — the integer sums are the same, only
+/// the order of float additions differs — for one token and for a prompt batch.
+#[test]
+fn every_simd_tier_equals_the_scalar_tier() {
+    for ty in ALL {
+        let cols = if ty.block_values() == 256 { 1536 } else { 1536 + 64 };
+        let rows = 24;
+        for t in [1, 6] {
+            let mut rng = SmallRng::seed_from_u64(cols as u64 + t as u64);
+            let w = random_matrix(&mut rng, ty, rows, cols);
+            let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+            let mut want = vec![0.0; t * rows];
+            matmul_many_isa(Isa::Scalar, &[&w], &x, t, &mut want).unwrap();
+            // The magnitude: dequantized weights times the activations the kernels see.
+            let mut xs = x.clone();
+            if let Some(format) = ty.activation_format() {
+                let mut q = vec![BlockQ8::default(); cols / 32];
+                for xr in xs.chunks_exact_mut(cols) {
+                    quantize_row_q8(Isa::Scalar, format, xr, &mut q);
+                    dequantize_q8(&q, xr);
+                }
+            }
+            let mut wrow = vec![0.0f32; cols];
+            let mags: Vec<f64> = (0..t * rows)
+                .map(|i| {
+                    dequantize_row(ty, &w.row(i % rows), &mut wrow);
+                    wrow.iter().zip(&xs[(i / rows) * cols..]).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum()
+                })
+                .collect();
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; t * rows];
+                matmul_many_isa(isa, &[&w], &x, t, &mut y).unwrap();
+                for i in 0..t * rows {
+                    let diff = (y[i] as f64 - want[i] as f64).abs();
+                    assert!(
+                        diff <= 1e-6 * mags[i],
+                        "{} on {isa:?}, {t} tokens, element {i}: {} vs scalar {} (|diff| {diff:e}, magnitude {:e})",
+                        ty.label(),
+                        y[i],
+                        want[i],
+                        mags[i]
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The public entries that take a tier clamp it to what the CPU has: asking for every tier,
+/// including ones above this CPU's best, runs (no illegal instruction, no UB) and gives the
+/// result of the tier actually run, bit for bit.
+#[test]
+fn requested_tiers_are_clamped_to_the_cpu() {
+    let best = Isa::detect();
+    eprintln!("best tier on this CPU: {best:?} ({})", best.label());
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni] {
+        let want = if isa <= best { isa } else { best };
+        assert_eq!(isa.clamped(), want, "{isa:?} on a CPU whose best tier is {best:?}");
+    }
+    assert!(Isa::available().iter().all(|i| i.clamped() == *i));
+    let mut rng = SmallRng::seed_from_u64(11);
+    let x: Vec<f32> = (0..576).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    let w = random_matrix(&mut rng, WeightType::Q5_0, 16, 576);
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni] {
+        let (mut got, mut want) = (vec![BlockQ8::default(); 18], vec![BlockQ8::default(); 18]);
+        quantize_row_q8(isa, ActivationFormat::Q8_0, &x, &mut got);
+        quantize_row_q8(isa.clamped(), ActivationFormat::Q8_0, &x, &mut want);
+        assert!(got.iter().zip(&want).all(|(a, b)| a.qs == b.qs && a.d == b.d && a.s == b.s), "quantize_row_q8 on {isa:?}");
+        let (mut y, mut y_want) = (vec![0.0; 16], vec![0.0; 16]);
+        matmul_many_isa(isa, &[&w], &x, 1, &mut y).unwrap();
+        matmul_many_isa(isa.clamped(), &[&w], &x, 1, &mut y_want).unwrap();
+        assert_eq!(y, y_want, "matmul_many_isa on {isa:?}");
     }
 }
 

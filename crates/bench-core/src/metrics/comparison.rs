@@ -101,7 +101,7 @@ pub struct Quality {
 impl Quality {
     /// From two `positions x vocab` logit matrices (row-major).
     pub fn measure(framework: &str, quantize: &str, reference: &[f32], quantized: &[f32], vocab: usize) -> Result<Self> {
-        if vocab == 0 || reference.len() != quantized.len() || reference.len() % vocab != 0 {
+        if vocab == 0 || reference.len() != quantized.len() || !reference.len().is_multiple_of(vocab) {
             return Err(Error::InvalidInput(format!("logit dumps differ in size ({} vs {} values, vocabulary {vocab})", reference.len(), quantized.len())));
         }
         let positions = reference.len() / vocab;

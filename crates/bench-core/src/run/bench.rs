@@ -282,7 +282,7 @@ mod tests {
     }
 
     impl LanguageModel for CountingModel {
-        fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Logits> {
+        fn forward(&mut self, tokens: &[u32], pos: usize) -> bench_backend::Result<Logits> {
             self.calls.push((tokens.len(), pos));
             std::thread::sleep(std::time::Duration::from_millis(2));
             let mut l = vec![0.0; self.vocab];

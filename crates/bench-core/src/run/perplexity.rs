@@ -75,10 +75,10 @@ mod tests {
         offset: usize,
     }
     impl LanguageModel for Oracle {
-        fn forward(&mut self, _: &[u32], _: usize) -> Result<Logits> {
+        fn forward(&mut self, _: &[u32], _: usize) -> bench_backend::Result<Logits> {
             unreachable!()
         }
-        fn forward_all(&mut self, tokens: &[u32], _: usize) -> Result<Vec<Logits>> {
+        fn forward_all(&mut self, tokens: &[u32], _: usize) -> bench_backend::Result<Vec<Logits>> {
             let rows = (0..tokens.len())
                 .map(|i| {
                     let next = self.text.get(self.offset + i + 1).copied().unwrap_or(0) as usize;

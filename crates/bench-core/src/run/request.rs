@@ -8,6 +8,54 @@ use std::path::PathBuf;
 
 use bench_backend::backend::{DType, Device, Kernels, Quantize};
 use bench_hub::files::ModelType;
+use bench_hub::registry::Size;
+
+/// A framework of this project: each has its own binary (`native-only`, ...) that `compare`
+/// runs in its own process. The one place framework names are spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Framework {
+    /// candle with the project's CPU kernels (`backend-native`).
+    Native,
+    /// libtorch through tch (`backend-torch`).
+    Torch,
+    /// llama.cpp through llama-cpp-2 (`backend-llamacpp`).
+    Llamacpp,
+}
+
+impl Framework {
+    /// Every framework, in report order.
+    pub const ALL: [Framework; 3] = [Framework::Native, Framework::Torch, Framework::Llamacpp];
+
+    /// The name in reports and on command lines ("native").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framework::Native => "native",
+            Framework::Torch => "torch",
+            Framework::Llamacpp => "llamacpp",
+        }
+    }
+
+    /// Its binary's (and package's) name ("native-only").
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Framework::Native => "native-only",
+            Framework::Torch => "torch-only",
+            Framework::Llamacpp => "llamacpp-only",
+        }
+    }
+
+    /// Opt-in frameworks need a C++ toolchain to build: in `compare`'s default set only when built.
+    pub fn is_opt_in(self) -> bool {
+        matches!(self, Framework::Llamacpp)
+    }
+}
+
+impl std::fmt::Display for Framework {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Which model the child loads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -18,7 +66,7 @@ pub enum ModelChoice {
     /// A registry model by name.
     Registry(String),
     /// A Llama 3 size of the registry (1B, 8B, 70B, 405B).
-    Size(String),
+    Size(Size),
     /// A model file or folder.
     Path(PathBuf),
 }
@@ -78,7 +126,7 @@ impl BenchRequest {
         match &self.model {
             ModelChoice::Default => {}
             ModelChoice::Registry(name) => flag("model", name.clone()),
-            ModelChoice::Size(size) => flag("size", size.clone()),
+            ModelChoice::Size(size) => flag("size", size.to_string()),
             ModelChoice::Path(path) => flag("model-path", path.display().to_string()),
         }
         if let Some(t) = self.model_type {

@@ -7,7 +7,13 @@
 //! |---|---|---|---|
 //! | Q4_0 | 32 | 18: f16 d, 16 B nibbles | `d * (q - 8)`, q in 0..16; low nibbles = values 0..16, high = 16..32 |
 //! | Q4_1 | 32 | 20: f16 d, f16 m, 16 B | `d * q + m` |
+//! | Q5_0 | 32 | 22: f16 d, u32 qh (fifth bits), 16 B nibbles | `d * (q - 16)`, q in 0..32; bit j of qh is value j's bit 4 |
+//! | Q5_1 | 32 | 24: f16 d, f16 m, u32 qh, 16 B | `d * q + m` |
 //! | Q8_0 | 32 | 34: f16 d, 32 i8 | `d * q` |
+//! | IQ4_NL | 32 | 18: f16 d, 16 B nibbles (Q4_0's order) | `d * kvalues_iq4nl[q]` ([`reference::IQ4NL_CODEBOOK`]) |
+//! | IQ4_XS | 256 | 136: f16 d, u16 scales_h, 4 B scales_l, 128 B nibbles | `d * (ls_j - 32) * kvalues_iq4nl[q]`, 6-bit `ls_j` per 32-value sub-block j |
+//! | Q2_K | 256 | 84: 16 B scales (low nibble scale, high nibble min), 64 B 2-bit codes, f16 d, f16 dmin | `d * sc_i * q - dmin * m_i` per 16-value group i |
+//! | Q3_K | 256 | 110: 32 B high bits, 64 B 2-bit codes, 12 B packed 6-bit scales, f16 d | `d * (sc_i - 32) * (q - 4)`, q in 0..8, per 16-value group i |
 //! | Q4_K | 256 | 144: f16 d, f16 dmin, 12 B packed 6-bit scales/mins, 128 B nibbles | `d * sc_j * q - dmin * m_j` per 32-value sub-block j |
 //! | Q5_K | 256 | 176: as Q4_K + 32 B of fifth bits | as Q4_K with q in 0..32 |
 //! | Q6_K | 256 | 210: 128 B low nibbles, 64 B high 2-bit pairs, 16 i8 scales, f16 d | `d * sc_i * (q - 32)` per 16-value group i |
@@ -18,9 +24,13 @@
 //! - [`Nf4`](WeightType::Nf4): 4-bit NormalFloat, blocks of 64 values (bench-core's): the f32
 //!   absmax, then two runs of 16 bytes in Q4_0's nibble order.
 //!
-//! For the ggml types, activations are quantized once per product to [`BlockQ8`] (32 i8 values,
-//! an f32 scale and the scaled sum: llama.cpp's Q8_1), as llama.cpp does. int8 and NF4 take f32
-//! activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
+//! For the ggml types, activations are quantized once per product the way ggml quantizes them
+//! for that weight type (its `vec_dot_type`, [`ActivationFormat`]): Q8_0 blocks (f16 scale) for
+//! Q4_0, Q5_0, Q8_0 and IQ4_NL; Q8_1 (f16 scale, f16 scaled sum) for Q4_1 and Q5_1; Q8_K (one f32
+//! scale per 256 values, sums per 16) for the K-quants and IQ4_XS. Each is held as [`BlockQ8`]s of
+//! 32 codes, so the integer sums of every product are ggml's and only the order in which floats
+//! are added differs (between tiers too: a test holds every SIMD tier to the scalar one within
+//! 1e-6 of the product's magnitude). int8 and NF4 take f32 activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
 //! so the two frameworks' quantized results agree), still reading only the codes.
 
 pub mod interleave;
@@ -34,7 +44,7 @@ pub(crate) mod x86_ops {
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use crate::cpu::Isa;
+use crate::cpu::{Isa, Supported};
 
 /// A weight matrix's storage type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,8 +53,20 @@ pub enum WeightType {
     Q4_0,
     /// ggml Q4_1.
     Q4_1,
+    /// ggml Q5_0.
+    Q5_0,
+    /// ggml Q5_1.
+    Q5_1,
     /// ggml Q8_0.
     Q8_0,
+    /// ggml IQ4_NL (type 20).
+    IQ4NL,
+    /// ggml IQ4_XS (type 23).
+    IQ4XS,
+    /// ggml Q2_K.
+    Q2K,
+    /// ggml Q3_K.
+    Q3K,
     /// ggml Q4_K.
     Q4K,
     /// ggml Q5_K.
@@ -68,9 +90,9 @@ impl WeightType {
     /// Values per block (1 for dense types, the row for int8 whose scale is per row).
     pub fn block_values(self) -> usize {
         match self {
-            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Int8 => 32,
+            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q5_0 | WeightType::Q5_1 | WeightType::Q8_0 | WeightType::IQ4NL | WeightType::Int8 => 32,
             WeightType::Nf4 => 64,
-            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K => 256,
+            WeightType::Q4K | WeightType::Q5K | WeightType::Q6K | WeightType::IQ4XS | WeightType::Q2K | WeightType::Q3K => 256,
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => 1,
         }
     }
@@ -80,7 +102,13 @@ impl WeightType {
         match self {
             WeightType::Q4_0 => 18,
             WeightType::Q4_1 => 20,
+            WeightType::Q5_0 => 22,
+            WeightType::Q5_1 => 24,
             WeightType::Q8_0 => 34,
+            WeightType::IQ4NL => 18,
+            WeightType::IQ4XS => 136,
+            WeightType::Q2K => 84,
+            WeightType::Q3K => 110,
             WeightType::Q4K => 144,
             WeightType::Q5K => 176,
             WeightType::Q6K => 210,
@@ -91,15 +119,26 @@ impl WeightType {
         }
     }
 
-    /// Whether products quantize the activations to [`BlockQ8`] first (the ggml block types);
-    /// the others take f32 activations.
+    /// How products quantize the activations for this type (ggml's `vec_dot_type`), or `None`
+    /// for the types that take f32 activations.
+    pub fn activation_format(self) -> Option<ActivationFormat> {
+        match self {
+            WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 | WeightType::IQ4NL => Some(ActivationFormat::Q8_0),
+            WeightType::Q4_1 | WeightType::Q5_1 => Some(ActivationFormat::Q8_1),
+            WeightType::Q2K | WeightType::Q3K | WeightType::Q4K | WeightType::Q5K | WeightType::Q6K | WeightType::IQ4XS => Some(ActivationFormat::Q8K),
+            WeightType::Int8 | WeightType::Nf4 | WeightType::F32 | WeightType::F16 | WeightType::BF16 => None,
+        }
+    }
+
+    /// Whether products quantize the activations to [`BlockQ8`] first (the ggml block types, in
+    /// their [`WeightType::activation_format`]); the others take f32 activations.
     pub fn quantizes_activations(self) -> bool {
-        matches!(self, WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q8_0 | WeightType::Q4K | WeightType::Q5K | WeightType::Q6K)
+        !matches!(self, WeightType::Int8 | WeightType::Nf4 | WeightType::F32 | WeightType::F16 | WeightType::BF16)
     }
 
     /// Bytes of one row of `cols` values, or `None` when `cols` is not a whole number of blocks.
     pub fn row_bytes(self, cols: usize) -> Option<usize> {
-        if cols == 0 || cols % self.block_values() != 0 {
+        if cols == 0 || !cols.is_multiple_of(self.block_values()) {
             return None;
         }
         let blocks = cols / self.block_values();
@@ -112,7 +151,13 @@ impl WeightType {
         match self {
             WeightType::Q4_0 => "q4_0",
             WeightType::Q4_1 => "q4_1",
+            WeightType::Q5_0 => "q5_0",
+            WeightType::Q5_1 => "q5_1",
             WeightType::Q8_0 => "q8_0",
+            WeightType::IQ4NL => "iq4_nl",
+            WeightType::IQ4XS => "iq4_xs",
+            WeightType::Q2K => "q2_k",
+            WeightType::Q3K => "q3_k",
             WeightType::Q4K => "q4_k",
             WeightType::Q5K => "q5_k",
             WeightType::Q6K => "q6_k",
@@ -125,41 +170,106 @@ impl WeightType {
     }
 }
 
-/// 32 activations quantized: `x ≈ d * qs`, `s = d * Σ qs` and the two half sums of `qs` (used by
-/// types with an offset).
+/// How ggml quantizes the activations a weight type is multiplied with (`vec_dot_type` in
+/// ggml-cpu's type traits; the quantizers are `quantize_row_q8_0` / `_q8_1` of ggml-cpu's x86
+/// code and `quantize_row_q8_K_ref` of `ggml-quants.c`, which x86 uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActivationFormat {
+    /// Blocks of 32: `d = amax / 127` stored as f16, codes `round_even(x · 127 / amax)`.
+    Q8_0,
+    /// As Q8_0, and `s = d · Σ codes` (d before its f16 rounding) stored as f16.
+    Q8_1,
+    /// Blocks of 256: `max` the value of largest magnitude (first one), `iscale = -127 / max`,
+    /// codes `min(127, round_even(iscale · x))`, `d = 1 / iscale` as f32, code sums per 16.
+    Q8K,
+}
+
+impl ActivationFormat {
+    /// All formats, in [`ActivationFormat::index`] order.
+    pub const ALL: [ActivationFormat; 3] = [ActivationFormat::Q8_0, ActivationFormat::Q8_1, ActivationFormat::Q8K];
+
+    /// Position in [`ActivationFormat::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Values per block of the ggml format (a multiple of 32).
+    pub fn block_values(self) -> usize {
+        match self {
+            ActivationFormat::Q8_0 | ActivationFormat::Q8_1 => 32,
+            ActivationFormat::Q8K => 256,
+        }
+    }
+}
+
+/// 32 activations quantized in one of the [`ActivationFormat`]s: `x ≈ d * qs`; `s ≈ d * Σ qs`
+/// (Q8_1: ggml's f16 `s`); the two half sums of `qs` (Q8_K's `bsums`; used by types with an
+/// offset). Q8_K's 256-value blocks are 8 of these with one `d`.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
 pub struct BlockQ8 {
-    /// Scale.
+    /// Scale (Q8_0 / Q8_1: the f16 value as f32).
     pub d: f32,
-    /// `d` times the sum of `qs`.
+    /// The scaled sum of `qs` (Q8_1: ggml's f16 value as f32).
     pub s: f32,
-    /// Codes, `round(x / d)` in -127..=127.
+    /// Codes in -127..=127.
     pub qs: [i8; 32],
     /// Sums of `qs[0..16]` and `qs[16..32]` (Q6_K's offset of 32 is per 16 values).
     pub halves: [i32; 2],
 }
 
-/// Quantizes one row of activations (`x.len() == 32 * out.len()`).
-pub fn quantize_row_q8(isa: Isa, x: &[f32], out: &mut [BlockQ8]) {
-    assert_eq!(x.len(), out.len() * 32, "activation row is not a whole number of 32-value blocks");
-    match isa {
+/// Quantizes one row of activations in `format` (`x.len() == 32 * out.len()`, a whole number of
+/// the format's blocks) on tier `isa`, clamped to what this CPU has ([`Isa::clamped`]): asking
+/// for a tier the CPU lacks runs the best one it has. Every tier gives the same blocks.
+pub fn quantize_row_q8(isa: Isa, format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
+    quantize_row_q8_on(Supported::clamp(isa), format, x, out)
+}
+
+/// [`quantize_row_q8`] on a tier already clamped.
+pub(crate) fn quantize_row_q8_on(isa: Supported, format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
+    assert!(
+        x.len() == out.len() * 32 && x.len().is_multiple_of(format.block_values()),
+        "{} activations are not a whole number of {format:?} blocks ({} blocks given)",
+        x.len(),
+        out.len()
+    );
+    match (isa.isa(), format) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa` is at least Avx2 only when `cpu::Isa::detect` found AVX2/FMA/F16C.
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86::quantize_row_q8_avx2(x, out) },
-        _ => scalar::quantize_row_q8(x, out),
+        // SAFETY: as below; whole 256-value blocks checked above.
+        (Isa::Avx2 | Isa::Avx512Vnni, ActivationFormat::Q8K) => unsafe { x86::quantize_row_q8k_avx2(x, out) },
+        (_, ActivationFormat::Q8K) => scalar::quantize_row_q8k(x, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a `Supported` tier of at least Avx2 means AVX2/FMA/F16C were detected; lengths checked above.
+        (Isa::Avx2 | Isa::Avx512Vnni, _) => unsafe { x86::quantize_row_q8_avx2(format, x, out) },
+        _ => scalar::quantize_row_q8(format, x, out),
+    }
+}
+
+/// Bytes of a row of `ty` that `blocks` Q8 activation blocks cover (`None` if they do not cover
+/// whole blocks of `ty`). Cheap (no division by a run-time value): the kernels check it per row.
+#[inline]
+fn q8_row_bytes(ty: WeightType, blocks: usize) -> Option<usize> {
+    match ty.block_values() {
+        32 => Some(blocks * ty.block_bytes()),
+        256 if blocks.is_multiple_of(8) => Some(blocks / 8 * ty.block_bytes()),
+        _ => None,
     }
 }
 
 /// Dot product of one weight row (`row`, bytes of type `ty`) with quantized activations `a`
-/// (the row's values / 32 blocks). Lengths are checked by the caller ([`crate::matmul`]).
+/// (the row's values / 32 blocks). Panics if the lengths disagree or `ty` takes f32 activations.
 #[inline]
-pub(crate) fn dot_q8(isa: Isa, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
-    debug_assert_eq!(Some(row.len()), ty.row_bytes(a.len() * 32));
-    match isa {
+pub(crate) fn dot_q8(isa: Supported, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
+    assert!(
+        ty.quantizes_activations() && q8_row_bytes(ty, a.len()) == Some(row.len()),
+        "{} row of {} bytes vs {} activation blocks",
+        ty.label(),
+        row.len(),
+        a.len()
+    );
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the tier was detected at run time (`cpu::Isa::detect`); lengths checked above
-        // (debug) and at the product's entry (always).
+        // SAFETY: the tier is `Supported` (detected on this CPU); lengths and type checked above.
         Isa::Avx2 => unsafe { x86::dot_q8_avx2(ty, row, a) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for the AVX-512 VNNI tier.
@@ -170,9 +280,15 @@ pub(crate) fn dot_q8(isa: Isa, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32
 
 /// [`dot_q8`] of one weight row with four token rows at once (all of `a`'s rows the same length).
 #[inline]
-pub(crate) fn dot_q8_x4(isa: Isa, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
-    debug_assert!(a.iter().all(|r| Some(row.len()) == ty.row_bytes(r.len() * 32)));
-    match isa {
+pub(crate) fn dot_q8_x4(isa: Supported, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
+    assert!(
+        ty.quantizes_activations() && a.iter().all(|r| r.len() == a[0].len()) && q8_row_bytes(ty, a[0].len()) == Some(row.len()),
+        "{} row of {} bytes vs activation rows of {:?} blocks",
+        ty.label(),
+        row.len(),
+        a.map(|r| r.len())
+    );
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot_q8`.
         Isa::Avx2 => unsafe { x86::dot_q8_x4_avx2(ty, row, a) },
@@ -185,11 +301,18 @@ pub(crate) fn dot_q8_x4(isa: Isa, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]
 
 /// Eight interleaved rows ([`interleave`]'s layout, `group` is their bytes) times one token's
 /// activations: the 8 results in row order. Only for the SIMD tiers (the caller unpacks rows for
-/// the scalar one).
+/// the scalar one); panics on the scalar tier, on a type that is not interleaved, or on lengths
+/// that disagree.
 #[inline]
-pub(crate) fn dot_q8_group(isa: Isa, ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
-    debug_assert_eq!(Some(group.len()), ty.row_bytes(a.len() * 32).map(|b| b * interleave::GROUP));
-    match isa {
+pub(crate) fn dot_q8_group(isa: Supported, ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
+    assert!(
+        interleave::applies(ty, interleave::GROUP) && q8_row_bytes(ty, a.len()).map(|b| b * interleave::GROUP) == Some(group.len()),
+        "{} group of {} bytes vs {} activation blocks",
+        ty.label(),
+        group.len(),
+        a.len()
+    );
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot_q8`.
         Isa::Avx2 => unsafe { x86::group_q8_avx2(ty, group, a) },
@@ -202,9 +325,17 @@ pub(crate) fn dot_q8_group(isa: Isa, ty: WeightType, group: &[u8], a: &[BlockQ8]
 
 /// [`dot_q8_group`] with four tokens at once: `[token][row]`.
 #[inline]
-pub(crate) fn dot_q8_group_x4(isa: Isa, ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
-    debug_assert!(a.iter().all(|r| Some(group.len()) == ty.row_bytes(r.len() * 32).map(|b| b * interleave::GROUP)));
-    match isa {
+pub(crate) fn dot_q8_group_x4(isa: Supported, ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
+    assert!(
+        interleave::applies(ty, interleave::GROUP)
+            && a.iter().all(|r| r.len() == a[0].len())
+            && q8_row_bytes(ty, a[0].len()).map(|b| b * interleave::GROUP) == Some(group.len()),
+        "{} group of {} bytes vs activation rows of {:?} blocks",
+        ty.label(),
+        group.len(),
+        a.map(|r| r.len())
+    );
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as in `dot_q8`.
         Isa::Avx2 => unsafe { x86::group_q8_x4_avx2(ty, group, a) },
@@ -215,13 +346,14 @@ pub(crate) fn dot_q8_group_x4(isa: Isa, ty: WeightType, group: &[u8], a: [&[Bloc
     }
 }
 
-/// Dot product of one weight row that takes f32 activations (f32/f16/bf16, int8, NF4).
+/// Dot product of one weight row that takes f32 activations (f32/f16/bf16, int8, NF4). Panics if
+/// the lengths disagree or `ty` takes Q8 activations.
 #[inline]
-pub(crate) fn dot_dense(isa: Isa, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    debug_assert_eq!(Some(row.len()), ty.row_bytes(x.len()));
-    match isa {
+pub(crate) fn dot_dense(isa: Supported, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    assert!(!ty.quantizes_activations() && ty.row_bytes(x.len()) == Some(row.len()), "{} row of {} bytes vs {} activations", ty.label(), row.len(), x.len());
+    match isa.isa() {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2/FMA/F16C detected at run time; lengths checked at the product's entry.
+        // SAFETY: AVX2/FMA/F16C detected (a `Supported` tier of at least Avx2); lengths checked above.
         Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86::dot_dense_avx2(ty, row, x) },
         _ => scalar::dot_dense(ty, row, x),
     }

@@ -10,22 +10,26 @@ use super::{BlockQ8, WeightType};
 /// bench-core's `quant` uses; a native-backend test checks they are equal).
 pub const NF4_CODEBOOK: [f32; 16] = [
     -1.0,
-    -0.696_192_800_998_687_7,
-    -0.525_073_051_452_636_7,
-    -0.394_917_488_098_144_53,
-    -0.284_441_381_692_886_35,
-    -0.184_773_433_208_465_58,
-    -0.091_050_036_251_544_95,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
     0.0,
-    0.079_580_299_556_255_34,
-    0.160_930_201_411_247_25,
-    0.246_112_301_945_686_34,
-    0.337_915_241_718_292_24,
-    0.440_709_829_330_444_34,
-    0.562_617_003_917_694_1,
-    0.722_956_836_223_602_3,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
     1.0,
 ];
+
+/// IQ4_NL's and IQ4_XS's 16-entry non-linear code book (ggml's `kvalues_iq4nl`, `ggml-common.h`):
+/// a 4-bit code `q` stands for `d * IQ4NL_CODEBOOK[q]`.
+pub const IQ4NL_CODEBOOK: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
@@ -42,6 +46,36 @@ pub(crate) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     } else {
         ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
+}
+
+/// The 5-bit code of value `j` (0..32) of a Q5_0 / Q5_1 block whose fifth bits are `qh` and
+/// nibbles `qs` (ggml's order: low nibbles are values 0..16, high nibbles 16..32; bit `j` of `qh`
+/// is value `j`'s fifth bit).
+#[inline]
+pub(crate) fn q5_code(qh: u32, qs: &[u8], j: usize) -> u8 {
+    let nibble = if j < 16 { qs[j] & 0xF } else { qs[j - 16] >> 4 };
+    nibble | ((((qh >> j) & 1) as u8) << 4)
+}
+
+/// The 6-bit scale of sub-block `ib` (0..8) of an IQ4_XS block, minus 32 (ggml's
+/// `dequantize_row_iq4_xs`): low 4 bits from `scales_l` (bytes 4..8), high 2 from `scales_h`.
+#[inline]
+pub(crate) fn iq4xs_scale(b: &[u8], ib: usize) -> i32 {
+    let scales_h = u16::from_le_bytes([b[2], b[3]]) as i32;
+    let low = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF;
+    (low as i32 | (((scales_h >> (2 * ib)) & 3) << 4)) - 32
+}
+
+/// The 16 signed 6-bit scales of a Q3_K block (minus 32), unpacked from its 12 bytes as ggml's
+/// `quantize_row_q3_K_ref` packs them: scale `j`'s low 4 bits are the low (j < 8) or high nibble
+/// of byte `j % 8`, its high 2 bits are bits `2 (j / 4)` of byte `8 + j % 4`.
+#[inline]
+pub(crate) fn q3k_scales(scales: &[u8]) -> [i32; 16] {
+    std::array::from_fn(|j| {
+        let low = if j < 8 { scales[j] & 0xF } else { scales[j - 8] >> 4 };
+        let high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+        (low | (high << 4)) as i32 - 32
+    })
 }
 
 /// Dequantizes one row (`row` bytes of type `ty`) into `out` (`out.len()` values).
@@ -85,6 +119,83 @@ pub fn dequantize_row(ty: WeightType, row: &[u8], out: &mut [f32]) {
                     };
                     y[j] = a;
                     y[j + 16] = c;
+                }
+            }
+        }
+        WeightType::Q5_0 | WeightType::Q5_1 => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
+                let qh = u32::from_le_bytes([b[bb - 20], b[bb - 19], b[bb - 18], b[bb - 17]]);
+                let qs = &b[bb - 16..];
+                let d = f16_at(b, 0);
+                for j in 0..16 {
+                    let x0 = ((qs[j] & 0xF) as u32 | (((qh >> j) << 4) & 0x10)) as f32;
+                    let x1 = ((qs[j] >> 4) as u32 | ((qh >> (j + 12)) & 0x10)) as f32;
+                    (y[j], y[j + 16]) = match ty {
+                        WeightType::Q5_0 => (d * (x0 - 16.0), d * (x1 - 16.0)),
+                        _ => (d * x0 + f16_at(b, 2), d * x1 + f16_at(b, 2)),
+                    };
+                }
+            }
+        }
+        WeightType::IQ4NL => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
+                let d = f16_at(b, 0);
+                for j in 0..16 {
+                    y[j] = d * IQ4NL_CODEBOOK[(b[2 + j] & 0xF) as usize] as f32;
+                    y[j + 16] = d * IQ4NL_CODEBOOK[(b[2 + j] >> 4) as usize] as f32;
+                }
+            }
+        }
+        WeightType::IQ4XS => {
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(256)) {
+                let d = f16_at(b, 0);
+                let scales_h = u16::from_le_bytes([b[2], b[3]]) as i32;
+                for (ib, y) in y.chunks_exact_mut(32).enumerate() {
+                    let ls = ((b[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) as i32 | (((scales_h >> (2 * ib)) & 3) << 4);
+                    let dl = d * (ls - 32) as f32;
+                    let qs = &b[8 + 16 * ib..8 + 16 * (ib + 1)];
+                    for j in 0..16 {
+                        y[j] = dl * IQ4NL_CODEBOOK[(qs[j] & 0xF) as usize] as f32;
+                        y[j + 16] = dl * IQ4NL_CODEBOOK[(qs[j] >> 4) as usize] as f32;
+                    }
+                }
+            }
+        }
+        WeightType::Q2K => {
+            // scales[16] (low nibble scale, high nibble min, per 16 values), qs[64], d, dmin.
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(256)) {
+                let (sc, qs) = (&b[0..16], &b[16..80]);
+                let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+                for (v, o) in y.iter_mut().enumerate() {
+                    // Value v = 128 n + 32 j + l: bits 2j of byte 32 n + l, scale 16-group v / 16.
+                    let (n, j, l) = (v / 128, (v % 128) / 32, v % 32);
+                    let q = (qs[32 * n + l] >> (2 * j)) & 3;
+                    let s = sc[v / 16];
+                    *o = d * (s & 0xF) as f32 * q as f32 - dmin * (s >> 4) as f32;
+                }
+            }
+        }
+        WeightType::Q3K => {
+            // hmask[32], qs[64], scales[12], d: q = 2 low bits | high bit << 2, minus 4.
+            for (b, y) in row.chunks_exact(bb).zip(out.chunks_exact_mut(256)) {
+                let (hm, qs) = (&b[0..32], &b[32..96]);
+                // ggml's unpacking of the 12 scale bytes into 16 signed bytes (4 little-endian words).
+                let word = |k: usize| u32::from_le_bytes([b[96 + 4 * k], b[97 + 4 * k], b[98 + 4 * k], b[99 + 4 * k]]);
+                let (a0, a1, tmp) = (word(0), word(1), word(2));
+                let (kmask1, kmask2) = (0x0303_0303u32, 0x0f0f_0f0fu32);
+                let aux = [
+                    (a0 & kmask2) | ((tmp & kmask1) << 4),
+                    (a1 & kmask2) | (((tmp >> 2) & kmask1) << 4),
+                    ((a0 >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4),
+                    ((a1 >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4),
+                ];
+                let scales: Vec<i32> = aux.iter().flat_map(|w| w.to_le_bytes()).map(|v| v as i8 as i32 - 32).collect();
+                let d = f16_at(b, 108);
+                for (v, o) in y.iter_mut().enumerate() {
+                    let (n, j, l) = (v / 128, (v % 128) / 32, v % 32);
+                    let low = (qs[32 * n + l] >> (2 * j)) & 3;
+                    let high = (hm[l] >> (4 * n + j)) & 1;
+                    *o = d * scales[v / 16] as f32 * ((low | (high << 2)) as i32 - 4) as f32;
                 }
             }
         }

@@ -1,26 +1,68 @@
 //! Portable kernels: any CPU. Integer dot products per 32-value block, like the SIMD ones, so all
 //! tiers compute the same sums (up to float rounding order).
 
-use half::bf16;
+use half::{bf16, f16};
 
-use super::reference::NF4_CODEBOOK;
-use super::reference::{f16_at, scale_min_k4};
-use super::{BlockQ8, WeightType};
+use super::reference::{f16_at, iq4xs_scale, q3k_scales, q5_code, scale_min_k4};
+use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
+use super::{ActivationFormat, BlockQ8, WeightType};
 
-pub(super) fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
+/// Q8_0 / Q8_1 blocks as ggml-cpu's x86 `quantize_row_q8_0` / `_q8_1` make them (scale
+/// `127 / amax`, round half to even).
+pub(super) fn quantize_row_q8(format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
     for (b, xs) in out.iter_mut().zip(x.chunks_exact(32)) {
         let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
-        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-        let mut sum = 0i32;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         for (q, &v) in b.qs.iter_mut().zip(xs) {
             *q = (v * id).round_ties_even() as i8;
-            sum += *q as i32;
         }
-        b.d = d;
-        b.s = d * sum as f32;
-        b.halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
+        let halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
+        finish_q8_block(format, b, amax / 127.0, halves);
     }
+}
+
+/// A Q8_0 / Q8_1 block's stored scale and sum from `d = amax / 127` and its codes' half sums
+/// (both tiers).
+pub(super) fn finish_q8_block(format: ActivationFormat, b: &mut BlockQ8, d: f32, halves: [i32; 2]) {
+    b.halves = halves;
+    let sum = b.halves[0] + b.halves[1];
+    b.d = f16::from_f32(d).to_f32();
+    b.s = match format {
+        ActivationFormat::Q8_1 => f16::from_f32(d * sum as f32).to_f32(),
+        _ => b.d * sum as f32,
+    };
+}
+
+/// Q8_K blocks as ggml's `quantize_row_q8_K_ref` makes them, each as 8 [`BlockQ8`]s sharing `d`.
+pub(super) fn quantize_row_q8k(x: &[f32], out: &mut [BlockQ8]) {
+    for (blocks, xs) in out.chunks_exact_mut(8).zip(x.chunks_exact(256)) {
+        // The value of largest magnitude, the first one on ties (ggml's strict `>`).
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in xs {
+            if v.abs() > amax {
+                (amax, max) = (v.abs(), v);
+            }
+        }
+        if amax == 0.0 {
+            blocks.fill(BlockQ8::default());
+            continue;
+        }
+        let iscale = -127.0 / max;
+        let d = 1.0 / iscale;
+        for (b, xs) in blocks.iter_mut().zip(xs.chunks_exact(32)) {
+            for (q, &v) in b.qs.iter_mut().zip(xs) {
+                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+            }
+            b.halves = [isum(&b.qs[..16]), isum(&b.qs[16..])];
+            b.d = d;
+            b.s = d * (b.halves[0] + b.halves[1]) as f32;
+        }
+    }
+}
+
+/// Σ kvalues_iq4nl[q] · x over a 32-value IQ4 run (16 bytes of nibbles, Q4_0's order).
+fn iq4_dot(qs: &[u8], x: &[i8; 32]) -> i32 {
+    (0..16).map(|j| IQ4NL_CODEBOOK[(qs[j] & 0xF) as usize] as i32 * x[j] as i32 + IQ4NL_CODEBOOK[(qs[j] >> 4) as usize] as i32 * x[j + 16] as i32).sum()
 }
 
 fn isum(a: &[i8]) -> i32 {
@@ -34,14 +76,72 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
         WeightType::Q4_0 | WeightType::Q4_1 => {
             for (b, x) in row.chunks_exact(bb).zip(a) {
                 let qs = &b[bb - 16..];
-                let mut dot = 0i32;
-                for j in 0..16 {
-                    dot += (qs[j] & 0xF) as i32 * x.qs[j] as i32 + (qs[j] >> 4) as i32 * x.qs[j + 16] as i32;
-                }
+                let dot: i32 = qs.iter().enumerate().map(|(j, &q)| (q & 0xF) as i32 * x.qs[j] as i32 + (q >> 4) as i32 * x.qs[j + 16] as i32).sum();
                 acc += match ty {
                     WeightType::Q4_0 => f16_at(b, 0) * x.d * (dot - 8 * isum(&x.qs)) as f32,
                     _ => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
                 };
+            }
+        }
+        WeightType::Q5_0 | WeightType::Q5_1 => {
+            for (b, x) in row.chunks_exact(bb).zip(a) {
+                let qh = u32::from_le_bytes([b[bb - 20], b[bb - 19], b[bb - 18], b[bb - 17]]);
+                let qs = &b[bb - 16..];
+                let dot: i32 = (0..32).map(|j| q5_code(qh, qs, j) as i32 * x.qs[j] as i32).sum();
+                acc += match ty {
+                    WeightType::Q5_0 => f16_at(b, 0) * x.d * (dot - 16 * isum(&x.qs)) as f32,
+                    _ => f16_at(b, 0) * x.d * dot as f32 + f16_at(b, 2) * x.s,
+                };
+            }
+        }
+        WeightType::IQ4NL => {
+            for (b, x) in row.chunks_exact(bb).zip(a) {
+                acc += f16_at(b, 0) * x.d * iq4_dot(&b[2..18], &x.qs) as f32;
+            }
+        }
+        WeightType::IQ4XS => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let d = f16_at(b, 0);
+                for (ib, xb) in x.iter().enumerate() {
+                    let dot = iq4_dot(&b[8 + 16 * ib..8 + 16 * (ib + 1)], &xb.qs);
+                    acc += d * xb.d * (iq4xs_scale(b, ib) * dot) as f32;
+                }
+            }
+        }
+        WeightType::Q2K => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let (sc, qs) = (&b[0..16], &b[16..80]);
+                let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+                // Activation block 4n + j: 2-bit field j of qs bytes 32n..32n+32; scales 2(4n+j), +1.
+                for (k, xb) in x.iter().enumerate() {
+                    let (n, j) = (k / 4, k % 4);
+                    let mut sums = [0i32; 2];
+                    for l in 0..32 {
+                        sums[l / 16] += ((qs[32 * n + l] >> (2 * j)) & 3) as i32 * xb.qs[l] as i32;
+                    }
+                    let (s0, s1) = (sc[2 * k], sc[2 * k + 1]);
+                    let dot = (s0 & 0xF) as i32 * sums[0] + (s1 & 0xF) as i32 * sums[1];
+                    let mins = (s0 >> 4) as i32 * xb.halves[0] + (s1 >> 4) as i32 * xb.halves[1];
+                    acc += d * xb.d * dot as f32 - dmin * xb.d * mins as f32;
+                }
+            }
+        }
+        WeightType::Q3K => {
+            for (b, x) in row.chunks_exact(bb).zip(a.chunks_exact(8)) {
+                let (hm, qs) = (&b[0..32], &b[32..96]);
+                let scales = q3k_scales(&b[96..108]);
+                let d = f16_at(b, 108);
+                for (k, xb) in x.iter().enumerate() {
+                    let (n, j) = (k / 4, k % 4);
+                    let mut sums = [0i32; 2];
+                    for l in 0..32 {
+                        let q = ((qs[32 * n + l] >> (2 * j)) & 3) | (((hm[l] >> (4 * n + j)) & 1) << 2);
+                        sums[l / 16] += q as i32 * xb.qs[l] as i32;
+                    }
+                    // Codes are q - 4: the 4 comes off through the activations' half sums.
+                    let dot = scales[2 * k] * (sums[0] - 4 * xb.halves[0]) + scales[2 * k + 1] * (sums[1] - 4 * xb.halves[1]);
+                    acc += d * xb.d * dot as f32;
+                }
             }
         }
         WeightType::Q8_0 => {

@@ -15,12 +15,15 @@
 
 use std::arch::x86_64::*;
 
-use super::reference::scale_min_k4;
-use super::reference::NF4_CODEBOOK;
-use super::{BlockQ8, WeightType};
+use super::reference::{iq4xs_scale, q3k_scales, scale_min_k4};
+use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
+use super::{ActivationFormat, BlockQ8, WeightType};
 
 /// `u` (unsigned bytes) times `s` (signed bytes), summed in groups of 4 into i32 lanes.
 trait DotU8I8 {
+    /// # Safety
+    ///
+    /// The CPU has the implementing tier's instructions (`Avx2`: AVX2; `Vnni`: AVX-512 VNNI and VL).
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i;
 }
 
@@ -28,7 +31,8 @@ struct Avx2;
 impl DotU8I8 for Avx2 {
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
     }
 }
 
@@ -36,186 +40,376 @@ struct Vnni;
 impl DotU8I8 for Vnni {
     #[inline(always)]
     unsafe fn dot(u: __m256i, s: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s) }
     }
 }
 
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
 }
 
 /// An f16 block scale as f32, in integer registers and one multiply (exact: the exponent is
-/// rebased by a power-of-two multiply, which also handles subnormals). Not `vcvtph2ps`: the
+/// rebased by a power-of-two multiply). An f16 subnormal (a tiny `dmin`, say) is its integer
+/// mantissa times 2^-24 instead: through the multiply it would be an f32 subnormal operand,
+/// which costs a microcode assist (~100 cycles) per block. Not `vcvtph2ps`: the
 /// compiler turns its scalar form into an insert that merges into an arbitrary register, which
 /// was the loop's accumulator, chaining every block to the one before (3x slower).
+///
+/// # Safety
+///
+/// `p` points to 2 readable bytes.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
-    let h = (p as *const u16).read_unaligned() as u32;
-    let em = h & 0x7fff;
-    let v = if em >= 0x7c00 {
-        f32::from_bits((em << 13) | 0x7f80_0000)
-    } else {
-        f32::from_bits(em << 13) * f32::from_bits(0x7780_0000) // 2^112
-    };
-    f32::from_bits(v.to_bits() | ((h & 0x8000) << 16))
+    // SAFETY: this fn's `# Safety` contract (2 readable bytes), upheld by the caller.
+    unsafe {
+        let h = (p as *const u16).read_unaligned() as u32;
+        let em = h & 0x7fff;
+        let v = if em >= 0x7c00 {
+            f32::from_bits((em << 13) | 0x7f80_0000)
+        } else if em < 0x0400 {
+            em as f32 * f32::from_bits(0x3380_0000) // 2^-24
+        } else {
+            f32::from_bits(em << 13) * f32::from_bits(0x7780_0000) // 2^112
+        };
+        f32::from_bits(v.to_bits() | ((h & 0x8000) << 16))
+    }
 }
 
+/// # Safety
+///
+/// `p` points to 4 readable bytes.
 #[inline(always)]
 unsafe fn f32_at(p: *const u8) -> f32 {
-    (p as *const f32).read_unaligned()
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { (p as *const f32).read_unaligned() }
 }
 
 /// 16 bytes of nibbles -> 32 bytes: low nibbles in the low half, high nibbles in the high half.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `p` points to 16 readable bytes.
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> __m256i {
-    let v = _mm_loadu_si128(p as *const __m128i);
-    let both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-    _mm256_and_si256(both, _mm256_set1_epi8(0xF))
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let v = _mm_loadu_si128(p as *const __m128i);
+        let both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+        _mm256_and_si256(both, _mm256_set1_epi8(0xF))
+    }
 }
 
+/// Q5_0 / Q5_1's fifth bits as bit 4 of 32 bytes: byte `j` is `0x10` where bit `j` of `qh` is set
+/// (each byte picks its `qh` byte with `vpshufb`, tests its bit, and masks).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
+#[inline(always)]
+unsafe fn fifth_bits(qh: u32) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features), upheld by the caller.
+    unsafe {
+        let v = _mm256_set1_epi32(qh as i32);
+        let pick = _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
+        let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(v, pick), bit), bit);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// IQ4_NL's code book in both 128-bit lanes, for `vpshufb`.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
+#[inline(always)]
+unsafe fn iq4_book() -> __m256i {
+    // SAFETY: the contract above (AVX2); the load reads the 16-byte constant.
+    unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(IQ4NL_CODEBOOK.as_ptr() as *const __m128i)) }
+}
+
+/// The 32 codes of an activation block.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
 #[inline(always)]
 unsafe fn load_q8(b: &BlockQ8) -> __m256i {
-    _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i)
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { _mm256_loadu_si256(b.qs.as_ptr() as *const __m256i) }
 }
 
 /// `scale * lanes` added to `acc`.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
 #[inline(always)]
 unsafe fn fma_lanes(acc: &mut __m256, lanes: __m256i, scale: f32) {
-    *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), *acc);
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(scale), *acc);
+    }
 }
 
 /// One weight row against `N` token rows of activations at once: each weight block is loaded and
 /// unpacked once and used `N` times (the register tile that makes prompt batches faster than
 /// `N` separate products).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`) (and `D`'s instructions); `ty` takes Q8 activations; every `a[n]` has the same number of blocks `nb`, and `row` holds the `ty` blocks those cover (`quant::q8_row_bytes`).
 #[inline(always)]
 unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[BlockQ8]; N]) -> [f32; N] {
-    let bb = ty.block_bytes();
-    let p = row.as_ptr();
-    let nb = a[0].len();
-    let mut acc = [_mm256_setzero_ps(); N];
-    // Offset terms (Q4_0's -8, Q4_1's min, K-quants' mins), one float per block.
-    let mut offset = [0.0f32; N];
-    match ty {
-        WeightType::Q4_0 | WeightType::Q4_1 => {
-            for i in 0..nb {
-                let b = p.add(i * bb);
-                let d = f16_at(b);
-                let off = if ty == WeightType::Q4_0 { -8.0 * d } else { f16_at(b.add(2)) };
-                let w = nibbles(b.add(bb - 16));
-                for n in 0..N {
-                    let x = a[n].get_unchecked(i);
-                    fma_lanes(&mut acc[n], D::dot(w, load_q8(x)), d * x.d);
-                    offset[n] += off * x.s;
-                }
-            }
-        }
-        WeightType::Q8_0 => {
-            for i in 0..nb {
-                let b = p.add(i * bb);
-                let d = f16_at(b);
-                let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                let wa = _mm256_sign_epi8(w, w);
-                for n in 0..N {
-                    let x = a[n].get_unchecked(i);
-                    fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
-                }
-            }
-        }
-        WeightType::Q4K | WeightType::Q5K => {
-            let five = ty == WeightType::Q5K;
-            let m4 = _mm256_set1_epi8(0xF);
-            let one = _mm256_set1_epi8(1);
-            for i in 0..nb / 8 {
-                let b = p.add(i * bb);
-                let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
-                let scales = std::slice::from_raw_parts(b.add(4), 12);
-                let (qh, qs) = if five { (b.add(16), b.add(48)) } else { (b, b.add(16)) };
-                let hbits = if five { _mm256_loadu_si256(qh as *const __m256i) } else { _mm256_setzero_si256() };
-                for j in 0..4 {
-                    let raw = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
-                    let mut lo = _mm256_and_si256(raw, m4);
-                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let bb = ty.block_bytes();
+        let p = row.as_ptr();
+        let nb = a[0].len();
+        let mut acc = [_mm256_setzero_ps(); N];
+        // Offset terms (Q4_0's -8, Q4_1's min, K-quants' mins), one float per block.
+        let mut offset = [0.0f32; N];
+        match ty {
+            WeightType::Q4_0 | WeightType::Q4_1 | WeightType::Q5_0 | WeightType::Q5_1 => {
+                // Q5's fifth bits (the u32 before the nibbles) become bit 4 of each code.
+                let five = matches!(ty, WeightType::Q5_0 | WeightType::Q5_1);
+                let bias = match ty {
+                    WeightType::Q4_0 => Some(-8.0),
+                    WeightType::Q5_0 => Some(-16.0),
+                    _ => None,
+                };
+                for i in 0..nb {
+                    let b = p.add(i * bb);
+                    let d = f16_at(b);
+                    let off = match bias {
+                        Some(k) => k * d,
+                        None => f16_at(b.add(2)),
+                    };
+                    let mut w = nibbles(b.add(bb - 16));
                     if five {
-                        let h1 = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * j as i32)), one);
-                        let h2 = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * j as i32 + 1)), one);
-                        lo = _mm256_or_si256(lo, _mm256_slli_epi16(h1, 4));
-                        hi = _mm256_or_si256(hi, _mm256_slli_epi16(h2, 4));
+                        w = _mm256_or_si256(w, fifth_bits((b.add(bb - 20) as *const u32).read_unaligned()));
                     }
-                    let (sc1, m1) = scale_min_k4(2 * j, scales);
-                    let (sc2, m2) = scale_min_k4(2 * j + 1, scales);
-                    let (ds1, ds2) = (d * sc1 as f32, d * sc2 as f32);
-                    let (dm1, dm2) = (dmin * m1 as f32, dmin * m2 as f32);
                     for n in 0..N {
-                        let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                        fma_lanes(&mut acc[n], D::dot(lo, load_q8(x1)), ds1 * x1.d);
-                        fma_lanes(&mut acc[n], D::dot(hi, load_q8(x2)), ds2 * x2.d);
-                        offset[n] -= dm1 * x1.s + dm2 * x2.s;
+                        let x = a[n].get_unchecked(i);
+                        fma_lanes(&mut acc[n], D::dot(w, load_q8(x)), d * x.d);
+                        offset[n] += off * x.s;
                     }
                 }
             }
-        }
-        WeightType::Q6K => {
-            let m4 = _mm256_set1_epi8(0xF);
-            let m2 = _mm256_set1_epi8(3);
-            let k32 = _mm256_set1_epi8(32);
-            for i in 0..nb / 8 {
-                let b = p.add(i * bb);
-                let d = f16_at(b.add(208));
-                for half in 0..2 {
-                    let ql = b.add(64 * half);
-                    let qh = _mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i);
-                    let sc = b.add(192 + 8 * half) as *const i8;
-                    let ql0 = _mm256_loadu_si256(ql as *const __m256i);
-                    let ql1 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
-                    for g in 0..4 {
-                        let src = if g & 1 == 0 { ql0 } else { ql1 };
-                        let low = if g < 2 { _mm256_and_si256(src, m4) } else { _mm256_and_si256(_mm256_srli_epi16(src, 4), m4) };
-                        let high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), m2);
-                        let q = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-                        // Lanes 0-3 hold values 0..16 (scale 2g), lanes 4-7 values 16..32 (2g+1).
-                        let s = _mm256_set_m128(_mm_set1_ps(*sc.add(2 * g + 1) as f32), _mm_set1_ps(*sc.add(2 * g) as f32));
-                        let s = _mm256_mul_ps(s, _mm256_set1_ps(d));
+            WeightType::IQ4NL => {
+                // Codes through the code book (`vpshufb`), then signed x signed as Q8_0 below.
+                let book = iq4_book();
+                for i in 0..nb {
+                    let b = p.add(i * bb);
+                    let d = f16_at(b);
+                    let w = _mm256_shuffle_epi8(book, nibbles(b.add(2)));
+                    let wa = _mm256_sign_epi8(w, w);
+                    for n in 0..N {
+                        let x = a[n].get_unchecked(i);
+                        fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
+                    }
+                }
+            }
+            // The Q8_K types: one activation scale per 256 values, so each super-block's products
+            // are summed as integers (`vpmaddubsw` pairs times the i16 sub-block scale by
+            // `vpmaddwd`, as ggml does) and converted to float once.
+            WeightType::IQ4XS => {
+                let book = iq4_book();
+                for i in 0..nb / 8 {
+                    let b = p.add(i * bb);
+                    let sb = std::slice::from_raw_parts(b, bb);
+                    let mut sums = [_mm256_setzero_si256(); N];
+                    for ib in 0..8 {
+                        let w = _mm256_shuffle_epi8(book, nibbles(b.add(8 + 16 * ib)));
+                        let wa = _mm256_sign_epi8(w, w);
+                        let sc = _mm256_set1_epi16(iq4xs_scale(sb, ib) as i16);
                         for n in 0..N {
-                            let xb = a[n].get_unchecked(8 * i + 4 * half + g);
-                            let xa = load_q8(xb);
-                            let lanes = _mm256_sub_epi32(D::dot(q, xa), D::dot(k32, xa));
-                            acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(s, _mm256_set1_ps(xb.d)), acc[n]);
+                            let x = a[n].get_unchecked(8 * i + ib);
+                            let pairs = _mm256_maddubs_epi16(wa, _mm256_sign_epi8(load_q8(x), w));
+                            sums[n] = _mm256_add_epi32(sums[n], _mm256_madd_epi16(pairs, sc));
+                        }
+                    }
+                    let d = f16_at(b);
+                    for n in 0..N {
+                        fma_lanes(&mut acc[n], sums[n], d * a[n].get_unchecked(8 * i).d);
+                    }
+                }
+            }
+            WeightType::Q2K | WeightType::Q3K => {
+                // Activation block 4n + j of a super-block: 2-bit field j of code bytes 32n..32n+32
+                // (Q3_K: and bit 4n + j of the 32 high-bit bytes as bit 2), one scale per 16 values
+                // (the low and the high 128 bits of a block's products).
+                let q3 = ty == WeightType::Q3K;
+                let m3 = _mm256_set1_epi8(3);
+                let one = _mm256_set1_epi8(1);
+                for i in 0..nb / 8 {
+                    let b = p.add(i * bb);
+                    let sb = std::slice::from_raw_parts(b, bb);
+                    let (qs, d, dmin) = if q3 { (b.add(32), f16_at(b.add(108)), 0.0) } else { (b.add(16), f16_at(b.add(80)), f16_at(b.add(82))) };
+                    let hm = if q3 { _mm256_loadu_si256(b as *const __m256i) } else { _mm256_setzero_si256() };
+                    // Q3_K: signed 6-bit scales; Q2_K: 4-bit scales and 4-bit mins.
+                    let scales: [i32; 16] = if q3 { q3k_scales(&sb[96..108]) } else { std::array::from_fn(|k| (sb[k] & 0xF) as i32) };
+                    let mut sums = [_mm256_setzero_si256(); N];
+                    // Q3_K: Σ scale · 4 · Σx (the codes are q - 4); Q2_K: Σ min · Σx, per 16 values.
+                    let mut offsets = [0i32; N];
+                    for half in 0..2 {
+                        let raw = _mm256_loadu_si256(qs.add(32 * half) as *const __m256i);
+                        for j in 0..4 {
+                            let shift = _mm_cvtsi32_si128(2 * j as i32);
+                            let mut q = _mm256_and_si256(_mm256_srl_epi16(raw, shift), m3);
+                            if q3 {
+                                let h = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128((4 * half + j) as i32)), one);
+                                q = _mm256_or_si256(q, _mm256_slli_epi16(h, 2));
+                            }
+                            let k = 4 * half + j;
+                            let (s0, s1) = (scales[2 * k], scales[2 * k + 1]);
+                            let sc = _mm256_set_m128i(_mm_set1_epi16(s1 as i16), _mm_set1_epi16(s0 as i16));
+                            let (o0, o1) = if q3 { (4 * s0, 4 * s1) } else { ((sb[2 * k] >> 4) as i32, (sb[2 * k + 1] >> 4) as i32) };
+                            for n in 0..N {
+                                let x = a[n].get_unchecked(8 * i + k);
+                                sums[n] = _mm256_add_epi32(sums[n], _mm256_madd_epi16(_mm256_maddubs_epi16(q, load_q8(x)), sc));
+                                offsets[n] += o0 * x.halves[0] + o1 * x.halves[1];
+                            }
+                        }
+                    }
+                    for n in 0..N {
+                        let xd = a[n].get_unchecked(8 * i).d;
+                        fma_lanes(&mut acc[n], sums[n], d * xd);
+                        offset[n] -= if q3 { d } else { dmin } * xd * offsets[n] as f32;
+                    }
+                }
+            }
+            WeightType::Q8_0 => {
+                for i in 0..nb {
+                    let b = p.add(i * bb);
+                    let d = f16_at(b);
+                    let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                    let wa = _mm256_sign_epi8(w, w);
+                    for n in 0..N {
+                        let x = a[n].get_unchecked(i);
+                        fma_lanes(&mut acc[n], D::dot(wa, _mm256_sign_epi8(load_q8(x), w)), d * x.d);
+                    }
+                }
+            }
+            WeightType::Q4K | WeightType::Q5K => {
+                let five = ty == WeightType::Q5K;
+                let m4 = _mm256_set1_epi8(0xF);
+                let one = _mm256_set1_epi8(1);
+                for i in 0..nb / 8 {
+                    let b = p.add(i * bb);
+                    let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
+                    let scales = std::slice::from_raw_parts(b.add(4), 12);
+                    let (qh, qs) = if five { (b.add(16), b.add(48)) } else { (b, b.add(16)) };
+                    let hbits = if five { _mm256_loadu_si256(qh as *const __m256i) } else { _mm256_setzero_si256() };
+                    for j in 0..4 {
+                        let raw = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+                        let mut lo = _mm256_and_si256(raw, m4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                        if five {
+                            let h1 = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * j as i32)), one);
+                            let h2 = _mm256_and_si256(_mm256_srl_epi16(hbits, _mm_cvtsi32_si128(2 * j as i32 + 1)), one);
+                            lo = _mm256_or_si256(lo, _mm256_slli_epi16(h1, 4));
+                            hi = _mm256_or_si256(hi, _mm256_slli_epi16(h2, 4));
+                        }
+                        let (sc1, m1) = scale_min_k4(2 * j, scales);
+                        let (sc2, m2) = scale_min_k4(2 * j + 1, scales);
+                        let (ds1, ds2) = (d * sc1 as f32, d * sc2 as f32);
+                        let (dm1, dm2) = (dmin * m1 as f32, dmin * m2 as f32);
+                        for n in 0..N {
+                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                            fma_lanes(&mut acc[n], D::dot(lo, load_q8(x1)), ds1 * x1.d);
+                            fma_lanes(&mut acc[n], D::dot(hi, load_q8(x2)), ds2 * x2.d);
+                            offset[n] -= dm1 * x1.s + dm2 * x2.s;
                         }
                     }
                 }
             }
+            WeightType::Q6K => {
+                let m4 = _mm256_set1_epi8(0xF);
+                let m2 = _mm256_set1_epi8(3);
+                let k32 = _mm256_set1_epi8(32);
+                for i in 0..nb / 8 {
+                    let b = p.add(i * bb);
+                    let d = f16_at(b.add(208));
+                    for half in 0..2 {
+                        let ql = b.add(64 * half);
+                        let qh = _mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i);
+                        let sc = b.add(192 + 8 * half) as *const i8;
+                        let ql0 = _mm256_loadu_si256(ql as *const __m256i);
+                        let ql1 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
+                        for g in 0..4 {
+                            let src = if g & 1 == 0 { ql0 } else { ql1 };
+                            let low = if g < 2 { _mm256_and_si256(src, m4) } else { _mm256_and_si256(_mm256_srli_epi16(src, 4), m4) };
+                            let high = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g as i32)), m2);
+                            let q = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+                            // Lanes 0-3 hold values 0..16 (scale 2g), lanes 4-7 values 16..32 (2g+1).
+                            let s = _mm256_set_m128(_mm_set1_ps(*sc.add(2 * g + 1) as f32), _mm_set1_ps(*sc.add(2 * g) as f32));
+                            let s = _mm256_mul_ps(s, _mm256_set1_ps(d));
+                            for n in 0..N {
+                                let xb = a[n].get_unchecked(8 * i + 4 * half + g);
+                                let xa = load_q8(xb);
+                                let lanes = _mm256_sub_epi32(D::dot(q, xa), D::dot(k32, xa));
+                                acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_mul_ps(s, _mm256_set1_ps(xb.d)), acc[n]);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => unreachable!("{} takes f32 activations", ty.label()),
         }
-        _ => unreachable!("{} takes f32 activations", ty.label()),
+        let mut out = [0.0f32; N];
+        for n in 0..N {
+            out[n] = hsum(acc[n]) + offset[n];
+        }
+        out
     }
-    let mut out = [0.0f32; N];
-    for n in 0..N {
-        out[n] = hsum(acc[n]) + offset[n];
-    }
-    out
 }
 
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `ty` takes Q8 activations and `row.len() == quant::q8_row_bytes(ty, a.len())`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_q8_avx2(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
-    body::<Avx2, 1>(ty, row, [a])[0]
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { body::<Avx2, 1>(ty, row, [a])[0] }
 }
 
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier (AVX2, FMA, F16C, AVX-512 F/BW/VL/VNNI); `ty` takes Q8 activations and `row.len() == quant::q8_row_bytes(ty, a.len())`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn dot_q8_vnni(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
-    body::<Vnni, 1>(ty, row, [a])[0]
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { body::<Vnni, 1>(ty, row, [a])[0] }
 }
 
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `ty` takes Q8 activations; the four `a` rows have one length and `row.len() == quant::q8_row_bytes(ty, a[0].len())`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_q8_x4_avx2(ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
-    body::<Avx2, 4>(ty, row, a)
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { body::<Avx2, 4>(ty, row, a) }
 }
 
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier; `ty` takes Q8 activations; the four `a` rows have one length and `row.len() == quant::q8_row_bytes(ty, a[0].len())`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn dot_q8_x4_vnni(ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
-    body::<Vnni, 4>(ty, row, a)
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { body::<Vnni, 4>(ty, row, a) }
 }
 
 /// Sums of `u` (unsigned bytes) x `s` (signed bytes) accumulated over the steps of one block,
@@ -223,8 +417,15 @@ pub(super) unsafe fn dot_q8_x4_vnni(ty: WeightType, row: &[u8], a: [&[BlockQ8]; 
 trait StepDot {
     /// Accumulators per token (two break VNNI's 5-cycle dependency chain).
     const TWO: bool;
+    /// # Safety
+    ///
+    /// The CPU has the implementing tier's instructions.
     unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
     /// The two accumulators as one vector of i32 lanes.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has the implementing tier's instructions.
     unsafe fn finish(a: __m256i, b: __m256i) -> __m256i;
 }
 
@@ -235,11 +436,13 @@ impl StepDot for Avx2Nibbles {
     const TWO: bool = false;
     #[inline(always)]
     unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-        _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s))
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s)) }
     }
     #[inline(always)]
     unsafe fn finish(a: __m256i, _b: __m256i) -> __m256i {
-        _mm256_madd_epi16(a, _mm256_set1_epi16(1))
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_madd_epi16(a, _mm256_set1_epi16(1)) }
     }
 }
 
@@ -249,7 +452,8 @@ impl StepDot for Avx2Bytes {
     const TWO: bool = false;
     #[inline(always)]
     unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, Avx2::dot(u, s))
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_add_epi32(acc, Avx2::dot(u, s)) }
     }
     #[inline(always)]
     unsafe fn finish(a: __m256i, _b: __m256i) -> __m256i {
@@ -261,32 +465,141 @@ impl StepDot for Vnni {
     const TWO: bool = true;
     #[inline(always)]
     unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(acc, u, s)
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_dpbusd_epi32(acc, u, s) }
     }
     #[inline(always)]
     unsafe fn finish(a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi32(a, b)
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_add_epi32(a, b) }
     }
 }
 
-/// A tier's step products for nibble and for byte weights.
+/// AVX2 with 5-bit weights: i16 sums, one accumulator per nibble half (4 steps each: 4 * 2 * 31
+/// * 127 = 31496 < 2^15, exact), widened at the end of the block.
+struct Avx2Fives;
+impl StepDot for Avx2Fives {
+    const TWO: bool = true;
+    #[inline(always)]
+    unsafe fn step(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_add_epi16(acc, _mm256_maddubs_epi16(u, s)) }
+    }
+    #[inline(always)]
+    unsafe fn finish(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe {
+            let one = _mm256_set1_epi16(1);
+            _mm256_add_epi32(_mm256_madd_epi16(a, one), _mm256_madd_epi16(b, one))
+        }
+    }
+}
+
+/// A tier's step products for nibble, 5-bit and byte weights.
 trait Tier {
     type Nibbles: StepDot;
+    type Fives: StepDot;
     type Bytes: StepDot;
 }
 impl Tier for Avx2 {
     type Nibbles = Avx2Nibbles;
+    type Fives = Avx2Fives;
     type Bytes = Avx2Bytes;
 }
 impl Tier for Vnni {
     type Nibbles = Vnni;
+    type Fives = Vnni;
     type Bytes = Vnni;
 }
 
+/// Q4_0 / Q4_1 / Q5_0 / Q5_1, 8 interleaved rows (`quant::interleave`) against `N` tokens, added
+/// to `acc` (lane `r` = row `r`). Word `c` (0..4) of the nibbles holds values `4c..4c+4` (low
+/// nibbles) and `16+4c..` (high) of each row; Q5's word before them is each row's `qh`, whose bits
+/// `4c + k` and `16 + 4c + k` become bit 4 of those codes (`vpshufb` spreads byte `c / 2` or
+/// `2 + c / 2` of each lane over the lane, a compare against one bit per byte tests them).
+///
+/// # Safety
+///
+/// As [`group_body`]'s, with `ty` one of these four types and `D` the step product for its codes
+/// (AVX2's i16 sums hold 8 steps of nibbles but only 4 of 5-bit codes: `Tier::Fives`).
+#[inline(always)]
+unsafe fn group_q4_q5<D: StepDot, const N: usize>(ty: WeightType, group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * ty.block_bytes();
+        let zero = _mm256_setzero_si256();
+        let five = matches!(ty, WeightType::Q5_0 | WeightType::Q5_1);
+        let with_min = matches!(ty, WeightType::Q4_1 | WeightType::Q5_1);
+        let header = if with_min { 32 } else { 16 };
+        let payload = header + if five { 32 } else { 0 };
+        let bias = if five { 16.0 } else { 8.0 };
+        let m4 = _mm256_set1_epi8(0xF);
+        let k10 = _mm256_set1_epi8(0x10);
+        let lane_bytes = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+        let bits = [_mm256_set1_epi32(0x0804_0201), _mm256_set1_epi32(0x8040_2010u32 as i32)];
+        for i in 0..nb {
+            let b = group.add(i * gbb);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+            // sel[q]: byte q of each row's qh in all 4 bytes of its lane.
+            let sel: [__m256i; 4] = if five {
+                let qh = _mm256_loadu_si256(b.add(header) as *const __m256i);
+                [
+                    _mm256_shuffle_epi8(qh, lane_bytes),
+                    _mm256_shuffle_epi8(qh, _mm256_add_epi8(lane_bytes, _mm256_set1_epi8(1))),
+                    _mm256_shuffle_epi8(qh, _mm256_add_epi8(lane_bytes, _mm256_set1_epi8(2))),
+                    _mm256_shuffle_epi8(qh, _mm256_add_epi8(lane_bytes, _mm256_set1_epi8(3))),
+                ]
+            } else {
+                [zero; 4]
+            };
+            let mut s0 = [zero; N];
+            let mut s1 = [zero; N];
+            for c in 0..4 {
+                let raw = _mm256_loadu_si256(b.add(payload + 32 * c) as *const __m256i);
+                let mut lo = _mm256_and_si256(raw, m4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                if five {
+                    let bm = bits[c % 2];
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel[c / 2], bm), bm), k10));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel[2 + c / 2], bm), bm), k10));
+                }
+                for n in 0..N {
+                    let qs = a[n].get_unchecked(i).qs.as_ptr();
+                    s0[n] = D::step(s0[n], lo, broadcast_word(qs, c));
+                    if D::TWO {
+                        s1[n] = D::step(s1[n], hi, broadcast_word(qs, 4 + c));
+                    } else {
+                        s0[n] = D::step(s0[n], hi, broadcast_word(qs, 4 + c));
+                    }
+                }
+            }
+            let m = if with_min { _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)) } else { _mm256_setzero_ps() };
+            for n in 0..N {
+                let x = a[n].get_unchecked(i);
+                let sum = _mm256_cvtepi32_ps(D::finish(s0[n], s1[n]));
+                if with_min {
+                    // d·dx·Σq·qx + m·Σx (Σx ≈ x.s)
+                    acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                    acc[n] = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), acc[n]);
+                } else {
+                    // d·(dx·Σq·qx - bias·Σx)
+                    let t = _mm256_fmsub_ps(sum, _mm256_set1_ps(x.d), _mm256_set1_ps(bias * x.s));
+                    acc[n] = _mm256_fmadd_ps(d, t, acc[n]);
+                }
+            }
+        }
+    }
+}
+
 /// Activation bytes `4s..4s+4` of a block in every 32-bit lane.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `qs` points to at least `4 * s + 4` readable bytes.
 #[inline(always)]
 unsafe fn broadcast_word(qs: *const i8, s: usize) -> __m256i {
-    _mm256_set1_epi32((qs.add(4 * s) as *const i32).read_unaligned())
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { _mm256_set1_epi32((qs.add(4 * s) as *const i32).read_unaligned()) }
 }
 
 /// How many 8-row super-blocks ahead the one-token Q6_K kernel prefetches: its three streams
@@ -299,419 +612,669 @@ const PF: usize = 2;
 /// 0..4, word `k` of each: run `G` takes the low (G < 2) or high nibbles of the first (G even) or
 /// second ql word and bits 2G, 2G+1 of qh as bits 4, 5 (ggml's `dequantize_row_q6_K`). Codes are
 /// unsigned, 0..64; the kernel takes the 32 off through the activations' half sums.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `w` points past the 16-byte header of an interleaved Q6_K block (`interleave`), so that its words `4 + 24h + 3k .. + 3` are readable (`h < 2`, `k < 8`).
 #[inline(always)]
 unsafe fn q6k_codes(w: *const u8, h: usize, k: usize) -> [__m256i; 4] {
-    let (m4, m30) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30));
-    let p = w.add(32 * (4 + 24 * h + 3 * k));
-    let qa = _mm256_loadu_si256(p as *const __m256i);
-    let qb = _mm256_loadu_si256(p.add(32) as *const __m256i);
-    let qh = _mm256_loadu_si256(p.add(64) as *const __m256i);
-    let hi = |v: __m256i| _mm256_and_si256(v, m30);
-    [
-        _mm256_or_si256(_mm256_and_si256(qa, m4), hi(_mm256_slli_epi16(qh, 4))),
-        _mm256_or_si256(_mm256_and_si256(qb, m4), hi(_mm256_slli_epi16(qh, 2))),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), hi(qh)),
-        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), hi(_mm256_srli_epi16(qh, 2))),
-    ]
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let (m4, m30) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30));
+        let p = w.add(32 * (4 + 24 * h + 3 * k));
+        let qa = _mm256_loadu_si256(p as *const __m256i);
+        let qb = _mm256_loadu_si256(p.add(32) as *const __m256i);
+        let qh = _mm256_loadu_si256(p.add(64) as *const __m256i);
+        let hi = |v: __m256i| _mm256_and_si256(v, m30);
+        [
+            _mm256_or_si256(_mm256_and_si256(qa, m4), hi(_mm256_slli_epi16(qh, 4))),
+            _mm256_or_si256(_mm256_and_si256(qb, m4), hi(_mm256_slli_epi16(qh, 2))),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), hi(qh)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), hi(_mm256_srli_epi16(qh, 2))),
+        ]
+    }
 }
 
 /// Eight interleaved rows (`quant::interleave`'s layout, `nb` blocks) against `N` token rows of
 /// activations: lane `r` of result `n` is row `r` times token `n`.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`) (and `T`'s instructions); `ty` is interleaved (`interleave::applies`); every `a[n]` has `nb` blocks and `group` points to 8 interleaved rows holding the `ty` blocks those cover.
 #[inline(always)]
 unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, nb: usize, a: [&[BlockQ8]; N]) -> [[f32; 8]; N] {
-    let gbb = 8 * ty.block_bytes();
-    let mut acc = [_mm256_setzero_ps(); N];
-    let zero = _mm256_setzero_si256();
-    match ty {
-        WeightType::Q4_0 | WeightType::Q4_1 => {
-            type D<T> = <T as Tier>::Nibbles;
-            let q41 = ty == WeightType::Q4_1;
-            let payload = if q41 { 32 } else { 16 };
-            let m4 = _mm256_set1_epi8(0xF);
-            for i in 0..nb {
-                let b = group.add(i * gbb);
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let mut s0 = [zero; N];
-                let mut s1 = [zero; N];
-                for c in 0..4 {
-                    let raw = _mm256_loadu_si256(b.add(payload + 32 * c) as *const __m256i);
-                    let lo = _mm256_and_si256(raw, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                    for n in 0..N {
-                        let qs = a[n].get_unchecked(i).qs.as_ptr();
-                        s0[n] = D::<T>::step(s0[n], lo, broadcast_word(qs, c));
-                        if D::<T>::TWO {
-                            s1[n] = D::<T>::step(s1[n], hi, broadcast_word(qs, 4 + c));
-                        } else {
-                            s0[n] = D::<T>::step(s0[n], hi, broadcast_word(qs, 4 + c));
-                        }
-                    }
-                }
-                let m = if q41 { _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)) } else { _mm256_setzero_ps() };
-                for n in 0..N {
-                    let x = a[n].get_unchecked(i);
-                    let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
-                    if q41 {
-                        // d·dx·Σq·qx + m·Σx (Σx ≈ x.s)
-                        acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
-                        acc[n] = _mm256_fmadd_ps(m, _mm256_set1_ps(x.s), acc[n]);
-                    } else {
-                        // d·(dx·Σq·qx - 8·Σx)
-                        let t = _mm256_fmsub_ps(sum, _mm256_set1_ps(x.d), _mm256_set1_ps(8.0 * x.s));
-                        acc[n] = _mm256_fmadd_ps(d, t, acc[n]);
-                    }
-                }
-            }
-        }
-        WeightType::Q8_0 => {
-            type D<T> = <T as Tier>::Bytes;
-            for i in 0..nb {
-                let b = group.add(i * gbb);
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let mut s0 = [zero; N];
-                let mut s1 = [zero; N];
-                for s in 0..8 {
-                    let w = _mm256_loadu_si256(b.add(16 + 32 * s) as *const __m256i);
-                    // |w| x sign(w)·x: u8 x i8 for the unsigned-by-signed products.
-                    let wa = _mm256_sign_epi8(w, w);
-                    for n in 0..N {
-                        let xs = _mm256_sign_epi8(broadcast_word(a[n].get_unchecked(i).qs.as_ptr(), s), w);
-                        if D::<T>::TWO && s % 2 == 1 {
-                            s1[n] = D::<T>::step(s1[n], wa, xs);
-                        } else {
-                            s0[n] = D::<T>::step(s0[n], wa, xs);
-                        }
-                    }
-                }
-                for n in 0..N {
-                    let x = a[n].get_unchecked(i);
-                    let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
-                    acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
-                }
-            }
-        }
-        WeightType::Q4K => {
-            type D<T> = <T as Tier>::Nibbles;
-            let m4 = _mm256_set1_epi8(0xF);
-            let (m6, m4d, m2d) = (_mm256_set1_epi32(63), _mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
-            let srl = |v: __m256i, n: i32| _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
-            for i in 0..nb / 8 {
-                let b = group.add(i * gbb);
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
-                let w = b.add(32);
-                // The 12 packed scale bytes are words 0..3: ggml's get_scale_min_k4 on 8 rows.
-                let sw = [0, 1, 2].map(|k| _mm256_loadu_si256(w.add(32 * k) as *const __m256i));
-                let mut dsc = [_mm256_setzero_ps(); 8];
-                let mut dm = [_mm256_setzero_ps(); 8];
-                for j in 0..4 {
-                    let sh = 8 * j as i32;
-                    let sc = _mm256_and_si256(srl(sw[0], sh), m6);
-                    let m = _mm256_and_si256(srl(sw[1], sh), m6);
-                    let sc_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[0], sh + 6), m2d), 4));
-                    let m_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh + 4), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[1], sh + 6), m2d), 4));
-                    dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
-                    dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m));
-                    dsc[j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
-                    dm[j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
-                }
-                // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1 (words 3+8j..).
-                for j in 0..4 {
-                    let mut lo_acc = [zero; N];
-                    let mut hi_acc = [zero; N];
-                    for k in 0..8 {
-                        let raw = _mm256_loadu_si256(w.add(32 * (3 + 8 * j + k)) as *const __m256i);
-                        let lo = _mm256_and_si256(raw, m4);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                        for n in 0..N {
-                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                            lo_acc[n] = D::<T>::step(lo_acc[n], lo, broadcast_word(x1.qs.as_ptr(), k));
-                            hi_acc[n] = D::<T>::step(hi_acc[n], hi, broadcast_word(x2.qs.as_ptr(), k));
-                        }
-                    }
-                    for n in 0..N {
-                        let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                        let s1 = _mm256_cvtepi32_ps(D::<T>::finish(lo_acc[n], zero));
-                        let s2 = _mm256_cvtepi32_ps(D::<T>::finish(hi_acc[n], zero));
-                        // d·sc·dx·Σq·qx - dmin·m·Σx per sub-block
-                        acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
-                        acc[n] = _mm256_fnmadd_ps(dm[2 * j], _mm256_set1_ps(x1.s), acc[n]);
-                        acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
-                        acc[n] = _mm256_fnmadd_ps(dm[2 * j + 1], _mm256_set1_ps(x2.s), acc[n]);
-                    }
-                }
-            }
-        }
-        WeightType::Q6K => {
-            // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
-            type D<T> = <T as Tier>::Bytes;
-            for i in 0..nb / 8 {
-                let b = group.add(i * gbb);
-                let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                let w = b.add(16);
-                // Words 0..4: the 16 i8 scales (d·sc per row and scale); then ql and qh words.
-                let mut dsc = [_mm256_setzero_ps(); 16];
-                for q in 0..4 {
-                    let sw = _mm256_loadu_si256(w.add(32 * q) as *const __m256i);
-                    for byte in 0..4 {
-                        let v = _mm256_sra_epi32(_mm256_sll_epi32(sw, _mm_cvtsi32_si128(24 - 8 * byte as i32)), _mm_cvtsi32_si128(24));
-                        dsc[4 * q + byte] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(v));
-                    }
-                }
-                for h in 0..2 {
-                    // Run g of 32 values is activation block 4h+g; its words 0..4 and 4..8 have
-                    // scales 2g and 2g+1. sums[n][2g + k/4]: one accumulator per run and scale.
-                    let x: [[&BlockQ8; 4]; N] = std::array::from_fn(|n| std::array::from_fn(|g| a[n].get_unchecked(8 * i + 4 * h + g)));
-                    let mut sums = [[zero; 8]; N];
-                    if N == 1 {
-                        // One token: each step's three words are loaded once for all four runs.
-                        for k in 0..8 {
-                            let pf = w.add(32 * (4 + 24 * h + 3 * k) + PF * gbb);
-                            _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
-                            _mm_prefetch::<_MM_HINT_T0>(pf.add(64) as *const i8);
-                            let q = q6k_codes(w, h, k);
-                            for g in 0..4 {
-                                let s = &mut sums[0][2 * g + k / 4];
-                                *s = D::<T>::step(*s, q[g], broadcast_word(x[0][g].qs.as_ptr(), k));
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * ty.block_bytes();
+        let mut acc = [_mm256_setzero_ps(); N];
+        let zero = _mm256_setzero_si256();
+        match ty {
+            WeightType::Q4_0 | WeightType::Q4_1 => group_q4_q5::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
+            WeightType::Q5_0 | WeightType::Q5_1 => group_q4_q5::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
+            WeightType::Q2K | WeightType::Q3K => {
+                // Activation block k = 4n + j: code word w (0..8) of half n holds values 4w..4w+4
+                // of it in bits 2j (Q3_K: bit 4n + j of high-bit word w as bit 2); words 0..4 and
+                // 4..8 have the sub-block's two 16-value scales.
+                type D<T> = <T as Tier>::Nibbles;
+                let q3 = ty == WeightType::Q3K;
+                let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+                let (m4d, m2d) = (_mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
+                for i in 0..nb / 8 {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let dmin = if q3 { _mm256_setzero_ps() } else { _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)) };
+                    let words = b.add(if q3 { 16 } else { 32 });
+                    let code_base = if q3 { 8 } else { 4 };
+                    for n in 0..2 {
+                        for j in 0..4 {
+                            let k = 4 * n + j;
+                            let mut s = [[zero; 2]; N];
+                            for w in 0..8 {
+                                let raw = _mm256_loadu_si256(words.add(32 * (code_base + 8 * n + w)) as *const __m256i);
+                                let mut q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
+                                if q3 {
+                                    let hm = _mm256_loadu_si256(words.add(32 * w) as *const __m256i);
+                                    let h = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(k as i32)), one);
+                                    q = _mm256_or_si256(q, _mm256_slli_epi16(h, 2));
+                                }
+                                for t in 0..N {
+                                    let qs = a[t].get_unchecked(8 * i + k).qs.as_ptr();
+                                    s[t][w / 4] = D::<T>::step(s[t][w / 4], q, broadcast_word(qs, w));
+                                }
                             }
-                        }
-                    } else {
-                        // Several tokens: a run at a time keeps the accumulators in registers.
-                        for g in 0..4 {
-                            for k in 0..8 {
-                                let q = q6k_codes(w, h, k)[g];
-                                for n in 0..N {
-                                    let s = &mut sums[n][2 * g + k / 4];
-                                    *s = D::<T>::step(*s, q, broadcast_word(x[n][g].qs.as_ptr(), k));
+                            // `h` also picks the scale index and the activations' half sum.
+                            #[allow(clippy::needless_range_loop)]
+                            for h in 0..2 {
+                                let idx = 2 * k + h;
+                                // Each row's scale (and Q2_K min) of 16-value group idx.
+                                let (sc, mn) = if q3 {
+                                    let byte = if idx < 8 { idx } else { idx - 8 };
+                                    let sw = _mm256_loadu_si256(words.add(32 * (24 + byte / 4)) as *const __m256i);
+                                    let shift = 8 * (byte % 4) + if idx < 8 { 0 } else { 4 };
+                                    let low = _mm256_and_si256(_mm256_srl_epi32(sw, _mm_cvtsi32_si128(shift as i32)), m4d);
+                                    let hw = _mm256_loadu_si256(words.add(32 * 26) as *const __m256i);
+                                    let high = _mm256_and_si256(_mm256_srl_epi32(hw, _mm_cvtsi32_si128((8 * (idx % 4) + 2 * (idx / 4)) as i32)), m2d);
+                                    (_mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32)), zero)
+                                } else {
+                                    let sw = _mm256_loadu_si256(words.add(32 * (idx / 4)) as *const __m256i);
+                                    let v = _mm256_srl_epi32(sw, _mm_cvtsi32_si128(8 * (idx % 4) as i32));
+                                    (_mm256_and_si256(v, m4d), _mm256_and_si256(_mm256_srli_epi32(v, 4), m4d))
+                                };
+                                let dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+                                let dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+                                for t in 0..N {
+                                    let x = a[t].get_unchecked(8 * i + k);
+                                    let mut lanes = D::<T>::finish(s[t][h], zero);
+                                    if q3 {
+                                        // Codes are q - 4: Σ (q - 4)·x = Σ q·x - 4·Σ x.
+                                        lanes = _mm256_sub_epi32(lanes, _mm256_set1_epi32(4 * x.halves[h]));
+                                    }
+                                    acc[t] = _mm256_fmadd_ps(dsc, _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(x.d)), acc[t]);
+                                    if !q3 {
+                                        acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(x.d * x.halves[h] as f32), acc[t]);
+                                    }
                                 }
                             }
                         }
                     }
+                }
+            }
+            WeightType::IQ4XS => {
+                // Per row: d (header field 0), scales_h (field 1, u16), scales_l (word 0); the
+                // 6-bit scale of sub-block ib is bits 4ib.. of scales_l and 2ib.. of scales_h.
+                type D<T> = <T as Tier>::Bytes;
+                let book = iq4_book();
+                let m4 = _mm256_set1_epi8(0xF);
+                for i in 0..nb / 8 {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(b.add(16) as *const __m128i));
+                    let sl = _mm256_loadu_si256(b.add(32) as *const __m256i);
+                    let w = b.add(64);
+                    for ib in 0..8 {
+                        let low = _mm256_and_si256(_mm256_srl_epi32(sl, _mm_cvtsi32_si128(4 * ib as i32)), _mm256_set1_epi32(0xF));
+                        let high = _mm256_and_si256(_mm256_srl_epi32(sh, _mm_cvtsi32_si128(2 * ib as i32)), _mm256_set1_epi32(3));
+                        let ls = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
+                        let dl = _mm256_mul_ps(d, _mm256_cvtepi32_ps(ls));
+                        let mut s0 = [zero; N];
+                        let mut s1 = [zero; N];
+                        for c in 0..4 {
+                            let raw = _mm256_loadu_si256(w.add(32 * (4 * ib + c)) as *const __m256i);
+                            let lo = _mm256_shuffle_epi8(book, _mm256_and_si256(raw, m4));
+                            let hi = _mm256_shuffle_epi8(book, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+                            let (lo_abs, hi_abs) = (_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(hi, hi));
+                            for n in 0..N {
+                                let qs = a[n].get_unchecked(8 * i + ib).qs.as_ptr();
+                                s0[n] = D::<T>::step(s0[n], lo_abs, _mm256_sign_epi8(broadcast_word(qs, c), lo));
+                                let h = _mm256_sign_epi8(broadcast_word(qs, 4 + c), hi);
+                                if D::<T>::TWO {
+                                    s1[n] = D::<T>::step(s1[n], hi_abs, h);
+                                } else {
+                                    s0[n] = D::<T>::step(s0[n], hi_abs, h);
+                                }
+                            }
+                        }
+                        for n in 0..N {
+                            let x = a[n].get_unchecked(8 * i + ib);
+                            let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
+                            acc[n] = _mm256_fmadd_ps(dl, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                        }
+                    }
+                }
+            }
+            WeightType::IQ4NL => {
+                // Codes through the code book, then signed x signed as Q8_0 (|w| · sign(w)·x).
+                type D<T> = <T as Tier>::Bytes;
+                let book = iq4_book();
+                let m4 = _mm256_set1_epi8(0xF);
+                for i in 0..nb {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let mut s0 = [zero; N];
+                    let mut s1 = [zero; N];
+                    for c in 0..4 {
+                        let raw = _mm256_loadu_si256(b.add(16 + 32 * c) as *const __m256i);
+                        let lo = _mm256_shuffle_epi8(book, _mm256_and_si256(raw, m4));
+                        let hi = _mm256_shuffle_epi8(book, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+                        let (lo_abs, hi_abs) = (_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(hi, hi));
+                        for n in 0..N {
+                            let qs = a[n].get_unchecked(i).qs.as_ptr();
+                            s0[n] = D::<T>::step(s0[n], lo_abs, _mm256_sign_epi8(broadcast_word(qs, c), lo));
+                            let h = _mm256_sign_epi8(broadcast_word(qs, 4 + c), hi);
+                            if D::<T>::TWO {
+                                s1[n] = D::<T>::step(s1[n], hi_abs, h);
+                            } else {
+                                s0[n] = D::<T>::step(s0[n], hi_abs, h);
+                            }
+                        }
+                    }
                     for n in 0..N {
-                        for g in 0..4 {
-                            // Σ (q - 32)·x = Σ q·x - 32·Σ x, with Σ x over each 16 values from the block.
-                            let xb = x[n][g];
-                            let xd = _mm256_set1_ps(xb.d);
-                            for part in 0..2 {
-                                let lanes = _mm256_sub_epi32(D::<T>::finish(sums[n][2 * g + part], zero), _mm256_set1_epi32(32 * xb.halves[part]));
-                                acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * g + part], _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), xd), acc[n]);
+                        let x = a[n].get_unchecked(i);
+                        let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
+                        acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                    }
+                }
+            }
+            WeightType::Q8_0 => {
+                type D<T> = <T as Tier>::Bytes;
+                for i in 0..nb {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let mut s0 = [zero; N];
+                    let mut s1 = [zero; N];
+                    for s in 0..8 {
+                        let w = _mm256_loadu_si256(b.add(16 + 32 * s) as *const __m256i);
+                        // |w| x sign(w)·x: u8 x i8 for the unsigned-by-signed products.
+                        let wa = _mm256_sign_epi8(w, w);
+                        for n in 0..N {
+                            let xs = _mm256_sign_epi8(broadcast_word(a[n].get_unchecked(i).qs.as_ptr(), s), w);
+                            if D::<T>::TWO && s % 2 == 1 {
+                                s1[n] = D::<T>::step(s1[n], wa, xs);
+                            } else {
+                                s0[n] = D::<T>::step(s0[n], wa, xs);
+                            }
+                        }
+                    }
+                    for n in 0..N {
+                        let x = a[n].get_unchecked(i);
+                        let sum = _mm256_cvtepi32_ps(D::<T>::finish(s0[n], s1[n]));
+                        acc[n] = _mm256_fmadd_ps(d, _mm256_mul_ps(sum, _mm256_set1_ps(x.d)), acc[n]);
+                    }
+                }
+            }
+            WeightType::Q4K => {
+                type D<T> = <T as Tier>::Nibbles;
+                let m4 = _mm256_set1_epi8(0xF);
+                let (m6, m4d, m2d) = (_mm256_set1_epi32(63), _mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
+                let srl = |v: __m256i, n: i32| _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
+                for i in 0..nb / 8 {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+                    let w = b.add(32);
+                    // The 12 packed scale bytes are words 0..3: ggml's get_scale_min_k4 on 8 rows.
+                    let sw = [0, 1, 2].map(|k| _mm256_loadu_si256(w.add(32 * k) as *const __m256i));
+                    let mut dsc = [_mm256_setzero_ps(); 8];
+                    let mut dm = [_mm256_setzero_ps(); 8];
+                    for j in 0..4 {
+                        let sh = 8 * j as i32;
+                        let sc = _mm256_and_si256(srl(sw[0], sh), m6);
+                        let m = _mm256_and_si256(srl(sw[1], sh), m6);
+                        let sc_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[0], sh + 6), m2d), 4));
+                        let m_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh + 4), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[1], sh + 6), m2d), 4));
+                        dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+                        dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m));
+                        dsc[j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
+                        dm[j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
+                    }
+                    // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1 (words 3+8j..).
+                    for j in 0..4 {
+                        let mut lo_acc = [zero; N];
+                        let mut hi_acc = [zero; N];
+                        for k in 0..8 {
+                            let raw = _mm256_loadu_si256(w.add(32 * (3 + 8 * j + k)) as *const __m256i);
+                            let lo = _mm256_and_si256(raw, m4);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                            for n in 0..N {
+                                let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                                lo_acc[n] = D::<T>::step(lo_acc[n], lo, broadcast_word(x1.qs.as_ptr(), k));
+                                hi_acc[n] = D::<T>::step(hi_acc[n], hi, broadcast_word(x2.qs.as_ptr(), k));
+                            }
+                        }
+                        for n in 0..N {
+                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                            let s1 = _mm256_cvtepi32_ps(D::<T>::finish(lo_acc[n], zero));
+                            let s2 = _mm256_cvtepi32_ps(D::<T>::finish(hi_acc[n], zero));
+                            // d·sc·dx·Σq·qx - dmin·m·Σx per sub-block
+                            acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
+                            acc[n] = _mm256_fnmadd_ps(dm[2 * j], _mm256_set1_ps(x1.s), acc[n]);
+                            acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
+                            acc[n] = _mm256_fnmadd_ps(dm[2 * j + 1], _mm256_set1_ps(x2.s), acc[n]);
+                        }
+                    }
+                }
+            }
+            WeightType::Q6K => {
+                // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
+                type D<T> = <T as Tier>::Bytes;
+                for i in 0..nb / 8 {
+                    let b = group.add(i * gbb);
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+                    let w = b.add(16);
+                    // Words 0..4: the 16 i8 scales (d·sc per row and scale); then ql and qh words.
+                    let mut dsc = [_mm256_setzero_ps(); 16];
+                    for q in 0..4 {
+                        let sw = _mm256_loadu_si256(w.add(32 * q) as *const __m256i);
+                        for byte in 0..4 {
+                            let v = _mm256_sra_epi32(_mm256_sll_epi32(sw, _mm_cvtsi32_si128(24 - 8 * byte as i32)), _mm_cvtsi32_si128(24));
+                            dsc[4 * q + byte] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(v));
+                        }
+                    }
+                    for h in 0..2 {
+                        // Run g of 32 values is activation block 4h+g; its words 0..4 and 4..8 have
+                        // scales 2g and 2g+1. sums[n][2g + k/4]: one accumulator per run and scale.
+                        let x: [[&BlockQ8; 4]; N] = std::array::from_fn(|n| std::array::from_fn(|g| a[n].get_unchecked(8 * i + 4 * h + g)));
+                        let mut sums = [[zero; 8]; N];
+                        if N == 1 {
+                            // One token: each step's three words are loaded once for all four runs.
+                            for k in 0..8 {
+                                let pf = w.add(32 * (4 + 24 * h + 3 * k) + PF * gbb);
+                                _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+                                _mm_prefetch::<_MM_HINT_T0>(pf.add(64) as *const i8);
+                                let q = q6k_codes(w, h, k);
+                                for g in 0..4 {
+                                    let s = &mut sums[0][2 * g + k / 4];
+                                    *s = D::<T>::step(*s, q[g], broadcast_word(x[0][g].qs.as_ptr(), k));
+                                }
+                            }
+                        } else {
+                            // Several tokens: a run at a time keeps the accumulators in registers.
+                            for g in 0..4 {
+                                for k in 0..8 {
+                                    let q = q6k_codes(w, h, k)[g];
+                                    for n in 0..N {
+                                        let s = &mut sums[n][2 * g + k / 4];
+                                        *s = D::<T>::step(*s, q, broadcast_word(x[n][g].qs.as_ptr(), k));
+                                    }
+                                }
+                            }
+                        }
+                        for n in 0..N {
+                            for g in 0..4 {
+                                // Σ (q - 32)·x = Σ q·x - 32·Σ x, with Σ x over each 16 values from the block.
+                                let xb = x[n][g];
+                                let xd = _mm256_set1_ps(xb.d);
+                                for part in 0..2 {
+                                    let lanes = _mm256_sub_epi32(D::<T>::finish(sums[n][2 * g + part], zero), _mm256_set1_epi32(32 * xb.halves[part]));
+                                    acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * g + part], _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), xd), acc[n]);
+                                }
                             }
                         }
                     }
                 }
             }
+            _ => unreachable!("{} is not interleaved", ty.label()),
         }
-        _ => unreachable!("{} is not interleaved", ty.label()),
+        let mut out = [[0.0f32; 8]; N];
+        for n in 0..N {
+            _mm256_storeu_ps(out[n].as_mut_ptr(), acc[n]);
+        }
+        out
     }
-    let mut out = [[0.0f32; 8]; N];
-    for n in 0..N {
-        _mm256_storeu_ps(out[n].as_mut_ptr(), acc[n]);
-    }
-    out
 }
 
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `ty` is interleaved and `group.len() == 8 * quant::q8_row_bytes(ty, a.len())`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn group_q8_avx2(ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
-    group_body::<Avx2, 1>(ty, group.as_ptr(), a.len(), [a])[0]
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { group_body::<Avx2, 1>(ty, group.as_ptr(), a.len(), [a])[0] }
 }
 
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier; `ty` is interleaved and `group.len() == 8 * quant::q8_row_bytes(ty, a.len())`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn group_q8_vnni(ty: WeightType, group: &[u8], a: &[BlockQ8]) -> [f32; 8] {
-    group_body::<Vnni, 1>(ty, group.as_ptr(), a.len(), [a])[0]
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { group_body::<Vnni, 1>(ty, group.as_ptr(), a.len(), [a])[0] }
 }
 
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `ty` is interleaved; the four `a` rows have one length and `group.len() == 8 * quant::q8_row_bytes(ty, a[0].len())`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn group_q8_x4_avx2(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
-    group_body::<Avx2, 4>(ty, group.as_ptr(), a[0].len(), a)
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { group_body::<Avx2, 4>(ty, group.as_ptr(), a[0].len(), a) }
 }
 
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier; `ty` is interleaved; the four `a` rows have one length and `group.len() == 8 * quant::q8_row_bytes(ty, a[0].len())`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn group_q8_x4_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
-    group_body::<Vnni, 4>(ty, group.as_ptr(), a[0].len(), a)
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { group_body::<Vnni, 4>(ty, group.as_ptr(), a[0].len(), a) }
 }
 
-/// Quantizes 32 floats at a time: absmax, scale 127/absmax, round to nearest even, pack to i8.
+/// Q8_0 / Q8_1 activations (`format`), 32 floats at a time as ggml-cpu's x86
+/// `quantize_row_q8_0` / `_q8_1` do: absmax, scale `127 / absmax`, round half to even, pack to
+/// i8; the f16 scale and sum as the scalar tier makes them (`scalar::finish_q8_block`).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `x.len() >= 32 * out.len()`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
-    let sign = _mm256_set1_ps(-0.0);
-    for (i, b) in out.iter_mut().enumerate() {
-        let p = x.as_ptr().add(32 * i);
-        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
-        let mut m = _mm256_andnot_ps(sign, v[0]);
-        for vi in &v[1..] {
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vi));
+pub(super) unsafe fn quantize_row_q8_avx2(format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        for (i, b) in out.iter_mut().enumerate() {
+            let p = x.as_ptr().add(32 * i);
+            let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+            let mut m = _mm256_andnot_ps(sign, v[0]);
+            for vi in &v[1..] {
+                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vi));
+            }
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+            let amax = _mm_cvtss_f32(m4);
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let mut q = [_mm256_setzero_si256(); 4];
+            for k in 0..4 {
+                q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            }
+            let lane_sum = |v: __m256i| {
+                let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                let s4 = _mm_hadd_epi32(s4, s4);
+                _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4))
+            };
+            let halves = [lane_sum(_mm256_add_epi32(q[0], q[1])), lane_sum(_mm256_add_epi32(q[2], q[3]))];
+            // packs work per 128-bit lane: undo the interleave with a permute.
+            let p16a = _mm256_packs_epi32(q[0], q[1]);
+            let p16b = _mm256_packs_epi32(q[2], q[3]);
+            let p8 = _mm256_packs_epi16(p16a, p16b);
+            let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, p8);
+            super::scalar::finish_q8_block(format, b, amax / 127.0, halves);
         }
-        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        let amax = _mm_cvtss_f32(m4);
-        let d = amax / 127.0;
-        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
-        let mut q = [_mm256_setzero_si256(); 4];
-        for k in 0..4 {
-            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+}
+
+/// Q8_K activations, 256 floats at a time, giving the blocks `scalar::quantize_row_q8k` gives
+/// (ggml's `quantize_row_q8_K_ref`): the largest magnitude by vector max, the first value that
+/// has it by a scalar scan (its sign sets the scale's), then codes `min(127, round_even(iscale ·
+/// x))` 32 at a time, packed as in [`quantize_row_q8_avx2`].
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `x.len() == 32 *
+/// out.len()` and `out.len()` is a multiple of 8.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_row_q8k_avx2(x: &[f32], out: &mut [BlockQ8]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        let k127 = _mm256_set1_epi32(127);
+        for (blocks, xs) in out.chunks_exact_mut(8).zip(x.chunks_exact(256)) {
+            let p = xs.as_ptr();
+            let mut m = _mm256_setzero_ps();
+            for k in 0..32 {
+                m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(8 * k))));
+            }
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+            if amax == 0.0 {
+                blocks.fill(BlockQ8::default());
+                continue;
+            }
+            let max = xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+            let iscale = -127.0 / max;
+            let d = 1.0 / iscale;
+            let mul = _mm256_set1_ps(iscale);
+            for (j, b) in blocks.iter_mut().enumerate() {
+                let pj = p.add(32 * j);
+                let mut q = [_mm256_setzero_si256(); 4];
+                for (k, qk) in q.iter_mut().enumerate() {
+                    let v = _mm256_mul_ps(_mm256_loadu_ps(pj.add(8 * k)), mul);
+                    *qk = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), k127);
+                }
+                let lane_sum = |v: __m256i| {
+                    let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+                    let s4 = _mm_hadd_epi32(s4, s4);
+                    _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4))
+                };
+                b.halves = [lane_sum(_mm256_add_epi32(q[0], q[1])), lane_sum(_mm256_add_epi32(q[2], q[3]))];
+                let p8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+                let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, p8);
+                b.d = d;
+                b.s = d * (b.halves[0] + b.halves[1]) as f32;
+            }
         }
-        let lane_sum = |v: __m256i| {
-            let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-            let s4 = _mm_hadd_epi32(s4, s4);
-            _mm_cvtsi128_si32(_mm_hadd_epi32(s4, s4))
-        };
-        let halves = [lane_sum(_mm256_add_epi32(q[0], q[1])), lane_sum(_mm256_add_epi32(q[2], q[3]))];
-        let isum = halves[0] + halves[1];
-        b.halves = halves;
-        // packs work per 128-bit lane: undo the interleave with a permute.
-        let p16a = _mm256_packs_epi32(q[0], q[1]);
-        let p16b = _mm256_packs_epi32(q[2], q[3]);
-        let p8 = _mm256_packs_epi16(p16a, p16b);
-        let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256(b.qs.as_mut_ptr() as *mut __m256i, p8);
-        b.d = d;
-        b.s = d * isum as f32;
     }
 }
 
 /// 8 dense weights from value index `i` of `p`, as f32.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `p` holds values `i..i + 8` of `ty` (f32, f16 or bf16).
 #[inline(always)]
 unsafe fn load_dense(ty: WeightType, p: *const u8, i: usize) -> __m256 {
-    match ty {
-        WeightType::F32 => _mm256_loadu_ps((p as *const f32).add(i)),
-        WeightType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i)),
-        _ => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i) as *const __m128i)), 16)),
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        match ty {
+            WeightType::F32 => _mm256_loadu_ps((p as *const f32).add(i)),
+            WeightType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i) as *const __m128i)),
+            _ => _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i) as *const __m128i)), 16)),
+        }
     }
 }
 
 /// 8 i8 codes at `p` as f32. (A function, not a closure: closures do not inherit the caller's
 /// `target_feature`s and would not be inlined.)
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `p` points to 8 readable bytes.
 #[inline(always)]
 unsafe fn widen_i8(p: *const u8) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
 }
 
 /// int8 row (f32 scale, then i8 codes) x f32 activations: codes widened to f32, 64 per step in 8
 /// accumulators (FMA latency x 8 in flight: with 4 the loop waited on its own sums), then 32.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `x.len()` is a multiple of 32 and `row.len() == 4 + x.len()`.
 #[inline(always)]
 unsafe fn dot_int8_f32(row: &[u8], x: &[f32]) -> f32 {
-    let p = row.as_ptr().add(4);
-    let xp = x.as_ptr();
-    let n = x.len();
-    let mut acc = [_mm256_setzero_ps(); 8];
-    let mut i = 0;
-    while i + 64 <= n {
-        for (k, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(widen_i8(p.add(i + 8 * k)), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let p = row.as_ptr().add(4);
+        let xp = x.as_ptr();
+        let n = x.len();
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut i = 0;
+        while i + 64 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(widen_i8(p.add(i + 8 * k)), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+            }
+            i += 64;
         }
-        i += 64;
-    }
-    // Rows are whole 32-value blocks (checked at the entry): at most one 32-value step is left.
-    if i < n {
-        for (k, a) in acc[..4].iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(widen_i8(p.add(i + 8 * k)), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+        // Rows are whole 32-value blocks (checked at the entry): at most one 32-value step is left.
+        if i < n {
+            for (k, a) in acc[..4].iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(widen_i8(p.add(i + 8 * k)), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+            }
         }
+        let s0 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5]));
+        let s1 = _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7]));
+        f32_at(row.as_ptr()) * hsum(_mm256_add_ps(s0, s1))
     }
-    let s0 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5]));
-    let s1 = _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7]));
-    f32_at(row.as_ptr()) * hsum(_mm256_add_ps(s0, s1))
 }
 
 /// Code-book values of 8 indices (0..16) from two 8-entry tables.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
 #[inline(always)]
 unsafe fn nf4_lookup(lo_table: __m256, hi_table: __m256, idx: __m256i) -> __m256 {
-    let lo = _mm256_permutevar8x32_ps(lo_table, idx);
-    let hi = _mm256_permutevar8x32_ps(hi_table, idx);
-    _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let lo = _mm256_permutevar8x32_ps(lo_table, idx);
+        let hi = _mm256_permutevar8x32_ps(hi_table, idx);
+        _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
+    }
 }
 
 /// NF4 row x f32 activations: each nibble picks its code-book value from two 8-entry tables
 /// (`vpermps` on the low 3 bits, a blend on the 4th), times the block's absmax.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `x.len()` is a multiple of 64 and `row` holds `x.len() / 64` NF4 blocks of 36 bytes.
 #[inline(always)]
 unsafe fn dot_nf4_f32(row: &[u8], x: &[f32]) -> f32 {
-    let lo_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr());
-    let hi_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr().add(8));
-    let m4 = _mm256_set1_epi32(0xF);
-    let mut total = _mm256_setzero_ps();
-    for (blk, b) in row.chunks_exact(36).enumerate() {
-        let mut acc = _mm256_setzero_ps();
-        for half in 0..2 {
-            let q = b.as_ptr().add(4 + 16 * half);
-            let xs = x.as_ptr().add(64 * blk + 32 * half);
-            for k in 0..2 {
-                // 8 bytes hold values 8k..8k+8 (low nibbles) and 16+8k..16+8k+8 (high nibbles).
-                let bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(q.add(8 * k) as *const __m128i));
-                acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_and_si256(bytes, m4)), _mm256_loadu_ps(xs.add(8 * k)), acc);
-                acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(xs.add(16 + 8 * k)), acc);
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let lo_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr());
+        let hi_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr().add(8));
+        let m4 = _mm256_set1_epi32(0xF);
+        let mut total = _mm256_setzero_ps();
+        for (blk, b) in row.chunks_exact(36).enumerate() {
+            let mut acc = _mm256_setzero_ps();
+            for half in 0..2 {
+                let q = b.as_ptr().add(4 + 16 * half);
+                let xs = x.as_ptr().add(64 * blk + 32 * half);
+                for k in 0..2 {
+                    // 8 bytes hold values 8k..8k+8 (low nibbles) and 16+8k..16+8k+8 (high nibbles).
+                    let bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(q.add(8 * k) as *const __m128i));
+                    acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_and_si256(bytes, m4)), _mm256_loadu_ps(xs.add(8 * k)), acc);
+                    acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(xs.add(16 + 8 * k)), acc);
+                }
             }
+            total = _mm256_fmadd_ps(acc, _mm256_set1_ps(f32_at(b.as_ptr())), total);
         }
-        total = _mm256_fmadd_ps(acc, _mm256_set1_ps(f32_at(b.as_ptr())), total);
+        hsum(total)
     }
-    hsum(total)
 }
 
 /// A row that takes f32 activations: dense f32/f16/bf16 (32 values per step in 4 accumulators;
 /// bandwidth-bound), int8 or NF4 (codes widened in registers).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `ty` takes f32 activations and `row.len() == ty.row_bytes(x.len())`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_dense_avx2(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    match ty {
-        WeightType::Int8 => return dot_int8_f32(row, x),
-        WeightType::Nf4 => return dot_nf4_f32(row, x),
-        _ => {}
-    }
-    let n = x.len();
-    let p = row.as_ptr();
-    let xp = x.as_ptr();
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut i = 0;
-    while i + 32 <= n {
-        for (k, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(load_dense(ty, p, i + 8 * k), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        match ty {
+            WeightType::Int8 => return dot_int8_f32(row, x),
+            WeightType::Nf4 => return dot_nf4_f32(row, x),
+            _ => {}
         }
-        i += 32;
+        let n = x.len();
+        let p = row.as_ptr();
+        let xp = x.as_ptr();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(load_dense(ty, p, i + 8 * k), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = _mm256_fmadd_ps(load_dense(ty, p, i), _mm256_loadu_ps(xp.add(i)), acc[0]);
+            i += 8;
+        }
+        let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+        while i < n {
+            s += super::scalar::dot_dense(ty, &row[i * ty.block_bytes()..(i + 1) * ty.block_bytes()], &x[i..i + 1]);
+            i += 1;
+        }
+        s
     }
-    while i + 8 <= n {
-        acc[0] = _mm256_fmadd_ps(load_dense(ty, p, i), _mm256_loadu_ps(xp.add(i)), acc[0]);
-        i += 8;
-    }
-    let mut s = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
-    while i < n {
-        s += super::scalar::dot_dense(ty, &row[i * ty.block_bytes()..(i + 1) * ty.block_bytes()], &x[i..i + 1]);
-        i += 1;
-    }
-    s
 }
 
 /// `Σ a_i b_i` over f32 slices of equal length.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`). Any lengths (the shorter one counts).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f32_avx2(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (pa, pb) = (a.as_ptr(), b.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
-        i += 16;
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm256_setzero_ps();
+        let mut acc1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i + 8)), _mm256_loadu_ps(pb.add(i + 8)), acc1);
+            i += 16;
+        }
+        let mut s = hsum(_mm256_add_ps(acc0, acc1));
+        while i < n {
+            s += a[i] * b[i];
+            i += 1;
+        }
+        s
     }
-    let mut s = hsum(_mm256_add_ps(acc0, acc1));
-    while i < n {
-        s += a[i] * b[i];
-        i += 1;
-    }
-    s
 }
 
 /// `y += alpha * x` over f32 slices of equal length.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`). Any lengths (the shorter one counts).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn axpy_f32_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
-    let n = x.len().min(y.len());
-    let (px, py) = (x.as_ptr(), y.as_mut_ptr());
-    let va = _mm256_set1_ps(alpha);
-    let mut i = 0;
-    while i + 8 <= n {
-        _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))));
-        i += 8;
-    }
-    while i < n {
-        y[i] += alpha * x[i];
-        i += 1;
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let n = x.len().min(y.len());
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let va = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            _mm256_storeu_ps(py.add(i), _mm256_fmadd_ps(va, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i))));
+            i += 8;
+        }
+        while i < n {
+            y[i] += alpha * x[i];
+            i += 1;
+        }
     }
 }

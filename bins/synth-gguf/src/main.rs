@@ -1,4 +1,4 @@
-//! `cargo xtask synth-gguf`: a GGUF with the real Llama 3.2 1B / Llama 3 8B shapes (from
+//! `synth-gguf` (run by `cargo xtask synth-gguf`, in release): a GGUF with the real Llama 3.2 1B / Llama 3 8B shapes (from
 //! `models.toml`), seeded random weights (bench-core's `synthetic::tensor_values`, the values
 //! `--synthetic` uses), the real Llama 3 tokenizer as GGUF tokenizer metadata, and the Llama 3
 //! chat template. It is marked `llama3_bench.synthetic = true`, which every framework reports.
@@ -21,23 +21,46 @@ use bench_backend::schema::{self, TensorId, TensorRole};
 use bench_backend::synthetic;
 use bench_hub::cache::Cache;
 use bench_hub::download;
-use bench_hub::registry::Registry;
+use bench_hub::registry::{Registry, Size};
 use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8_0, GgmlType};
-use clap::ValueEnum;
+use clap::{Parser, ValueEnum};
 
 /// Meta's Llama 3 Instruct chat template (tokenizer_config.json of Meta-Llama-3-8B-Instruct).
 pub const LLAMA3_CHAT_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
 const ALIGNMENT: u64 = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Size {
-    /// Llama 3.2 1B (registry `llama3-1b`)
-    #[value(name = "1B")]
-    B1,
-    /// Llama 3 8B (registry `llama3-8b`)
-    #[value(name = "8B")]
-    B8,
+/// Write a GGUF with the real Llama 3.2 1B / Llama 3 8B shape, seeded random weights (labelled
+/// synthetic in its metadata and every report), the real Llama 3 tokenizer and chat template.
+#[derive(Debug, Parser)]
+#[command(name = "synth-gguf")]
+struct Cli {
+    /// Model shape (1B and 8B are written; the larger ones would not fit a test machine)
+    #[arg(long, value_enum)]
+    size: Size,
+    /// Storage: f16, or llama.cpp's q8_0, q4_0, q4_1, q4_k_m block formats
+    #[arg(long = "type", value_enum)]
+    file_type: FileType,
+    /// Seed of the random weights (the values `--synthetic --seed N` generates; 1337 is the
+    /// frameworks' default)
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+    /// Output file (default: the cache's synthetic/llama3-SIZE-TYPE-seedN.gguf)
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result =
+        Registry::load().map_err(anyhow::Error::from).and_then(|registry| run(&registry, &Cache::from_env(), cli.size, cli.file_type, cli.seed, cli.out));
+    match result {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,7 +131,7 @@ impl Ggml {
 
 /// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third between.
 fn use_more_bits(layer: usize, layers: usize) -> bool {
-    layer < layers / 8 || layer >= 7 * layers / 8 || (layer >= layers / 8 && (layer - layers / 8) % 3 == 2)
+    layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2
 }
 
 /// The ggml type of a weight of the schema in a file of type `ty`.
@@ -299,15 +322,12 @@ fn rope_factors(arch: &Architecture) -> Option<Vec<f32>> {
     )
 }
 
-pub fn default_path(cache: &Cache, size: Size, ty: FileType, seed: u64) -> PathBuf {
-    let s = match size {
-        Size::B1 => "1b",
-        Size::B8 => "8b",
-    };
+fn default_path(cache: &Cache, size: Size, ty: FileType, seed: u64) -> PathBuf {
+    let s = size.as_str().to_ascii_lowercase();
     cache.root().join("synthetic").join(format!("llama3-{s}-{}-seed{seed}.gguf", ty.name()))
 }
 
-pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u64, out: Option<PathBuf>) -> Result<PathBuf> {
+fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u64, out: Option<PathBuf>) -> Result<PathBuf> {
     for (ggml, got) in [
         (Ggml::Q4_0, std::mem::size_of::<BlockQ4_0>()),
         (Ggml::Q4_1, std::mem::size_of::<BlockQ4_1>()),
@@ -322,6 +342,7 @@ pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u
     let (model, label) = match size {
         Size::B1 => ("llama3-1b", "Llama 3.2 1B"),
         Size::B8 => ("llama3-8b", "Llama 3 8B"),
+        Size::B70 | Size::B405 => bail!("synth-gguf writes the 1B and 8B shapes; a {size} file would not fit this kind of machine"),
     };
     let arch = registry.model(model)?.architecture.clone();
     let path = out.unwrap_or_else(|| default_path(cache, size, ty, seed));
@@ -344,7 +365,7 @@ pub fn run(registry: &Registry, cache: &Cache, size: Size, ty: FileType, seed: u
         ("general.file_type".into(), Meta::U32(ty.ftype())),
         ("general.quantization_version".into(), Meta::U32(2)),
         ("general.alignment".into(), Meta::U32(ALIGNMENT as u32)),
-        ("llama3_bench.synthetic".into(), Meta::Bool(true)),
+        (bench_backend::gguf::SYNTHETIC_KEY.into(), Meta::Bool(true)),
         ("llama3_bench.seed".into(), Meta::U32(seed as u32)),
         (a("block_count"), Meta::U32(arch.layers as u32)),
         (a("context_length"), Meta::U32(arch.context_length as u32)),
