@@ -30,3 +30,59 @@ fn has_libclang() -> bool {
                 .unwrap_or(false)
     })
 }
+
+/// The ggml CPU options for a llama.cpp built for the CPU this runs on (cmake cache entries that
+/// `llama-cpp-sys-2`'s build script forwards from `GGML_*` environment variables): AVX-512 and its
+/// VBMI / VNNI / BF16 extensions, and AVX-VNNI, each ON exactly when this CPU has it; AMX always
+/// OFF (ggml's AMX buffer type crashes on the project's virtual machines). Every option is set,
+/// ON or OFF, so that the build script tracks them all and a build on another CPU rebuilds.
+/// Without them the crate builds ggml's AVX2 tier whatever the machine (`GGML_NATIVE` is OFF).
+pub fn cpu_env() -> Vec<(&'static str, &'static str)> {
+    let on = |b: bool| if b { "ON" } else { "OFF" };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+        vec![
+            ("GGML_AVX512", on(avx512)),
+            ("GGML_AVX512_VBMI", on(avx512 && has!("avx512vbmi"))),
+            ("GGML_AVX512_VNNI", on(avx512 && has!("avx512vnni"))),
+            ("GGML_AVX512_BF16", on(avx512 && has!("avx512bf16"))),
+            ("GGML_AVX_VNNI", on(has!("avxvnni"))),
+            ("GGML_AMX_TILE", "OFF"),
+            ("GGML_AMX_INT8", "OFF"),
+            ("GGML_AMX_BF16", "OFF"),
+        ]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = on;
+        Vec::new()
+    }
+}
+
+/// Makes the next cargo build of `llama-cpp-sys-2` in `target` use [`cpu_env`]. The crate's build
+/// script only tracks the `GGML_*` variables it saw on its previous run, so a tree built without
+/// them would keep its AVX2-only llama.cpp: a stamp in `target` records the options of the last
+/// build through xtask, and when they differ the crate is cleaned once (a rebuild of llama.cpp).
+pub fn prepare_target(target: &std::path::Path) -> Result<()> {
+    let wanted = cpu_env().iter().map(|(k, v)| format!("{k}={v}\n")).collect::<String>();
+    let stamp = target.join("llamacpp-cpu-options");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    if target.join("release/build").is_dir() || target.join("debug/build").is_dir() {
+        eprintln!("llama.cpp's CPU options changed ({}): rebuilding llama-cpp-sys-2", wanted.trim().replace('\n', " "));
+        crate::cargo(&["clean", "-p", "llama-cpp-sys-2"], &[])?;
+    }
+    std::fs::create_dir_all(target)?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(())
+}
+
+/// Builds `bin` of `package` in release (llama.cpp for this CPU) and returns its path.
+pub fn build_release_bin(package: &str, bin: &str) -> Result<std::path::PathBuf> {
+    check_toolchain()?;
+    crate::cargo(&["build", "--release"], &["-p", package, "--bin", bin])?;
+    Ok(crate::target_dir().join("release").join(bin))
+}

@@ -9,6 +9,8 @@
 //!   package, run in release: it quantizes with candle, which xtask itself does not build).
 //! - `lint`: `cargo fmt --all --check` and `cargo clippy --workspace --all-targets -D warnings`.
 //! - `test`: install what the tests need, then run the whole workspace's tests.
+//! - `quantize --from MODEL --type T[,T..]|all`: test setup: the model rewritten by llama.cpp's own
+//!   quantizer in its common storage types (F16 .. IQ4_XS), into the cache's `quantized/` folder.
 //! - `fuzz TARGET [--seconds N]`: run a libFuzzer target of the file readers (gguf, safetensors,
 //!   config) on the stable toolchain; `cargo test` replays their corpus.
 //! - `gpu-bundle [--out DIR]`: native-only, torch-only and compare built with CUDA (sm_90) on a
@@ -21,6 +23,7 @@
 mod fuzz;
 mod gpu;
 mod llamacpp;
+mod quantize;
 mod torch;
 
 use std::process::ExitCode;
@@ -66,6 +69,20 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Test setup: write a GGUF in llama.cpp's common storage types through llama.cpp's own
+    /// quantizer (`llama_model_quantize`) into the cache's quantized/ folder. Needs cmake and libclang.
+    Quantize {
+        /// The GGUF to start from: a registry model (e.g. smollm2-135m) or a path (e.g. the
+        /// synthetic 1B from `cargo xtask synth-gguf --size 1B --type f16`)
+        #[arg(long)]
+        from: String,
+        /// Types, comma-separated, or all: f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, iq4_nl, iq4_xs
+        #[arg(long = "type", value_delimiter = ',', required = true)]
+        types: Vec<String>,
+        /// Output folder (default: the cache's quantized/)
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Fuzz one of bench-core's file readers with libFuzzer (stable toolchain, needs a C++ compiler).
     Fuzz {
         /// gguf, safetensors or config
@@ -108,9 +125,24 @@ fn cargo(command: &[&str], args: &[&str]) -> Result<()> {
     cargo_in(&torch::repo_root(), command, args)
 }
 
-/// Runs cargo in `dir`.
+/// The workspace's target folder (`CARGO_TARGET_DIR` when set).
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| torch::repo_root().join("target"))
+}
+
+/// Runs cargo in `dir`, with llama.cpp's CPU options for this machine (`llamacpp::cpu_env`; only
+/// llama.cpp's build reads them, and every build through xtask passes the same ones, so none
+/// rebuilds llama.cpp for another).
 fn cargo_in(dir: &std::path::Path, command: &[&str], args: &[&str]) -> Result<()> {
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).current_dir(dir).args(command).args(args).status()?;
+    if !matches!(command.first(), Some(&"clean") | Some(&"fmt")) {
+        llamacpp::prepare_target(&target_dir())?;
+    }
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(dir)
+        .envs(llamacpp::cpu_env())
+        .args(command)
+        .args(args)
+        .status()?;
     if !status.success() {
         anyhow::bail!("cargo {} failed ({status})", command.join(" "));
     }
@@ -200,6 +232,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::SynthGguf { args } => {
             let args: Vec<&str> = ["--"].into_iter().chain(args.iter().map(String::as_str)).collect();
             cargo(&["run", "--release", "-p", "synth-gguf"], &args)?;
+        }
+        Command::Quantize { from, types, out } => {
+            quantize::run(&registry, &cache, &from, &types, out)?;
         }
         Command::Fuzz { target, seconds } => {
             if target == "gguf" {

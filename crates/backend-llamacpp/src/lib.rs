@@ -8,13 +8,17 @@
 //! file types) and loads that; without `--dtype` the file's own blocks run in llama.cpp's kernels.
 //!
 //! SIMD: built without `-C target-cpu`, the crate's build script turns `GGML_NATIVE` off and
-//! ggml compiles its AVX/AVX2/FMA/F16C kernels (no AVX-512, no AMX, whose extra buffer types crash
-//! on some virtual machines). `GGML_*` environment variables at build time reach ggml's CMake (for
-//! example `GGML_AVX512=ON`). Every report carries llama.cpp's own system-info string, and a CPU
-//! lacking an instruction set the build uses is refused at load instead of crashing.
+//! ggml compiles its AVX/AVX2/FMA/F16C kernels. `GGML_*` environment variables at build time reach
+//! ggml's CMake, and every build through `cargo xtask` (compare, test, quantize) sets them for the
+//! CPU it runs on (xtask's `llamacpp::cpu_env`: AVX-512, VBMI, VNNI, BF16 and AVX-VNNI where
+//! present; AMX always off, its extra buffer type crashes on some virtual machines). Every report
+//! carries llama.cpp's own system-info string, and a CPU lacking an instruction set the build uses
+//! is refused at load instead of crashing.
 
 mod convert;
 mod logs;
+
+pub use convert::{quantize, FileType};
 
 use std::ffi::CStr;
 use std::num::NonZeroU32;
@@ -94,19 +98,22 @@ fn check_cpu_supports_build() -> Result<()> {
     {
         let info = system_info();
         let built = |k: &str| info.contains(&format!("{k} = 1"));
-        let checks: [(&str, bool); 6] = [
+        let checks: [(&str, bool); 9] = [
             ("AVX", std::arch::is_x86_feature_detected!("avx")),
             ("AVX2", std::arch::is_x86_feature_detected!("avx2")),
             ("FMA", std::arch::is_x86_feature_detected!("fma")),
             ("F16C", std::arch::is_x86_feature_detected!("f16c")),
             ("AVX512", std::arch::is_x86_feature_detected!("avx512f")),
+            ("AVX512_VBMI", std::arch::is_x86_feature_detected!("avx512vbmi")),
             ("AVX512_VNNI", std::arch::is_x86_feature_detected!("avx512vnni")),
+            ("AVX512_BF16", std::arch::is_x86_feature_detected!("avx512bf16")),
+            ("AVX_VNNI", std::arch::is_x86_feature_detected!("avxvnni")),
         ];
         let missing: Vec<&str> = checks.iter().filter(|(k, has)| built(k) && !has).map(|(k, _)| *k).collect();
         if !missing.is_empty() {
             return Err(Error::Backend(format!(
-                "this llama.cpp build uses {} but this CPU lacks it; rebuild llamacpp-only with those GGML_* options OFF \
-                 (e.g. GGML_AVX2=OFF GGML_FMA=OFF GGML_F16C=OFF cargo build --release -p llamacpp-only)",
+                "this llama.cpp build uses {} but this CPU lacks it; rebuild it for this CPU with `cargo xtask compare` \
+                 (or with those GGML_* options OFF, e.g. GGML_AVX512=OFF GGML_AVX2=OFF cargo build --release -p llamacpp-only)",
                 missing.join(", ")
             )));
         }
@@ -217,8 +224,10 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     let gguf = src.gguf_file().expect("opened as a GGUF file");
     if let Some(t) = gguf.tensors.iter().find(|t| t.ggml_type.block().is_none()) {
         return Err(Error::NotImplemented(format!(
-            "tensor {} has {}, which llama3-bench does not read (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0 and the k-quants are supported)",
-            t.name, t.ggml_type
+            "tensor {} has {}, which llama3-bench does not read (supported: {})",
+            t.name,
+            t.ggml_type,
+            bench_backend::ggml_blocks::SUPPORTED
         )));
     }
     let cfg = src.config().clone();

@@ -2,23 +2,79 @@
 //! `cpu_kernels::Matrix` in the kernels' layouts (ggml blocks copied as they are; int8 rows
 //! prefixed with their scale; NF4 repacked into 32-value blocks in Q4_0's nibble order), one
 //! tensor at a time so peak memory stays near one copy of the weights.
+//!
+//! The choice is per tensor: a tensor whose block type has no tuned kernel (see [`tuned_type`])
+//! is re-encoded once as Q8_0 where its values are exactly Q8_0's (Q5_0), else dequantized once by
+//! candle to f16 and multiplied by the dense f16 kernel, while every other tensor stays on its
+//! blocks; [`Expansions`] says which tensors took which path.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::{GgmlDType, QMatMul};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Tensor};
 use cpu_kernels::ops::{KvCache, RopePairs};
 use cpu_kernels::{Matrix, WeightType};
 
 use bench_backend::config::RopeLayout;
-use bench_backend::{quant, Error, Result};
+use bench_backend::gguf::GgmlType;
+use bench_backend::{ggml_blocks, quant, Error, Result};
 
 use crate::candle_err;
 use crate::model::{Embedding, Llama, Weight};
 use crate::tuned::{Dims, TunedLayer, TunedLlama};
 
-/// Why a model stays on the stock path.
+/// Why a model stays on the stock path (a whole-model reason: odd dimensions, int8/NF4 rows that
+/// are not whole blocks; a tensor's block type alone never is one).
 pub struct NoTunedKernel(pub String);
+
+/// The dense type a weight without a tuned kernel (and not exactly Q8_0) is expanded to, once at
+/// load. f16 rather than f32: half the bytes read per token (measured against f32 and candle's own
+/// product on the blocks on SmolLM2 Q5_0, see `examples/expand_choice.rs`).
+pub const EXPANDED: WeightType = WeightType::F16;
+
+/// The tuned kernels' type for a ggml block type, `None` where cpu-kernels has no kernel for it
+/// (such a tensor is expanded to [`EXPANDED`] at load; every other tensor stays on its blocks).
+/// A new kernel in cpu-kernels is one line here.
+pub fn tuned_type(t: GgmlDType) -> Option<WeightType> {
+    Some(match t {
+        GgmlDType::Q4_0 => WeightType::Q4_0,
+        GgmlDType::Q4_1 => WeightType::Q4_1,
+        GgmlDType::Q8_0 => WeightType::Q8_0,
+        GgmlDType::Q4K => WeightType::Q4K,
+        GgmlDType::Q5K => WeightType::Q5K,
+        GgmlDType::Q6K => WeightType::Q6K,
+        GgmlDType::F32 => WeightType::F32,
+        GgmlDType::F16 => WeightType::F16,
+        GgmlDType::BF16 => WeightType::BF16,
+        _ => return None,
+    })
+}
+
+/// Tensors the tuned path did not multiply on their own blocks, counted by (file type, what was
+/// done and why): what the model info's kernels line reports.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expansions(pub BTreeMap<(String, String), usize>);
+
+impl Expansions {
+    /// Counts one tensor of type `ty` (e.g. "q5_0") that took path `how` (e.g. "dequantized to f16
+    /// at load (no tuned kernel)").
+    pub fn add(&mut self, ty: impl Into<String>, how: impl Into<String>) {
+        *self.0.entry((ty.into(), how.into())).or_default() += 1;
+    }
+
+    /// "166 q5_0 tensors re-encoded as q8_0 at load (...)", one clause per (type, path), joined by
+    /// "; " (empty when every tensor ran on its own blocks).
+    pub fn describe(&self) -> String {
+        self.0.iter().map(|((ty, how), n)| format!("{n} {ty} tensor{} {how}", if *n == 1 { "" } else { "s" })).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// What the tuned path does with a tensor of a type without a tuned kernel whose values are
+/// exactly Q8_0's (see `ggml_blocks::to_q8_0_exact`).
+pub const REENCODED: &str = "re-encoded as q8_0 at load (the same values; no tuned kernel)";
+/// What it does with the other types without a tuned kernel.
+pub const EXPANDED_F16: &str = "dequantized to f16 at load (no tuned kernel)";
 
 fn dense(t: &Tensor) -> Result<Matrix> {
     let (rows, cols) = t.dims2().map_err(candle_err)?;
@@ -32,27 +88,34 @@ fn dense(t: &Tensor) -> Result<Matrix> {
     Matrix::new(ty, rows, cols, bytes).map_err(|e| Error::Backend(e.to_string()))
 }
 
-/// The kernels' form of a weight, or why there is none.
-fn matrix(w: Weight) -> Result<std::result::Result<Matrix, NoTunedKernel>> {
+/// The kernels' form of a weight, or why the model has none. Blocks without a tuned kernel are
+/// expanded to [`EXPANDED`] and counted in `expansions`.
+fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<Matrix, NoTunedKernel>> {
     let kernel_err = |e: cpu_kernels::KernelError| Error::Backend(e.to_string());
     Ok(Ok(match w {
         Weight::Quantized(QMatMul::QTensor(q)) => {
-            let ty = match q.dtype() {
-                GgmlDType::Q4_0 => WeightType::Q4_0,
-                GgmlDType::Q4_1 => WeightType::Q4_1,
-                GgmlDType::Q8_0 => WeightType::Q8_0,
-                GgmlDType::Q4K => WeightType::Q4K,
-                GgmlDType::Q5K => WeightType::Q5K,
-                GgmlDType::Q6K => WeightType::Q6K,
-                GgmlDType::F32 => WeightType::F32,
-                GgmlDType::F16 => WeightType::F16,
-                GgmlDType::BF16 => WeightType::BF16,
-                other => return Ok(Err(NoTunedKernel(format!("no tuned kernel for {other:?} blocks")))),
-            };
             let (rows, cols) = q.shape().dims2().map_err(candle_err)?;
-            if ty.row_bytes(cols).is_none() {
-                return Ok(Err(NoTunedKernel(format!("rows of {cols} values are not whole {} blocks", ty.label()))));
-            }
+            let label = format!("{:?}", q.dtype()).to_lowercase().replace('k', "_k");
+            let ty = match tuned_type(q.dtype()) {
+                Some(ty) if ty.row_bytes(cols).is_some() => ty,
+                Some(ty) => {
+                    expansions.add(label, format!("dequantized to f16 at load (rows of {cols} values are not whole {} blocks)", ty.label()));
+                    return Ok(Ok(expand(&q)?));
+                }
+                None => {
+                    let file_type = match q.dtype() {
+                        GgmlDType::Q5_0 => Some(GgmlType::Q5_0),
+                        _ => None,
+                    };
+                    let bytes = q.data().map_err(candle_err)?;
+                    if let Some(q8) = file_type.and_then(|t| ggml_blocks::to_q8_0_exact(t, &bytes)) {
+                        expansions.add(label, REENCODED);
+                        return Ok(Ok(Matrix::new(WeightType::Q8_0, rows, cols, q8).map_err(kernel_err)?));
+                    }
+                    expansions.add(label, EXPANDED_F16);
+                    return Ok(Ok(expand(&q)?));
+                }
+            };
             let bytes = q.data().map_err(candle_err)?.into_owned();
             Matrix::new(ty, rows, cols, bytes).map_err(kernel_err)?
         }
@@ -95,44 +158,31 @@ fn matrix(w: Weight) -> Result<std::result::Result<Matrix, NoTunedKernel>> {
     }))
 }
 
+/// A block tensor without a tuned kernel, dequantized by candle to [`EXPANDED`].
+fn expand(q: &QTensor) -> Result<Matrix> {
+    let dev = candle_core::Device::Cpu;
+    let t = match EXPANDED {
+        WeightType::F16 => q.dequantize_f16(&dev),
+        _ => q.dequantize(&dev),
+    };
+    dense(&t.map_err(candle_err)?)
+}
+
 fn norm(t: &Tensor) -> Result<Vec<f32>> {
     t.to_dtype(DType::F32).and_then(|t| t.flatten_all()?.to_vec1::<f32>()).map_err(candle_err)
 }
 
-/// Moves `llama`'s weights into a [`TunedLlama`], or gives `llama` back with the reason when a
-/// weight has no tuned kernel (Q5_0, Q2_K, ...: the stock path runs those).
-pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, NoTunedKernel)>> {
-    // Check every weight first, so that giving the model back needs no undoing.
-    let check = |w: &Weight| -> Option<NoTunedKernel> {
-        if let Weight::Quantized(QMatMul::QTensor(q)) = w {
-            let supported = matches!(
-                q.dtype(),
-                GgmlDType::Q4_0
-                    | GgmlDType::Q4_1
-                    | GgmlDType::Q8_0
-                    | GgmlDType::Q4K
-                    | GgmlDType::Q5K
-                    | GgmlDType::Q6K
-                    | GgmlDType::F32
-                    | GgmlDType::F16
-                    | GgmlDType::BF16
-            );
-            if !supported {
-                return Some(NoTunedKernel(format!("no tuned kernel for {:?} blocks", q.dtype())));
-            }
-        }
-        None
-    };
-    let problem =
-        llama.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]).chain(std::iter::once(&llama.output)).find_map(check);
-    if let Some(p) = problem {
-        return Ok(Err((llama, p)));
-    }
+/// Moves `llama`'s weights into a [`TunedLlama`] (with the tensors expanded on the way), or gives
+/// `llama` back with the reason when the model's shape has no tuned path.
+pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansions), (Llama, NoTunedKernel)>> {
+    // Check the whole-model conditions first, so that giving the model back needs no undoing.
     if !llama.cfg.arch.dim.is_multiple_of(32) || !llama.cfg.arch.ffn_dim.is_multiple_of(32) {
         let why = NoTunedKernel(format!("dimensions {} / {} are not multiples of 32", llama.cfg.arch.dim, llama.cfg.arch.ffn_dim));
         return Ok(Err((llama, why)));
     }
     let Llama { cfg, embedding, layers, norm: out_norm, output, max_seq_len, .. } = llama;
+    let mut expansions = Expansions::default();
+    let ex = &mut expansions;
     let a = &cfg.arch;
     let dims = Dims {
         dim: a.dim,
@@ -152,14 +202,14 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
     for l in layers {
         tuned_layers.push(TunedLayer {
             attn_norm: norm(&l.attn_norm)?,
-            wq: unwrap(matrix(l.wq)?)?,
-            wk: unwrap(matrix(l.wk)?)?,
-            wv: unwrap(matrix(l.wv)?)?,
-            wo: unwrap(matrix(l.wo)?)?,
+            wq: unwrap(matrix(ex, l.wq)?)?,
+            wk: unwrap(matrix(ex, l.wk)?)?,
+            wv: unwrap(matrix(ex, l.wv)?)?,
+            wo: unwrap(matrix(ex, l.wo)?)?,
             ffn_norm: norm(&l.ffn_norm)?,
-            w_gate: unwrap(matrix(l.w_gate)?)?,
-            w_up: unwrap(matrix(l.w_up)?)?,
-            w_down: unwrap(matrix(l.w_down)?)?,
+            w_gate: unwrap(matrix(ex, l.w_gate)?)?,
+            w_up: unwrap(matrix(ex, l.w_up)?)?,
+            w_down: unwrap(matrix(ex, l.w_down)?)?,
             caches: Mutex::new((0..slots).map(|_| KvCache::new(a.kv_heads, a.head_dim(), max_seq_len)).collect()),
         });
     }
@@ -167,21 +217,18 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<TunedLlama, (Llama, 
     // one matrix serves both (rows are dequantized per token for the lookup).
     let tied_dense = matches!((&output, &embedding), (Weight::Dense(t), Embedding::Dense(e)) if t.id() == e.id());
     let tied = tied_dense || (a.tied_embeddings && matches!(&output, Weight::Quantized(_)));
-    let output = Arc::new(unwrap(matrix(output)?)?);
+    let output = Arc::new(unwrap(matrix(ex, output)?)?);
     let embedding = if tied {
         output.clone()
     } else {
         Arc::new(match embedding {
             Embedding::Dense(t) => dense(&t)?,
-            // Rows are dequantized per token from the blocks; a block type without a tuned
-            // kernel is expanded to f32 once.
-            Embedding::Blocks(q) => match matrix(Weight::Quantized(QMatMul::QTensor(q.clone())))? {
-                Ok(m) => m,
-                Err(_) => dense(&q.dequantize(&candle_core::Device::Cpu).map_err(candle_err)?)?,
-            },
+            // Rows are dequantized per token from the blocks (a block type without a tuned
+            // kernel is expanded once, like a layer matrix).
+            Embedding::Blocks(q) => unwrap(matrix(ex, Weight::Quantized(QMatMul::QTensor(q.clone())))?)?,
         })
     };
     let rope_tables = cfg.rope_tables(max_seq_len);
     let out_norm = norm(&out_norm)?;
-    Ok(Ok(TunedLlama::new(dims, tuned_layers, embedding, out_norm, output, rope_tables, max_seq_len)))
+    Ok(Ok((TunedLlama::new(dims, tuned_layers, embedding, out_norm, output, rope_tables, max_seq_len), expansions)))
 }

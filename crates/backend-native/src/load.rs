@@ -15,7 +15,7 @@ use bench_backend::gguf::GgmlType;
 use bench_backend::memory::WeightBytes;
 use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
-use bench_backend::{quant, Error, Result};
+use bench_backend::{ggml_blocks, quant, Error, Result};
 
 use crate::model::{Embedding, Layer, Llama, Weight};
 use crate::{candle_err, Engine, NativeModel};
@@ -125,6 +125,7 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
 /// A tensor of the source as a dense candle tensor in its stored dtype (ggml blocks dequantized).
 fn dense(t: &source::Tensor, dev: &Device) -> Result<Tensor> {
     match &t.data {
+        TensorData::Ggml { ggml_type, .. } if candle_ggml_dtype(*ggml_type).is_none() => expand_f16(t, dev),
         TensorData::Ggml { .. } => qtensor(t, dev)?.dequantize(dev).map_err(candle_err),
         TensorData::Float { dtype, bytes } => Tensor::from_raw_buffer(bytes, to_candle_dtype(*dtype), &t.shape, dev).map_err(candle_err),
         TensorData::F32(values) => Tensor::from_slice(values, t.shape.as_slice(), dev).map_err(candle_err),
@@ -136,7 +137,50 @@ fn qtensor(t: &source::Tensor, dev: &Device) -> Result<QTensor> {
     let TensorData::Ggml { ggml_type, bytes } = &t.data else {
         return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
     };
-    qtensor_from_ggml(candle_ggml_dtype(*ggml_type, &t.name)?, bytes, t.shape.clone(), dev).map_err(candle_err)
+    let dtype = candle_ggml_dtype(*ggml_type).ok_or_else(|| Error::Backend(format!("tensor {}: candle cannot read {ggml_type} blocks", t.name)))?;
+    qtensor_from_ggml(dtype, bytes, t.shape.clone(), dev).map_err(candle_err)
+}
+
+/// How a GGUF tensor is held when its blocks are kept.
+enum Held {
+    /// As candle's blocks: the file's, or Q8_0 blocks with exactly its values.
+    Blocks(QTensor),
+    /// Dequantized to f16 (a block type candle cannot read and Q8_0 cannot hold).
+    F16(Tensor),
+}
+
+/// A GGUF tensor as candle's blocks where candle reads its type; else re-encoded as Q8_0 where
+/// that keeps every value (IQ4_NL), else dequantized to f16 (IQ4_XS); the last two are counted in
+/// `expanded` by what was done.
+fn held(t: &source::Tensor, dev: &Device, expanded: &mut BTreeMap<String, usize>) -> Result<Held> {
+    let TensorData::Ggml { ggml_type, bytes } = &t.data else {
+        return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
+    };
+    if candle_ggml_dtype(*ggml_type).is_some() {
+        return Ok(Held::Blocks(qtensor(t, dev)?));
+    }
+    let ty = ggml_type.to_string().to_lowercase();
+    if let Some(q8) = ggml_blocks::to_q8_0_exact(*ggml_type, bytes) {
+        *expanded.entry(format!("{ty} tensors re-encoded as q8_0 at load (the same values; no tuned kernel, candle cannot read {ty})")).or_default() += 1;
+        return Ok(Held::Blocks(qtensor_from_ggml(GgmlDType::Q8_0, &q8, t.shape.clone(), dev).map_err(candle_err)?));
+    }
+    let w = expand_f16(t, dev)?;
+    *expanded.entry(format!("{ty} tensors dequantized to f16 at load (no tuned kernel; candle cannot read {ty})")).or_default() += 1;
+    Ok(Held::F16(w))
+}
+
+/// A GGUF tensor of a block type candle cannot read, dequantized by bench-backend's reference
+/// dequantizer (ggml's formulas) and stored as f16 (every such type's values are a small integer
+/// times an f16 scale, so f16 holds them to within one rounding). Fails for a type no dequantizer
+/// here reads, naming it and the supported types.
+fn expand_f16(t: &source::Tensor, dev: &Device) -> Result<Tensor> {
+    let TensorData::Ggml { ggml_type, bytes } = &t.data else {
+        return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
+    };
+    let n = t.shape.iter().product();
+    let values = ggml_blocks::dequantize(*ggml_type, bytes, n, &t.name)?;
+    let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+    Tensor::from_vec(halves, t.shape.as_slice(), dev).map_err(candle_err)
 }
 
 /// `shards`: each shard's layers and device (one for an unsharded model); `names`: the devices
@@ -169,6 +213,7 @@ fn load(
         names: names.to_vec(),
         bytes: WeightBytes::default(),
         kinds: BTreeMap::new(),
+        expanded: BTreeMap::new(),
         source_desc: (gguf && dtype.is_some()).then(|| src.storage_summary()),
     };
     let get = |b: &mut Builder, id: TensorId, dev: &Device| -> Result<Weight> {
@@ -176,7 +221,10 @@ fn load(
         if keep_blocks {
             let TensorData::Ggml { ggml_type, .. } = &t.data else { unreachable!("a GGUF source holds ggml data") };
             b.kind(ggml_type.to_string().to_lowercase());
-            return QMatMul::from_qtensor(qtensor(&t, dev)?).map(Weight::Quantized).map_err(candle_err);
+            return Ok(Weight::Quantized(match held(&t, dev, &mut b.expanded)? {
+                Held::Blocks(q) => QMatMul::from_qtensor(q).map_err(candle_err)?,
+                Held::F16(w) => QMatMul::TensorF16(w),
+            }));
         }
         let w = maybe_quantize(spec, id, &t.name, dense(&t, dev)?.to_dtype(compute_c).map_err(candle_err)?)?;
         b.kind(weight_kind(&w, &label));
@@ -198,7 +246,10 @@ fn load(
     let emb = src.tensor(TensorId::global(TensorRole::TokenEmbedding))?;
     let embedding = if keep_blocks {
         // Kept as stored (rows looked up in the blocks), like the layer matrices.
-        Embedding::Blocks(std::sync::Arc::new(qtensor(&emb, &first)?))
+        match held(&emb, &first, &mut b.expanded)? {
+            Held::Blocks(q) => Embedding::Blocks(std::sync::Arc::new(q)),
+            Held::F16(t) => Embedding::Dense(t.to_dtype(compute_c).map_err(candle_err)?),
+        }
     } else {
         Embedding::Dense(dense(&emb, &first)?.to_dtype(compute_c).map_err(candle_err)?)
     };
@@ -224,6 +275,9 @@ struct Builder {
     names: Vec<bench_backend::Device>,
     bytes: WeightBytes,
     kinds: BTreeMap<String, usize>,
+    /// Tensors of block types candle cannot read, converted at load, counted by what was done
+    /// ("iq4_xs tensors dequantized to f16 at load (...)").
+    expanded: BTreeMap<String, usize>,
     /// For weights converted at load: what they were in the file.
     source_desc: Option<String>,
 }
@@ -332,16 +386,18 @@ impl Builder {
                 Vec::new()
             },
         };
-        let model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.shards, max_seq_len).map_err(candle_err)?;
+        let mut model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.shards, max_seq_len).map_err(candle_err)?;
+        model.expanded_at_load = self.expanded;
         Ok((model, info))
     }
 }
 
 /// Moves the model onto the tuned kernels when asked (and possible), with the memory figures
 /// of what the tuned path holds and reads.
-fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
+fn tuned_or_stock(mut model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
     let sharded = !model.handovers.is_empty();
     if spec.kernels == Kernels::Stock || !model.device.is_cpu() || sharded {
+        let notes = load_notes(&model.expanded_at_load);
         let model = model.with_dense_embedding().map_err(candle_err)?;
         if spec.kernels == Kernels::Tuned {
             // The tuned kernels are whole-model CPU code: on a GPU, or split into shards, the
@@ -349,10 +405,23 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
             let why = if sharded { "sharded" } else { "the tuned kernels are CPU-only" };
             info.kernels = format!("stock (candle {} on {}; {why})", crate::CANDLE_VERSION, info.device);
         }
+        for note in notes {
+            info.kernels = format!("{}; {note}", info.kernels);
+        }
         return Ok(NativeModel { engine: Engine::Stock(model), info });
     }
+    // Tensors candle could not read, converted at load (see `held`).
+    let at_load_note = load_notes(&std::mem::take(&mut model.expanded_at_load));
+    let with_notes = |head: String, more: String| {
+        let notes: Vec<String> = at_load_note.iter().cloned().chain((!more.is_empty()).then_some(more)).collect();
+        if notes.is_empty() {
+            head
+        } else {
+            format!("{head}; {}", notes.join("; "))
+        }
+    };
     match crate::convert::to_tuned(model)? {
-        Ok(tuned) => {
+        Ok((tuned, expansions)) => {
             let mut bytes = WeightBytes::default();
             for l in &tuned.layers {
                 for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
@@ -370,15 +439,20 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
             info.weight_bytes = bytes.held();
             info.weight_bytes_per_token = bytes.per_token();
             info.compute_dtype = BDType::F32;
-            info.kernels = format!("tuned ({})", cpu_kernels::cpu::isa().label());
+            info.kernels = with_notes(format!("tuned ({})", cpu_kernels::cpu::isa().label()), expansions.describe());
             Ok(NativeModel { engine: Engine::Tuned(tuned), info })
         }
         Err((model, why)) => {
             let model = model.with_dense_embedding().map_err(candle_err)?;
-            info.kernels = format!("stock (candle {}; {})", crate::CANDLE_VERSION, why.0);
+            info.kernels = with_notes(format!("stock (candle {}; {})", crate::CANDLE_VERSION, why.0), String::new());
             Ok(NativeModel { engine: Engine::Stock(model), info })
         }
     }
+}
+
+/// "168 iq4_nl tensors re-encoded as q8_0 at load (...)" for each kind of load-time conversion.
+fn load_notes(expanded: &BTreeMap<String, usize>) -> Vec<String> {
+    expanded.iter().map(|(what, n)| format!("{n} {what}")).collect()
 }
 
 fn new_layer(
@@ -413,8 +487,9 @@ fn new_layer(
     })
 }
 
-fn candle_ggml_dtype(t: GgmlType, name: &str) -> Result<GgmlDType> {
-    Ok(match t {
+/// candle's name for a ggml block type, `None` for one candle 0.11.1 cannot read.
+fn candle_ggml_dtype(t: GgmlType) -> Option<GgmlDType> {
+    Some(match t {
         GgmlType::F32 => GgmlDType::F32,
         GgmlType::F16 => GgmlDType::F16,
         GgmlType::BF16 => GgmlDType::BF16,
@@ -429,11 +504,6 @@ fn candle_ggml_dtype(t: GgmlType, name: &str) -> Result<GgmlDType> {
         GgmlType::Q5_K => GgmlDType::Q5K,
         GgmlType::Q6_K => GgmlDType::Q6K,
         GgmlType::Q8_K => GgmlDType::Q8K,
-        other => {
-            return Err(Error::NotImplemented(format!(
-                "tensor {name} has type {other}, which the native framework does not support \
-                 (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q8_K)"
-            )))
-        }
+        GgmlType::Q8_1 | GgmlType::IQ4_NL | GgmlType::IQ4_XS | GgmlType::Other(_) => return None,
     })
 }

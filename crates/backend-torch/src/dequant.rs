@@ -3,15 +3,18 @@
 //! (`view_dtype`), nibbles and high bits are unpacked with shifts and masks.
 //!
 //! Layouts: ggml's `ggml-quants.c` (`dequantize_row_*`) and `ggml-common.h` (block structs).
+//! Types without a tensor-op reading here (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS) go
+//! through bench-backend's reference dequantizer (`ggml_blocks`, plain loops, ggml's formulas).
 
 use bench_backend::gguf::GgmlType;
-use bench_backend::{Error, Result};
+use bench_backend::{ggml_blocks, Error, Result};
 use tch::{Kind, Tensor};
 
 /// Dequantizes `bytes` of ggml type `ty` holding `n` values to a flat f32 tensor.
 pub fn dequantize(bytes: &[u8], ty: GgmlType, n: usize, name: &str) -> Result<Tensor> {
-    let (per_block, block_bytes) =
-        ty.block().ok_or_else(|| Error::NotImplemented(format!("tensor {name} has type {ty}, which the torch framework does not support")))?;
+    let (per_block, block_bytes) = ty.block().ok_or_else(|| {
+        Error::NotImplemented(format!("tensor {name} has ggml type {ty}, which the torch framework does not read (supported: {})", ggml_blocks::SUPPORTED))
+    })?;
     let blocks = (n / per_block) as i64;
     let raw = || Tensor::from_slice(bytes).view([blocks, block_bytes as i64]);
     let t = match ty {
@@ -36,12 +39,10 @@ pub fn dequantize(bytes: &[u8], ty: GgmlType, n: usize, name: &str) -> Result<Te
         }
         GgmlType::Q4_K => q4_k(&raw()),
         GgmlType::Q6_K => q6_k(&raw()),
-        other => {
-            return Err(Error::NotImplemented(format!(
-                "tensor {name} has type {other}, which the torch framework does not support \
-                 (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)"
-            )))
-        }
+        // The other types (Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL, IQ4_XS) through bench-backend's
+        // plain reference dequantizer, once at load; it names the type and the supported ones when
+        // it has no reading of `ty` either.
+        other => Tensor::from_slice(&ggml_blocks::dequantize(other, bytes, n, name)?),
     };
     Ok(t.reshape([n as i64]))
 }

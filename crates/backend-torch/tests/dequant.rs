@@ -1,5 +1,6 @@
-//! The torch framework's ggml dequantizers against the `gguf` package's, on random blocks of
-//! every supported type (scales set to finite values; everything else random bytes).
+//! The torch framework's ggml dequantizers (its tensor-op ones, and bench-backend's reference
+//! dequantizer for the other types) against the `gguf` package's, on random blocks of every
+//! supported type (scales set to finite values; everything else random bytes).
 
 use std::process::Command;
 
@@ -31,6 +32,20 @@ fn random_blocks(ty: GgmlType, blocks: usize, seed: u64) -> Vec<u8> {
                 blk[2..4].copy_from_slice(&f16(s / 2.0));
             }
             GgmlType::Q6_K => blk[208..210].copy_from_slice(&f16(s)),
+            GgmlType::Q5_0 | GgmlType::IQ4_NL | GgmlType::IQ4_XS => blk[..2].copy_from_slice(&f16(s)),
+            GgmlType::Q5_1 => {
+                blk[..2].copy_from_slice(&f16(s));
+                blk[2..4].copy_from_slice(&f16(-0.05));
+            }
+            GgmlType::Q5_K => {
+                blk[..2].copy_from_slice(&f16(s));
+                blk[2..4].copy_from_slice(&f16(s / 2.0));
+            }
+            GgmlType::Q2_K => {
+                blk[80..82].copy_from_slice(&f16(s));
+                blk[82..84].copy_from_slice(&f16(s / 2.0));
+            }
+            GgmlType::Q3_K => blk[108..110].copy_from_slice(&f16(s)),
             _ => {}
         }
     }
@@ -43,7 +58,22 @@ fn dequantizers_match_the_gguf_package() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reference/dequant.py");
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
-    for (ty, name) in [(GgmlType::Q8_0, "Q8_0"), (GgmlType::Q4_0, "Q4_0"), (GgmlType::Q4_1, "Q4_1"), (GgmlType::Q4_K, "Q4_K"), (GgmlType::Q6_K, "Q6_K")] {
+    let types = [
+        (GgmlType::Q8_0, "Q8_0"),
+        (GgmlType::Q4_0, "Q4_0"),
+        (GgmlType::Q4_1, "Q4_1"),
+        (GgmlType::Q4_K, "Q4_K"),
+        (GgmlType::Q6_K, "Q6_K"),
+        // Through bench-backend's reference dequantizer.
+        (GgmlType::Q5_0, "Q5_0"),
+        (GgmlType::Q5_1, "Q5_1"),
+        (GgmlType::Q2_K, "Q2_K"),
+        (GgmlType::Q3_K, "Q3_K"),
+        (GgmlType::Q5_K, "Q5_K"),
+        (GgmlType::IQ4_NL, "IQ4_NL"),
+        (GgmlType::IQ4_XS, "IQ4_XS"),
+    ];
+    for (ty, name) in types {
         let (per_block, _) = ty.block().unwrap();
         let blocks = 24;
         let raw = random_blocks(ty, blocks, 0x9E3779B97F4A7C15 ^ per_block as u64);

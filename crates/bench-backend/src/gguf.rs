@@ -31,6 +31,8 @@ pub enum GgmlType {
     Q5_K,
     Q6_K,
     Q8_K,
+    IQ4_NL,
+    IQ4_XS,
     BF16,
     Other(u32),
 }
@@ -53,6 +55,8 @@ impl GgmlType {
             13 => Q5_K,
             14 => Q6_K,
             15 => Q8_K,
+            20 => IQ4_NL,
+            23 => IQ4_XS,
             30 => BF16,
             other => Other(other),
         }
@@ -75,6 +79,8 @@ impl GgmlType {
             Q5_K => 13,
             Q6_K => 14,
             Q8_K => 15,
+            IQ4_NL => 20,
+            IQ4_XS => 23,
             BF16 => 30,
             Other(v) => v,
         }
@@ -98,6 +104,8 @@ impl GgmlType {
             Q5_K => (256, 176),
             Q6_K => (256, 210),
             Q8_K => (256, 292),
+            IQ4_NL => (32, 18),
+            IQ4_XS => (256, 136),
             Other(_) => return None,
         })
     }
@@ -495,7 +503,17 @@ impl GgufFile {
 
     /// The raw bytes of a tensor (ggml blocks for quantized types).
     pub fn tensor_bytes(&self, info: &TensorInfo) -> Result<&[u8]> {
-        let len = info.byte_len().ok_or_else(|| Error::gguf(&self.path, format!("tensor {} has unsupported type {}", info.name, info.ggml_type)))?;
+        let len = info.byte_len().ok_or_else(|| {
+            Error::gguf(
+                &self.path,
+                format!(
+                    "tensor {} has {}, which no framework here reads (supported: {}); rewrite the file in a supported type (llama.cpp's llama-quantize)",
+                    info.name,
+                    info.ggml_type,
+                    crate::ggml_blocks::SUPPORTED
+                ),
+            )
+        })?;
         let range = self.data_start.checked_add(info.offset).and_then(|start| Some((start, start.checked_add(len)?)));
         range
             .and_then(|(start, end)| self.mmap.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?))

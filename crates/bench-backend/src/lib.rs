@@ -25,6 +25,7 @@ pub mod backend;
 pub mod config;
 #[allow(missing_docs)]
 pub mod error;
+pub mod ggml_blocks;
 #[allow(missing_docs)]
 pub mod gguf;
 #[allow(missing_docs)]

@@ -1,0 +1,143 @@
+//! The types native has no tuned kernel for, or candle cannot read, on real SmolLM2 weights
+//! quantized by llama.cpp's own code:
+//!
+//! - bench-backend's reference dequantizer (`ggml_blocks`, used by native for IQ4_NL / IQ4_XS and
+//!   by torch for the types it has no tensor-op reading of) gives exactly llama.cpp's values:
+//!   rows of a real SmolLM2 matrix quantized by `ggml_quantize_chunk` to each type, then
+//!   dequantized by both (ggml's `to_float` is the reference).
+//! - Its exact Q8_0 re-encoding of Q5_0 and IQ4_NL (what native runs those types as) keeps ggml's
+//!   values to the bit.
+//! - Files written by `llama_model_quantize` in IQ4_NL and IQ4_XS (which candle cannot read): native
+//!   loads them and stays on the tuned kernels with only those tensors converted (its kernels line
+//!   says how), and its next-token choice follows llama.cpp's on the same file.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use backend_conformance::{fixtures, gguf_source, spec};
+use backend_llamacpp::{quantize, FileType, LlamaCppBackend};
+use bench_backend::backend::Backend;
+use bench_backend::ggml_blocks;
+use bench_backend::gguf::{GgmlType, GgufFile};
+
+/// ggml's own dequantization of `bytes` (`n` values of `ty`).
+fn ggml_to_float(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
+    let (per_block, block_bytes) = ty.block().unwrap();
+    assert_eq!(bytes.len(), n / per_block * block_bytes);
+    let mut out = vec![0.0f32; n];
+    // SAFETY: the traits of a ggml type are static; `to_float` reads `n` values' blocks, which
+    // `bytes` holds exactly (checked above), and writes `n` floats into `out`.
+    unsafe {
+        let traits = llama_cpp_sys_2::ggml_get_type_traits(ty.to_u32());
+        let to_float = (*traits).to_float.expect("ggml has a to_float for every block type");
+        to_float(bytes.as_ptr().cast(), out.as_mut_ptr(), n as i64);
+    }
+    out
+}
+
+/// ggml's own quantization of `rows` rows of `cols` values to `ty`.
+fn ggml_quantize(ty: GgmlType, values: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    let (per_block, block_bytes) = ty.block().unwrap();
+    assert_eq!(values.len(), rows * cols);
+    assert_eq!(cols % per_block, 0);
+    let mut out = vec![0u8; rows * cols / per_block * block_bytes];
+    // SAFETY: `values` holds rows x cols floats and `out` exactly the bytes of as many blocks;
+    // no importance matrix (null) is accepted by every type used here.
+    let written =
+        unsafe { llama_cpp_sys_2::ggml_quantize_chunk(ty.to_u32(), values.as_ptr(), out.as_mut_ptr().cast(), 0, rows as i64, cols as i64, std::ptr::null()) };
+    assert_eq!(written, out.len());
+    out
+}
+
+#[test]
+fn reference_dequantizer_equals_ggml() {
+    let gguf = GgufFile::open(fixtures::smollm2_gguf()).unwrap();
+    // A real matrix: layer 0's down projection (576 x 1536, 1536 = 6 blocks of 256), as ggml reads it.
+    let t = gguf.tensor("blk.0.ffn_down.weight").unwrap();
+    let (rows, cols) = (64usize, t.dims[0] as usize);
+    let all = ggml_to_float(t.ggml_type, gguf.tensor_bytes(t).unwrap(), t.elements() as usize);
+    let values = &all[..rows * cols];
+    let types = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
+    ];
+    for ty in types {
+        let blocks = ggml_quantize(ty, values, rows, cols);
+        let want = ggml_to_float(ty, &blocks, rows * cols);
+        let got = ggml_blocks::dequantize(ty, &blocks, rows * cols, "blk.0.ffn_down.weight").unwrap();
+        let differing = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differing, 0, "{ty}: {differing} of {} values differ from ggml's", rows * cols);
+        if let Some(q8) = ggml_blocks::to_q8_0_exact(ty, &blocks) {
+            let again = ggml_to_float(GgmlType::Q8_0, &q8, rows * cols);
+            assert!(again.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty} re-encoded as Q8_0 changes values");
+            println!("{ty} re-encoded as Q8_0: ggml reads the same values");
+        }
+    }
+    println!("ggml_blocks vs ggml's to_float: {} types x {rows} real rows of {cols}, bit-identical", types.len());
+}
+
+/// SmolLM2 written by llama.cpp's quantizer as `ty` (once per test binary).
+fn quantized(ty: FileType) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let path = dir.path().join(format!("smollm2-{}.gguf", ty.name()));
+    if !path.is_file() {
+        // From the Q4_1 file: llama.cpp dequantizes its blocks first (allow_requantize).
+        quantize(&fixtures::smollm2_gguf(), &path, ty).unwrap();
+    }
+    path
+}
+
+fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(k);
+    idx
+}
+
+fn native_follows_llamacpp(path: &Path, expanded: &str) {
+    let s = spec(gguf_source(path), None);
+    let mut native = backend_native::NativeBackend.load(&s).unwrap();
+    let mut llama = LlamaCppBackend.load(&s).unwrap();
+    let kernels = native.info().kernels;
+    println!("{}: native kernels: {kernels}", path.display());
+    assert!(kernels.starts_with("tuned ("), "{kernels}");
+    assert!(kernels.contains(expanded), "kernels line {kernels:?} does not say {expanded:?}");
+    let mut agree = 0;
+    let prompts = fixtures::question_prompts();
+    for ids in &prompts {
+        native.reset();
+        llama.reset();
+        let (a, b) = (native.forward(ids, 0).unwrap(), llama.forward(ids, 0).unwrap());
+        let (ta, tb) = (top_k(&a, 5), top_k(&b, 5));
+        let common = ta.iter().filter(|t| tb.contains(t)).count();
+        println!("  native top-5 {ta:?}, llama.cpp {tb:?}");
+        assert!(common >= 3 && ta.contains(&tb[0]), "native top-5 {ta:?} vs llama.cpp {tb:?}");
+        agree += usize::from(ta[0] == tb[0]);
+    }
+    println!("  next token: native = llama.cpp on {agree} of {} prompts", prompts.len());
+}
+
+#[test]
+fn native_reads_llamacpp_iq4_nl() {
+    native_follows_llamacpp(
+        &quantized(FileType::IQ4_NL),
+        "iq4_nl tensors re-encoded as q8_0 at load (the same values; no tuned kernel, candle cannot read iq4_nl)",
+    );
+}
+
+#[test]
+fn native_reads_llamacpp_iq4_xs() {
+    // SmolLM2's 576-wide rows are not whole 256-value blocks: llama.cpp writes those in IQ4_NL.
+    native_follows_llamacpp(&quantized(FileType::IQ4_XS), "iq4_xs tensors dequantized to f16 at load (no tuned kernel; candle cannot read iq4_xs)");
+}
