@@ -25,7 +25,9 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use bench_backend::backend::{check_batch_args, check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, SeqStep, WeightSource};
+use bench_backend::backend::{
+    check_batch_args, check_forward_args, Backend, DType, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, Quantize, SeqStep, WeightSource,
+};
 use bench_backend::config::ModelConfig;
 use bench_backend::gguf::GgufFile;
 use bench_backend::memory::WeightBytes;
@@ -426,7 +428,7 @@ impl LlamaCppModel {
                 return;
             }
             for r in last_rows {
-                let logits = ctx.get_logits_ith(r as i32);
+                let logits = ctx.get_logits_ith(r);
                 if logits.len() != vocab {
                     failed = Some(format!("llama.cpp returned {} logits, expected {vocab}", logits.len()));
                     return;

@@ -70,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         })?;
-        let mut dense = |ms: &[Matrix]| {
+        let dense = |ms: &[Matrix]| {
             time(&mut || {
                 for m in ms {
                     let x = vec![0.5f32; tokens * m.cols()];
