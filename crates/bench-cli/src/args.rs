@@ -113,8 +113,8 @@ pub struct BenchmarkArgs {
     pub benchmark: bool,
 
     /// Framework to benchmark (the per-framework binaries run their own only)
-    #[arg(long)]
-    pub framework: Option<String>,
+    #[arg(long, value_enum)]
+    pub framework: Option<bench_core::run::request::Framework>,
 
     /// Measured iterations
     #[arg(long, default_value_t = 20)]

@@ -48,7 +48,7 @@ pub fn main(backend: &dyn Backend) -> ExitCode {
 
 pub fn run(backend: &dyn Backend, cli: &Cli) -> Result<()> {
     if let Some(fw) = &cli.benchmark.framework {
-        if fw != backend.name() {
+        if fw.as_str() != backend.name() {
             bail!("--framework {fw}: this binary runs the '{}' framework only; use `compare --framework {fw}` to pick frameworks", backend.name());
         }
     }
