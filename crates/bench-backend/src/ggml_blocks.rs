@@ -14,8 +14,9 @@ use half::{bf16, f16};
 use crate::gguf::GgmlType;
 use crate::{Error, Result};
 
-/// The types [`dequantize`] reads, as `GgmlType`'s names (for error messages).
-pub const SUPPORTED: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
+/// The types [`dequantize`] reads, as `GgmlType`'s names (for error messages): the GGUF reader's
+/// list of supported types.
+pub use crate::gguf::SUPPORTED_TYPES as SUPPORTED;
 
 /// The IQ4_NL / IQ4_XS code book: the 16 non-uniform levels a 4-bit code selects (ggml's
 /// `kvalues_iq4nl`), scaled by the block's (sub-block's) scale.

@@ -219,6 +219,10 @@ fn checked_elements(dims: &[u64]) -> Option<u64> {
 /// Accepted `general.alignment` values: powers of two up to this (ggml's rule; real files use 32).
 pub const MAX_ALIGNMENT: u64 = 1 << 16;
 
+/// The tensor types some framework here reads (bench-backend's `ggml_blocks` dequantizes every
+/// one), as `GgmlType`'s names, for error messages.
+pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
+
 /// The GGUF name of the token embedding table (the schema names every tensor; this one is also
 /// how a file without `vocab_size` metadata tells its vocabulary).
 pub const TOKEN_EMBEDDING: &str = "token_embd.weight";
@@ -508,9 +512,7 @@ impl GgufFile {
                 &self.path,
                 format!(
                     "tensor {} has {}, which no framework here reads (supported: {}); rewrite the file in a supported type (llama.cpp's llama-quantize)",
-                    info.name,
-                    info.ggml_type,
-                    crate::ggml_blocks::SUPPORTED
+                    info.name, info.ggml_type, SUPPORTED_TYPES
                 ),
             )
         })?;
