@@ -108,10 +108,10 @@ impl Pool {
         s.remaining.store(n_tasks, Ordering::SeqCst);
         *lock(&s.panic) = None;
         *lock(&s.caller) = Some(thread::current());
-        // SAFETY: lifetime erasure only; `f` outlives every use of the pointer. Workers copy it only
-        // under the `job` lock while it is set, counting themselves in `active`; `JobGuard`'s drop
-        // (which runs on return and on unwind alike) clears the slot under the same lock and waits
-        // for `active == 0` before `run` returns and `f` can go away.
+        // Lifetime erasure only: workers copy the pointer only under the `job` lock while it is
+        // set, counting themselves in `active`; `JobGuard`'s drop (on return and on unwind alike)
+        // clears the slot under the same lock and waits for `active == 0` before `run` returns.
+        // SAFETY: so `f` outlives every use of the erased pointer (same layout, only the lifetime differs).
         let erased: *const Job = unsafe { std::mem::transmute::<&'f (dyn Fn(usize) + Sync + 'f), *const Job>(f) };
         let generation = {
             let mut job = lock(&s.job);
