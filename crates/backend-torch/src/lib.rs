@@ -10,7 +10,7 @@ pub mod weight_only;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use bench_backend::backend::{Backend, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo};
+use bench_backend::backend::{Backend, Device, DeviceInfo, LanguageModel, LoadSpec, Logits, ModelInfo, SeqStep};
 use bench_backend::{Error, Result};
 
 pub use dequant::dequantize;
@@ -52,35 +52,55 @@ impl Backend for TorchBackend {
 pub struct TorchModel {
     pub(crate) model: model::TorchLlama,
     pub(crate) info: ModelInfo,
-    /// Tokens in the KV cache since the last reset.
-    pub(crate) cached: usize,
+    /// Tokens in each KV-cache slot since its last reset (slot 0: the command line's).
+    pub(crate) cached: Vec<usize>,
 }
 
 impl TorchModel {
-    fn run(&mut self, tokens: &[u32], pos: usize, all: bool) -> Result<Vec<Logits>> {
-        bench_backend::backend::check_forward_args(tokens, pos, self.cached, self.model.max_seq_len, self.info.architecture.vocab_size)?;
+    /// One step over `seqs` (checked here), the logits of each sequence's last token, or with
+    /// `all` of every token.
+    fn run(&mut self, seqs: &[SeqStep], all: bool) -> Result<Vec<Logits>> {
+        bench_backend::backend::check_batch_args(seqs, &self.cached, self.model.max_seq_len, self.info.architecture.vocab_size)?;
         let model = &mut self.model;
         let rows = guarded("running the model", || {
-            let logits = tch::no_grad(|| model.forward(tokens, pos, all));
+            let logits = tch::no_grad(|| model.forward_batch(seqs, all));
             Vec::<Vec<f32>>::try_from(&logits).map_err(|e| Error::Backend(format!("reading logits: {e}")))
         })?;
-        self.cached = pos + tokens.len();
+        for s in seqs {
+            self.cached[s.slot] = s.pos + s.tokens.len();
+        }
         Ok(rows)
     }
 }
 
 impl LanguageModel for TorchModel {
     fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Logits> {
-        Ok(self.run(tokens, pos, false)?.pop().unwrap_or_default())
+        Ok(self.run(&[SeqStep { slot: 0, pos, tokens }], false)?.pop().unwrap_or_default())
     }
 
     fn forward_all(&mut self, tokens: &[u32], pos: usize) -> Result<Vec<Logits>> {
-        self.run(tokens, pos, true)
+        self.run(&[SeqStep { slot: 0, pos, tokens }], true)
     }
 
     fn reset(&mut self) {
-        self.model.reset();
-        self.cached = 0;
+        self.reset_slot(0);
+    }
+
+    fn slots(&self) -> usize {
+        self.cached.len()
+    }
+
+    /// Every sequence's tokens stacked into one block: each weight matrix read once per step,
+    /// rotation, cache write and attention per sequence in its own slot.
+    fn forward_batch(&mut self, seqs: &[SeqStep]) -> Result<Vec<Logits>> {
+        self.run(seqs, false)
+    }
+
+    fn reset_slot(&mut self, slot: usize) {
+        // Positions are always written before they are read: nothing to clear in the cache.
+        if let Some(c) = self.cached.get_mut(slot) {
+            *c = 0;
+        }
     }
 
     fn info(&self) -> ModelInfo {

@@ -187,7 +187,7 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
     let on_cpu = devices.iter().all(|d| *d == Device::Cpu);
     let tier = (spec.kernels == Kernels::Tuned && on_cpu).then(Tier::best);
     let shards: Vec<_> = ranges.iter().cloned().zip(devices.iter().copied()).collect();
-    let model = TorchLlama::new(cfg.clone(), embedding, layers, norm, output, kind, tier, &shards, max_seq_len);
+    let model = TorchLlama::new(cfg.clone(), embedding, layers, norm, output, kind, tier, &shards, max_seq_len, spec.slots);
     let libtorch = format!("libtorch {}", crate::LIBTORCH_VERSION);
     let kernels = match (on_cpu, tier) {
         (false, _) => libtorch,
@@ -222,5 +222,5 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
             Vec::new()
         },
     };
-    Ok(TorchModel { model, info, cached: 0 })
+    Ok(TorchModel { model, info, cached: vec![0; spec.slots.max(1)] })
 }

@@ -5,6 +5,11 @@
 //! (`narrow(..).copy_(..)`). With `--shard N` each layer (and its cache) lives on its shard's
 //! device and the activations move with `to_device` where one shard hands over to the next.
 //!
+//! Several sequences (the server's continuous batching) each own a KV-cache slot; a step stacks
+//! every sequence's tokens into one `(1, T, dim)` row block, so each weight matrix is read once
+//! for all of them, and only rotation, the cache write and attention run per sequence, at that
+//! sequence's positions and over its own slot.
+//!
 //! With `--kernels tuned` on the CPU in f32, a decode step of up to four tokens skips the op-by-op
 //! path: each layer is nine calls into this crate's C++ (`weight_only` products with the residual
 //! add fused, `decode_ops` for RMSNorm, rotation + cache write, attention, SiLU × up) over
@@ -12,6 +17,7 @@
 //! per-op cost was a quarter of the token. Prompts and `--kernels stock` run the ops below.
 
 use bench_backend::config::{ModelConfig, RopeLayout};
+use bench_backend::SeqStep;
 use tch::{Device, Kind, Tensor};
 
 use crate::decode_ops::{self, Cache, Heads};
@@ -116,8 +122,11 @@ pub struct TorchLlama {
     pub output: Tensor,
     cos: Tensor,
     sin: Tensor,
-    k_cache: Vec<Tensor>,
-    v_cache: Vec<Tensor>,
+    /// `[layer][slot]`, each `(1, kv_heads, max_seq_len, head_dim)` on the layer's device,
+    /// allocated uninitialised (a position is always written before it is read), so an unused
+    /// slot's pages are never touched.
+    k_cache: Vec<Vec<Tensor>>,
+    v_cache: Vec<Vec<Tensor>>,
     pub kind: Kind,
     /// The `weight_only` tier the f32 / int8 / NF4 products of a few tokens run on (`None`:
     /// `--kernels stock` or not on the CPU: libtorch ops only).
@@ -177,6 +186,7 @@ impl TorchLlama {
         tier: Option<Tier>,
         shards: &[(std::ops::Range<usize>, Device)],
         max_seq_len: usize,
+        slots: usize,
     ) -> Self {
         let device = shards.first().map(|s| s.1).unwrap_or(Device::Cpu);
         let layer_devices: Vec<Device> = shards.iter().flat_map(|(r, d)| r.clone().map(move |_| *d)).collect();
@@ -186,8 +196,8 @@ impl TorchLlama {
         let table = |v: Vec<f32>| Tensor::from_slice(&v).view([max_seq_len as i64, half]).to_device(device);
         let a = &cfg.arch;
         let shape = [1, a.kv_heads as i64, max_seq_len as i64, a.head_dim() as i64];
-        let k_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
-        let v_cache = layer_devices.iter().map(|&d| Tensor::zeros(shape, (kind, d))).collect();
+        let caches = || layer_devices.iter().map(|&d| (0..slots.max(1)).map(|_| Tensor::empty(shape, (kind, d))).collect()).collect();
+        let (k_cache, v_cache) = (caches(), caches());
         let (cos, sin) = (table(cos), table(sin));
         // The fused decode step reads every tensor through the kernels' checked views; it is on
         // only when all of them fit (f32 compute on the CPU, `--kernels tuned`).
@@ -219,10 +229,12 @@ impl TorchLlama {
     /// product, rotation + cache write, attention over the cache, the output product with the
     /// residual add, RMSNorm, the gate/up product, SiLU × up, the down product with the residual
     /// add: nine calls, no libtorch op between them. The same maths as the op-by-op path below.
-    /// `None` (nothing done) when the fused path is off or there are too many tokens.
-    fn forward_fused(&mut self, tokens: &[u32], pos: usize, all: bool) -> Option<Tensor> {
-        let m = tokens.len();
-        if m == 0 || m > weight_only::MAX_TOKENS as usize {
+    /// The sequences' rows are stacked for the products; rotation, cache write and attention run
+    /// per sequence in its slot. `None` (nothing done) when the fused path is off or there are
+    /// too many tokens in all.
+    fn forward_fused(&mut self, seqs: &[SeqStep], all: bool) -> Option<Tensor> {
+        let m: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        if m == 0 || m > weight_only::MAX_TOKENS as usize || seqs.iter().any(|s| s.tokens.is_empty()) {
             return None;
         }
         let Self { cfg, embedding, layers, norm, output, cos, sin, k_cache, v_cache, tier, scratch, .. } = self;
@@ -231,14 +243,15 @@ impl TorchLlama {
         let a = &cfg.arch;
         let (dim, ffn, hd) = (a.dim, a.ffn_dim, a.head_dim());
         let heads = Heads { heads: a.heads, kv_heads: a.kv_heads, head_dim: hd };
+        let (qkv_width, q_width) = ((a.heads + 2 * a.kv_heads) * hd, a.heads * hd);
         let x = &mut s.x[..m * dim];
         let emb = f32_slice(embedding).expect(BUG);
-        for (row, &t) in x.chunks_exact_mut(dim).zip(tokens) {
+        for (row, &t) in x.chunks_exact_mut(dim).zip(seqs.iter().flat_map(|s| s.tokens)) {
             row.copy_from_slice(&emb[t as usize * dim..(t as usize + 1) * dim]);
         }
         let h = &mut s.h[..m * dim];
-        let qkv = &mut s.qkv[..m * (a.heads + 2 * a.kv_heads) * hd];
-        let (q, attn) = (&mut s.q[..m * a.heads * hd], &mut s.attn[..m * a.heads * hd]);
+        let qkv = &mut s.qkv[..m * qkv_width];
+        let (q, attn) = (&mut s.q[..m * q_width], &mut s.attn[..m * q_width]);
         let (gate_up, act) = (&mut s.gate_up[..m * 2 * ffn], &mut s.act[..m * ffn]);
         let eps = a.norm_eps;
         let product = |w: &Weight, x: &[f32], y: &mut [f32], add: bool| {
@@ -248,9 +261,17 @@ impl TorchLlama {
             let attn_span = tracing::trace_span!("attention", layer = i).entered();
             assert!(decode_ops::rms_norm(x, &layer.attn_norm, eps, h), "{BUG}");
             product(&layer.wqkv, h, qkv, false);
-            let mut cache = Cache::new(&mut k_cache[i], &mut v_cache[i], heads).expect(BUG);
-            assert!(decode_ops::rope_qkv(qkv, cos, sin, cfg.rope_layout, heads, pos, q, &mut cache), "{BUG}");
-            assert!(decode_ops::attention(tier, q, &cache, heads, pos, attn), "attention failed ({BUG})");
+            let mut row = 0;
+            for seq in seqs {
+                let (r, t) = (row, seq.tokens.len());
+                row += t;
+                let (k, v) = (&mut k_cache[i][seq.slot], &mut v_cache[i][seq.slot]);
+                let mut cache = Cache::new(k, v, heads).expect(BUG);
+                let (q, attn) = (&mut q[r * q_width..(r + t) * q_width], &mut attn[r * q_width..(r + t) * q_width]);
+                let qkv = &qkv[r * qkv_width..(r + t) * qkv_width];
+                assert!(decode_ops::rope_qkv(qkv, cos, sin, cfg.rope_layout, heads, seq.pos, q, &mut cache), "{BUG}");
+                assert!(decode_ops::attention(tier, q, &cache, heads, seq.pos, attn), "attention failed ({BUG})");
+            }
             product(&layer.wo, attn, x, true);
             drop(attn_span);
             let _mlp_span = tracing::trace_span!("mlp", layer = i).entered();
@@ -260,12 +281,24 @@ impl TorchLlama {
             product(&layer.w_down, act, x, true);
         }
         let _span = tracing::trace_span!("output").entered();
-        let rows = if all { m } else { 1 };
-        let normed = &mut h[..rows * dim];
-        assert!(decode_ops::rms_norm(&x[(m - rows) * dim..], norm, eps, normed), "{BUG}");
+        // Every row, or the last row of each sequence, normed into the first rows of `h`.
+        let last_rows: Vec<usize> = if all {
+            (0..m).collect()
+        } else {
+            seqs.iter()
+                .scan(0, |end, s| {
+                    *end += s.tokens.len();
+                    Some(*end - 1)
+                })
+                .collect()
+        };
+        let rows = last_rows.len();
+        for (j, &r) in last_rows.iter().enumerate() {
+            assert!(decode_ops::rms_norm(&x[r * dim..(r + 1) * dim], norm, eps, &mut h[j * dim..(j + 1) * dim]), "{BUG}");
+        }
         let mut logits = Tensor::empty([rows as i64, a.vocab_size as i64], (Kind::Float, Device::Cpu));
         let out = f32_slice_mut(&mut logits).expect("a fresh f32 CPU tensor");
-        assert!(Matrix::f32(output).expect(BUG).product_into(tier, normed, out, false), "the head product failed ({BUG})");
+        assert!(Matrix::f32(output).expect(BUG).product_into(tier, &h[..rows * dim], out, false), "the head product failed ({BUG})");
         Some(logits)
     }
 
@@ -298,32 +331,40 @@ impl TorchLlama {
         x.to_kind(Kind::Float).rms_norm([dim], Some(w), self.cfg.arch.norm_eps).to_kind(self.kind)
     }
 
-    pub fn reset(&mut self) {
-        // Positions are always written before they are read; nothing to clear.
+    /// Logits `(rows, vocab)` in f32 for the last position or every position of one sequence
+    /// in slot 0 (the command line's cache).
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Tensor {
+        self.forward_batch(&[SeqStep { slot: 0, pos, tokens }], all)
     }
 
-    /// Logits `(rows, vocab)` in f32 for the last position or every position.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize, all: bool) -> Tensor {
-        if let Some(logits) = self.forward_fused(tokens, pos, all) {
+    /// Logits `(rows, vocab)` in f32: the last position of each sequence, in the order given, or
+    /// (`all`) every position of every sequence. The arguments were checked by the caller
+    /// (`check_batch_args`: slots in range and distinct, positions what each slot holds).
+    pub fn forward_batch(&mut self, seqs: &[SeqStep], all: bool) -> Tensor {
+        if let Some(logits) = self.forward_fused(seqs, all) {
             return logits;
         }
-        let t = tokens.len();
         let a = &self.cfg.arch;
         let (heads, kv_heads, hd) = (a.heads as i64, a.kv_heads as i64, a.head_dim() as i64);
-        let ids: Vec<i64> = tokens.iter().map(|&x| x as i64).collect();
+        let ids: Vec<i64> = seqs.iter().flat_map(|s| s.tokens).map(|&x| x as i64).collect();
+        let t_all = ids.len() as i64;
         let ids = Tensor::from_slice(&ids).to_device(self.device);
-        let mut x = self.embedding.index_select(0, &ids).unsqueeze(0); // (1, t, dim)
-        let total = (pos + t) as i64;
-        // Causal masking: none needed for one new token; `is_causal` when the whole sequence is new;
-        // an explicit mask (true = attend) for a chunk after cached positions.
-        let mask = (t > 1 && pos > 0).then(|| {
-            let q = Tensor::arange_start(pos as i64, total, (Kind::Int64, self.device)).unsqueeze(1);
-            let k = Tensor::arange(total, (Kind::Int64, self.device)).unsqueeze(0);
-            k.le_tensor(&q)
-        });
-        let mut cos = self.cos.narrow(0, pos as i64, t as i64);
-        let mut sin = self.sin.narrow(0, pos as i64, t as i64);
-        let mut mask = mask;
+        let mut x = self.embedding.index_select(0, &ids).unsqueeze(0); // (1, T, dim)
+                                                                       // Per sequence: its first row in `x`, its rotation tables and its causal mask. No mask
+                                                                       // for one new token; `is_causal` when the whole sequence is new; an explicit mask
+                                                                       // (true = attend) for a chunk after cached positions.
+        let mut parts: Vec<Part> = Vec::with_capacity(seqs.len());
+        let mut row = 0;
+        for seq in seqs {
+            let (t, pos) = (seq.tokens.len() as i64, seq.pos as i64);
+            let mask = (t > 1 && pos > 0).then(|| {
+                let q = Tensor::arange_start(pos, pos + t, (Kind::Int64, self.device)).unsqueeze(1);
+                let k = Tensor::arange(pos + t, (Kind::Int64, self.device)).unsqueeze(0);
+                k.le_tensor(&q)
+            });
+            parts.push(Part { row, t, pos, cos: self.cos.narrow(0, pos, t), sin: self.sin.narrow(0, pos, t), mask });
+            row += t;
+        }
         for i in 0..self.layers.len() {
             if self.handovers.contains(&i) {
                 // A shard boundary: the activations (and this step's small tables) move to the
@@ -331,24 +372,33 @@ impl TorchLlama {
                 let here = self.layer_devices[i];
                 let _span = tracing::trace_span!("shard_handover", layer = i).entered();
                 x = x.to_device(here);
-                cos = cos.to_device(here);
-                sin = sin.to_device(here);
-                mask = mask.map(|m| m.to_device(here));
+                for p in &mut parts {
+                    p.cos = p.cos.to_device(here);
+                    p.sin = p.sin.to_device(here);
+                    p.mask = p.mask.as_ref().map(|m| m.to_device(here));
+                }
             }
             let attn_span = tracing::trace_span!("attention", layer = i).entered();
             let layer = &self.layers[i];
             let h = self.rms_norm(&x, &layer.attn_norm);
-            // (1, heads + 2 kv_heads, t, hd): Q's heads, then K's, then V's; Q and K rotated together.
-            let qkv = layer.wqkv.apply(&h, self.tier).view([1, t as i64, heads + 2 * kv_heads, hd]).transpose(1, 2);
-            let qk = self.rope(&qkv.narrow(1, 0, heads + kv_heads), &cos, &sin);
-            let (q, k) = (qk.narrow(1, 0, heads), qk.narrow(1, heads, kv_heads));
-            let v = qkv.narrow(1, heads + kv_heads, kv_heads);
-            self.k_cache[i].narrow(2, pos as i64, t as i64).copy_(&k);
-            self.v_cache[i].narrow(2, pos as i64, t as i64).copy_(&v);
-            let keys = self.k_cache[i].narrow(2, 0, total);
-            let values = self.v_cache[i].narrow(2, 0, total);
-            let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, mask.as_ref(), 0.0, t > 1 && pos == 0, None, true);
-            let attn = attn.transpose(1, 2).reshape([1, t as i64, heads * hd]);
+            // (1, heads + 2 kv_heads, T, hd): Q's heads, then K's, then V's; Q and K rotated together.
+            let qkv = layer.wqkv.apply(&h, self.tier).view([1, t_all, heads + 2 * kv_heads, hd]).transpose(1, 2);
+            let mut outs = Vec::with_capacity(seqs.len());
+            for (seq, p) in seqs.iter().zip(&parts) {
+                let qkv = qkv.narrow(2, p.row, p.t);
+                let qk = self.rope(&qkv.narrow(1, 0, heads + kv_heads), &p.cos, &p.sin);
+                let (q, k) = (qk.narrow(1, 0, heads), qk.narrow(1, heads, kv_heads));
+                let v = qkv.narrow(1, heads + kv_heads, kv_heads);
+                let (k_cache, v_cache) = (&self.k_cache[i][seq.slot], &self.v_cache[i][seq.slot]);
+                k_cache.narrow(2, p.pos, p.t).copy_(&k);
+                v_cache.narrow(2, p.pos, p.t).copy_(&v);
+                let total = p.pos + p.t;
+                let (keys, values) = (k_cache.narrow(2, 0, total), v_cache.narrow(2, 0, total));
+                let causal = p.t > 1 && p.pos == 0;
+                let attn = Tensor::scaled_dot_product_attention(&q, &keys, &values, p.mask.as_ref(), 0.0, causal, None, true);
+                outs.push(attn.transpose(1, 2).reshape([1, p.t, heads * hd]));
+            }
+            let attn = if outs.len() == 1 { outs.pop().expect("one sequence") } else { Tensor::cat(&outs, 1) };
             let layer = &self.layers[i];
             x += layer.wo.apply(&attn, self.tier);
             drop(attn_span);
@@ -359,9 +409,27 @@ impl TorchLlama {
             let gate = gate_up.narrow(2, 0, ffn).silu();
             x += layer.w_down.apply(&(gate * gate_up.narrow(2, ffn, ffn)), self.tier);
         }
-        let x = if all { x } else { x.narrow(1, t as i64 - 1, 1) };
+        let x = if all {
+            x
+        } else if let [p] = parts.as_slice() {
+            x.narrow(1, p.row + p.t - 1, 1)
+        } else {
+            let last: Vec<i64> = parts.iter().map(|p| p.row + p.t - 1).collect();
+            x.index_select(1, &Tensor::from_slice(&last).to_device(x.device()))
+        };
         let _span = tracing::trace_span!("output").entered();
         let x = self.rms_norm(&x, &self.norm);
         Weight::apply_dense(&self.output, &x, self.tier).squeeze_dim(0).to_kind(Kind::Float)
     }
+}
+
+/// One sequence's share of an op-by-op step: its rows `row..row + t` of the stacked block, at
+/// positions `pos..pos + t` of its slot.
+struct Part {
+    row: i64,
+    t: i64,
+    pos: i64,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Option<Tensor>,
 }
