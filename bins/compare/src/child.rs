@@ -18,7 +18,7 @@ pub fn binary_for(framework: Framework) -> PathBuf {
     dir.join(framework.binary_name())
 }
 
-fn build_fix(framework: Framework) -> String {
+pub fn build_fix(framework: Framework) -> String {
     match framework {
         Framework::Torch => "run `cargo xtask setup-torch && cargo build --release -p torch-only` (or `cargo xtask compare`, which does both)".into(),
         Framework::Llamacpp => "install cmake and libclang (`apt-get install -y cmake libclang-dev`), then run `cargo build --release -p llamacpp-only` (or `cargo xtask compare --framework ... llamacpp`, which builds it)".into(),

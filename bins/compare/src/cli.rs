@@ -26,6 +26,8 @@ pub struct Cli {
     pub bench: BenchArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -114,6 +116,59 @@ pub struct OutputArgs {
     /// Skip measuring the machine's memory bandwidth
     #[arg(long)]
     pub no_bandwidth: bool,
+}
+
+/// `compare --serve`: the same traffic against every framework's OpenAI-compatible server (and any
+/// server given by `--url`), serving metrics side by side.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Serving load (--serve)")]
+pub struct ServeArgs {
+    /// Measure under load: start each framework's `--serve` in turn (same model, dtype, threads,
+    /// --parallel), send it the same requests, stop it; report vLLM-defined serving metrics
+    #[arg(long)]
+    pub serve: bool,
+    /// Also load an OpenAI-compatible server already running (repeatable), e.g.
+    /// http://127.0.0.1:8080; with no --framework, only the URLs are measured
+    #[arg(long, value_name = "URL", requires = "serve")]
+    pub url: Vec<String>,
+    /// A name for each --url in the report, in order (default: the URL)
+    #[arg(long, value_name = "NAME", requires = "url")]
+    pub label: Vec<String>,
+    /// Sequences each started server decodes together (its --parallel)
+    #[arg(long, default_value_t = 4, requires = "serve")]
+    pub parallel: usize,
+    /// Requests in flight at most; several values sweep them in one run (one table each)
+    #[arg(long, num_args = 1.., default_values_t = [1usize, 4], requires = "serve")]
+    pub concurrency: Vec<usize>,
+    /// Poisson arrivals at this many requests per second (still capped by --concurrency);
+    /// default: all requests at once
+    #[arg(long, requires = "serve")]
+    pub request_rate: Option<f64>,
+    /// Measured requests per level
+    #[arg(long, default_value_t = 16, requires = "serve")]
+    pub num_prompts: usize,
+    /// Prompt length in the model's tokens (random prompts, varied by --seed, no shared prefix)
+    #[arg(long, default_value_t = 128, requires = "serve", conflicts_with = "dataset")]
+    pub input_len: usize,
+    /// Tokens generated per request; sent with ignore_eos, and checked against finish_reason
+    /// and the server's usage
+    #[arg(long, default_value_t = 64, requires = "serve")]
+    pub output_len: usize,
+    /// A JSONL file of prompts (one {"prompt": "..."} per line) instead of random ones
+    #[arg(long, value_name = "FILE.jsonl", requires = "serve")]
+    pub dataset: Option<PathBuf>,
+    /// Warm-up requests per server before the first level, not counted
+    #[arg(long, default_value_t = 2, requires = "serve")]
+    pub warmup_requests: usize,
+    /// Seeds the random prompts and the Poisson arrivals
+    #[arg(long, default_value_t = 0, requires = "serve")]
+    pub seed: u64,
+    /// Service-level bounds for goodput, in ms: ttft=MS,tpot=MS,e2el=MS (any of them)
+    #[arg(long, requires = "serve")]
+    pub slo: Option<bench_load::metrics::Slo>,
+    /// Seconds a started server may take to become ready
+    #[arg(long, default_value_t = 600, requires = "serve")]
+    pub ready_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

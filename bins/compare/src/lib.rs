@@ -5,3 +5,4 @@
 pub mod child;
 pub mod plot;
 pub mod report;
+pub mod server;

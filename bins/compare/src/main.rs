@@ -1,12 +1,17 @@
 //! `compare`: which framework runs this LLaMA faster and leaner here, and by how much.
 //!
 //! Exit status: 0 = every framework ran; 2 = some framework was unavailable (the others are
-//! reported); 3 = a regression beyond noise against `--baseline`; 1 = an error, or no framework ran.
+//! reported), or under `--serve` some request failed; 3 = a regression beyond noise against
+//! `--baseline`; 1 = an error, or no framework ran.
+//!
+//! With `--serve`, each framework's OpenAI-compatible server (and any `--url`) gets the same
+//! load, and the report is the serving one (`serve.rs`, metrics from `bench-load`).
 
 mod cli;
 mod measure;
 mod output;
 mod plan;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -30,6 +35,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<Outcome> {
     plan::check_options(&cli)?;
     let request = plan::base_request(&cli);
+    if cli.serve.serve {
+        return serve::run(&cli, &request);
+    }
     let machine = MachineInfo::probe(!cli.output.no_bandwidth);
     let measured = measure::measure(&plan::frameworks(&cli), &plan::levels(&cli), &request)?;
     let settings = output::settings(&cli, &request, &measured.results);

@@ -7,15 +7,26 @@ use bench_core::metrics::report::write_atomic;
 use bench_core::run::bench::BenchmarkResult;
 use bench_core::run::request::{BenchRequest, ModelChoice};
 use bench_hub::registry::DEFAULT_MODEL;
+use bench_load::report::ServeComparison;
 use compare::report::{self, Format as _};
 
-pub fn settings(cli: &Cli, request: &BenchRequest, results: &[BenchmarkResult]) -> Settings {
-    let model = results.first().map(|r| r.model_size.clone()).unwrap_or_else(|| match &request.model {
+/// The model as the request names it (registry name, size or path).
+pub fn model_label(request: &BenchRequest) -> String {
+    let name = match &request.model {
         ModelChoice::Registry(name) => name.clone(),
         ModelChoice::Size(size) => size.to_string(),
         ModelChoice::Path(path) => path.display().to_string(),
         ModelChoice::Default => DEFAULT_MODEL.into(),
-    });
+    };
+    if request.synthetic {
+        format!("{name} (synthetic)")
+    } else {
+        name
+    }
+}
+
+pub fn settings(cli: &Cli, request: &BenchRequest, results: &[BenchmarkResult]) -> Settings {
+    let model = results.first().map(|r| r.model_size.clone()).unwrap_or_else(|| model_label(request));
     Settings {
         model,
         dtype: name_of(cli.model.dtype),
@@ -43,6 +54,27 @@ pub fn write_reports(out: &OutputArgs, comparison: &Comparison) -> Result<()> {
     }
     if let Some(path) = &out.plot {
         let svg = compare::plot::render_svg(comparison).map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
+        write_atomic(path, svg.as_bytes())?;
+        eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints the serving report, and writes it (and the plot) where asked.
+pub fn write_serve_reports(out: &OutputArgs, comparison: &ServeComparison) -> Result<()> {
+    let rendered = match out.format {
+        OutputFormat::Table => report::Table.render_serve(comparison),
+        OutputFormat::Json => report::Json.render_serve(comparison),
+        OutputFormat::Csv => report::Csv.render_serve(comparison),
+        OutputFormat::Markdown => report::Markdown.render_serve(comparison),
+    };
+    println!("{rendered}");
+    if let Some(path) = &out.output {
+        write_atomic(path, rendered.as_bytes())?;
+        eprintln!("report written to {}", path.display());
+    }
+    if let Some(path) = &out.plot {
+        let svg = compare::plot::render_serve_svg(comparison).map_err(|e| anyhow::anyhow!("plotting: {e}"))?;
         write_atomic(path, svg.as_bytes())?;
         eprintln!("plot written to {}", path.display());
     }
@@ -85,6 +117,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// A serving run: no server measured is an error; a server that could not start, or a
+    /// request that failed, is reported and makes the status 2.
+    pub fn of_serve(c: &ServeComparison) -> Outcome {
+        if c.servers.is_empty() {
+            eprintln!("error: no server could be measured");
+            Outcome::Error
+        } else if !c.unavailable.is_empty() || c.levels.iter().flat_map(|l| &l.results).any(|r| r.metrics.failed > 0) {
+            Outcome::SomeUnavailable
+        } else {
+            Outcome::AllRan
+        }
+    }
+
     pub fn of(comparison: &Comparison, regressed: bool) -> Outcome {
         if comparison.results.is_empty() {
             eprintln!("error: no framework could run");

@@ -107,3 +107,66 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
     }
     Ok(svg)
 }
+
+/// `compare --serve --plot FILE.svg`: output throughput against concurrency, and p99 TTFT
+/// against concurrency, one line per server.
+pub fn render_serve_svg(c: &bench_load::report::ServeComparison) -> Result<String, String> {
+    let labels: Vec<String> = c.servers.iter().map(|s| s.label.clone()).collect();
+    // (concurrency, value) per server.
+    let series = |f: &dyn Fn(&bench_load::metrics::ServingMetrics) -> f64| -> Vec<Vec<(f64, f64)>> {
+        labels
+            .iter()
+            .map(|l| c.levels.iter().filter_map(|lv| lv.results.iter().find(|r| &r.label == l).map(|r| (lv.concurrency as f64, f(&r.metrics)))).collect())
+            .collect()
+    };
+    let panels: [(&str, &str, Vec<Vec<(f64, f64)>>); 2] = [
+        ("Output throughput vs concurrency", "output tokens / second", series(&|m| m.output_throughput)),
+        ("p99 time to first token vs concurrency", "p99 TTFT (ms)", series(&|m| m.ttft_ms.p99)),
+    ];
+    let max_x = c.levels.iter().map(|l| l.concurrency).max().unwrap_or(1) as f64;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let s = &c.settings;
+        let title =
+            format!("llama3-bench --serve: {} on {} (--parallel {}, {} threads, {} out tokens)", s.model, c.machine.cpu, s.parallel, s.threads, s.output_len);
+        let root = root.titled(&title, ("sans-serif", 17)).map_err(|e| e.to_string())?;
+        let (left, right) = root.split_horizontally(550);
+        for (area, (caption, y_desc, lines)) in [left, right].iter().zip(panels) {
+            let top = lines.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.15;
+            let mut chart = ChartBuilder::on(area)
+                .caption(caption, ("sans-serif", 15))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.5f64..max_x + 0.5, 0f64..top)
+                .map_err(|e| e.to_string())?;
+            chart
+                .configure_mesh()
+                .x_desc("concurrency (requests in flight)")
+                .y_desc(y_desc)
+                .x_label_formatter(&|x| if (x - x.round()).abs() < 1e-6 { format!("{}", x.round() as i64) } else { String::new() })
+                .draw()
+                .map_err(|e| e.to_string())?;
+            for (i, (label, points)) in labels.iter().zip(&lines).enumerate() {
+                let color = COLORS[i % COLORS.len()];
+                chart
+                    .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                    .map_err(|e| e.to_string())?
+                    .label(label.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| e.to_string())?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(svg)
+}

@@ -1,44 +1,22 @@
 //! From command-line options to weights and a tokenizer: registry names, paths, synthetic shapes.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bench_backend::backend::{DType, Kernels, LoadSpec, Quantize, WeightSource};
+use bench_core::text::model_files::{self, ensure, model_root};
 use bench_core::text::tokenizer::Tokenizer;
 use bench_hub::cache::Cache;
-use bench_hub::download;
-use bench_hub::files::{self, ModelFiles, ModelType, TokenizerLocation};
+use bench_hub::files::{self, ModelType};
 use bench_hub::registry::Registry;
 
 use crate::args::Cli;
 
 pub use bench_hub::registry::DEFAULT_MODEL;
-const LLAMA3_TOKENIZER: &str = "llama3-tokenizer";
 
 pub struct Resolved {
     pub spec: LoadSpec,
     pub tokenizer: Tokenizer,
     /// Registry name, or the file name for --model-path.
     pub label: String,
-}
-
-fn ensure(registry: &Registry, cache: &Cache, name: &str, download_missing: bool) -> Result<Vec<PathBuf>> {
-    if download_missing {
-        Ok(download::fetch(registry, cache, name)?.paths().to_vec())
-    } else {
-        Ok(cache.require(registry, name)?)
-    }
-}
-
-/// The first model file of a registry entry's paths: the GGUF, or the folder of config.json.
-fn model_root(paths: &[PathBuf]) -> Result<PathBuf> {
-    if let Some(g) = paths.iter().find(|p| p.extension().is_some_and(|e| e == "gguf")) {
-        return Ok(g.clone());
-    }
-    if let Some(c) = paths.iter().find(|p| p.file_name().is_some_and(|f| f == "config.json")) {
-        return Ok(c.parent().unwrap_or(Path::new(".")).to_path_buf());
-    }
-    paths.first().cloned().context("registry entry has no files")
 }
 
 pub fn registry_model_name(cli: &Cli, registry: &Registry) -> Result<String> {
@@ -62,17 +40,6 @@ pub fn expected_model_type(cli: &Cli) -> Option<ModelType> {
 /// `--kernels`, typed.
 pub fn kernels(cli: &Cli) -> Kernels {
     cli.runtime.kernels
-}
-
-fn tokenizer_for(files: &ModelFiles, registry: &Registry, cache: &Cache, download_missing: bool) -> Result<Tokenizer> {
-    let fallback = match files.tokenizer {
-        TokenizerLocation::Missing => Some(
-            ensure(registry, cache, LLAMA3_TOKENIZER, download_missing).context("the model folder has no tokenizer.json, so the Llama 3 tokenizer is used")?[0]
-                .clone(),
-        ),
-        _ => None,
-    };
-    Ok(Tokenizer::for_model(files, fallback.as_deref())?)
 }
 
 pub fn resolve(cli: &Cli) -> Result<Resolved> {
@@ -114,16 +81,8 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
         let label = format!("{name} (synthetic)");
         let load_spec = spec(WeightSource::Synthetic { arch: arch.clone(), seed: cli.sampling.seed });
         check(&load_spec, &label)?;
-        // A synthetic model still needs real token ids: Llama 3 shapes use the Llama 3 tokenizer,
-        // others their own files' tokenizer.
-        let tokenizer = if arch.vocab_size == 128_256 {
-            let paths = ensure(&registry, &cache, LLAMA3_TOKENIZER, cli.model.download)?;
-            Tokenizer::from_json_file(&paths[0])?
-        } else {
-            let paths = ensure(&registry, &cache, &name, cli.model.download)?;
-            let files = files::discover(&model_root(&paths)?)?;
-            tokenizer_for(&files, &registry, &cache, cli.model.download)?
-        };
+        // A synthetic model still needs real token ids.
+        let tokenizer = model_files::synthetic_tokenizer(&registry, &cache, &name, cli.model.download)?;
         return Ok(Resolved { spec: load_spec, tokenizer, label });
     }
 
@@ -139,7 +98,7 @@ pub fn resolve_checked(cli: &Cli, check: &dyn Fn(&LoadSpec, &str) -> Result<()>)
     files::check_model_type(&files, expected)?;
     let load_spec = spec(WeightSource::Files(files.weights.clone()));
     check(&load_spec, &label)?;
-    let tokenizer = tokenizer_for(&files, &registry, &cache, cli.model.download)?;
+    let tokenizer = model_files::tokenizer_for(&files, &registry, &cache, cli.model.download)?;
     Ok(Resolved { spec: load_spec, tokenizer, label })
 }
 

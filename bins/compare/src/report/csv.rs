@@ -1,6 +1,7 @@
 //! One CSV row per framework (units in the column names).
 
 use bench_core::metrics::comparison::Comparison;
+use bench_load::report::ServeComparison;
 
 pub struct Csv;
 
@@ -39,6 +40,40 @@ impl super::Format for Csv {
                 field(&r.weights),
                 r.synthetic
             ));
+        }
+        out
+    }
+
+    /// One row per server and level.
+    fn render_serve(&self, c: &ServeComparison) -> String {
+        let mut out = String::from(
+            "concurrency,server,requests,completed,failed,duration_s,input_tokens,output_tokens,request_throughput_req_s,output_throughput_tok_s,\
+             total_throughput_tok_s,goodput_req_s,ttft_mean_ms,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,tpot_mean_ms,tpot_p50_ms,tpot_p90_ms,tpot_p99_ms,\
+             itl_mean_ms,itl_p50_ms,itl_p90_ms,itl_p99_ms,e2el_mean_ms,e2el_p50_ms,e2el_p90_ms,e2el_p99_ms\n",
+        );
+        for level in &c.levels {
+            for r in &level.results {
+                let m = &r.metrics;
+                let mut row = vec![
+                    level.concurrency.to_string(),
+                    field(&r.label),
+                    m.requests.to_string(),
+                    m.completed.to_string(),
+                    m.failed.to_string(),
+                    format!("{:.4}", m.duration_s),
+                    m.input_tokens.to_string(),
+                    m.output_tokens.to_string(),
+                    format!("{:.4}", m.request_throughput),
+                    format!("{:.3}", m.output_throughput),
+                    format!("{:.3}", m.total_token_throughput),
+                    m.goodput.map(|g| format!("{g:.4}")).unwrap_or_default(),
+                ];
+                for s in [&m.ttft_ms, &m.tpot_ms, &m.itl_ms, &m.e2el_ms] {
+                    row.extend([s.mean, s.p50, s.p90, s.p99].iter().map(|x| format!("{x:.3}")));
+                }
+                out.push_str(&row.join(","));
+                out.push('\n');
+            }
         }
         out
     }

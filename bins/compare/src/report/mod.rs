@@ -4,9 +4,11 @@
 mod csv;
 mod json;
 mod markdown;
+mod serve;
 mod table;
 
 use bench_core::metrics::comparison::Comparison;
+use bench_load::report::ServeComparison;
 
 pub use csv::Csv;
 pub use json::Json;
@@ -14,7 +16,10 @@ pub use markdown::Markdown;
 pub use table::Table;
 
 pub trait Format {
+    /// A single-stream comparison (`compare`).
     fn render(&self, comparison: &Comparison) -> String;
+    /// A serving comparison (`compare --serve`).
+    fn render_serve(&self, comparison: &ServeComparison) -> String;
 }
 
 /// The numbers every row shows, in display units, shared by the table, CSV and Markdown formats.

@@ -1,6 +1,7 @@
 //! The table for people: the original project's columns, extended.
 
 use bench_core::metrics::comparison::Comparison;
+use bench_load::report::ServeComparison;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table as Grid};
 
 pub struct Table;
@@ -74,6 +75,28 @@ impl super::Format for Table {
             out.push_str(".\n\n");
         }
         for line in super::summary_lines(c) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn render_serve(&self, c: &ServeComparison) -> String {
+        let mut out = super::serve::setup_lines(c).join("\n");
+        out.push('\n');
+        for level in &c.levels {
+            out.push_str(&format!("\nConcurrency {} (requests in flight at most)\n", level.concurrency));
+            let mut t = Grid::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(super::serve::HEADER.to_vec());
+            for r in &level.results {
+                t.add_row(super::serve::cells(r));
+            }
+            out.push_str(&t.to_string());
+            out.push('\n');
+        }
+        out.push('\n');
+        for line in super::serve::summary_lines(c) {
             out.push_str(&line);
             out.push('\n');
         }
