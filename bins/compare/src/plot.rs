@@ -108,18 +108,21 @@ pub fn render_svg(c: &Comparison) -> Result<String, String> {
     Ok(svg)
 }
 
+/// One server's (concurrency, value) points.
+type ServerLine = Vec<(f64, f64)>;
+
 /// `compare --serve --plot FILE.svg`: output throughput against concurrency, and p99 TTFT
 /// against concurrency, one line per server.
 pub fn render_serve_svg(c: &bench_load::report::ServeComparison) -> Result<String, String> {
     let labels: Vec<String> = c.servers.iter().map(|s| s.label.clone()).collect();
     // (concurrency, value) per server.
-    let series = |f: &dyn Fn(&bench_load::metrics::ServingMetrics) -> f64| -> Vec<Vec<(f64, f64)>> {
+    let series = |f: &dyn Fn(&bench_load::metrics::ServingMetrics) -> f64| -> Vec<ServerLine> {
         labels
             .iter()
             .map(|l| c.levels.iter().filter_map(|lv| lv.results.iter().find(|r| &r.label == l).map(|r| (lv.concurrency as f64, f(&r.metrics)))).collect())
             .collect()
     };
-    let panels: [(&str, &str, Vec<Vec<(f64, f64)>>); 2] = [
+    let panels: [(&str, &str, Vec<ServerLine>); 2] = [
         ("Output throughput vs concurrency", "output tokens / second", series(&|m| m.output_throughput)),
         ("p99 time to first token vs concurrency", "p99 TTFT (ms)", series(&|m| m.ttft_ms.p99)),
     ];

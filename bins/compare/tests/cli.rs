@@ -124,6 +124,15 @@ fn formats_files_plot_and_baseline_regressions() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let saved = Comparison::from_json(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(saved.results.len(), 1);
+    // Start-up and memory: the cold first token includes loading the model; the split's weights
+    // are the loaded weights, and SmolLM2's cache (30 layers x 3 KV heads x 64 x 2, f32) is
+    // 46 080 bytes a position.
+    let r = &saved.results[0];
+    let cold = r.cold_first_token_s.expect("cold first token measured on Linux");
+    assert!(cold > r.load_time_s && cold > r.first_token_time, "cold {cold} s, load {} s", r.load_time_s);
+    assert_eq!(r.memory.weights_gb, r.model_memory_gb);
+    assert_eq!(r.memory.kv_cache_positions, r.model.max_seq_len);
+    assert_eq!((r.memory.kv_cache_gb * 1e9).round() as u64, 46_080 * r.model.max_seq_len as u64);
     let plot = std::fs::read_to_string(&svg).unwrap();
     assert!(plot.starts_with("<svg") && plot.contains("Per-token latency") && plot.contains("native"));
 
@@ -131,11 +140,15 @@ fn formats_files_plot_and_baseline_regressions() {
     assert_eq!(o.status.code(), Some(0));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 2);
+    assert_eq!(text.lines().next().unwrap().split(',').count(), text.lines().nth(1).unwrap().split(',').count(), "{text}");
+    assert!(text.lines().next().unwrap().ends_with("load_s,cold_first_token_ms,weights_gb,kv_cache_gb,rest_of_peak_gb"));
     assert!(text.starts_with("framework,quantize,avg_latency_ms") && text.lines().nth(1).unwrap().starts_with("native,none,"));
 
     let o = run(&with(&["--format", "markdown", "--output", md.to_str().unwrap()]), None);
     assert_eq!(o.status.code(), Some(0));
-    assert!(std::fs::read_to_string(&md).unwrap().contains("| Framework | Avg Latency (ms) | Avg Throughput (tok/s) | Peak Memory (GB)"));
+    let md_text = std::fs::read_to_string(&md).unwrap();
+    assert!(md_text.contains("| Framework | Avg Latency (ms) | Avg Throughput (tok/s) | Peak Memory (GB)"));
+    assert!(md_text.contains("| Framework | Load (s) | Cold First Token (ms) | Weights (GB) | KV Cache (GB) | Rest of Peak (GB) |"));
 
     // A doctored baseline claiming 10x the measured throughput: the real run must be flagged.
     let mut fast = saved.clone();

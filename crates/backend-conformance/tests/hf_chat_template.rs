@@ -173,6 +173,7 @@ fn every_generation_config_eos_id_stops_generation() {
         architecture: arch,
         kernels: String::new(),
         shards: Vec::new(),
+        kv_cache_bytes: 0,
     };
     let hello = tokenizer.encode("Hello", false).unwrap()[0];
     let prompt = tokenizer.encode("Hi", true).unwrap();

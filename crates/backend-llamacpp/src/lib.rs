@@ -324,6 +324,7 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
             }
         ) + &if slots > 1 { format!(", {slots} sequences per llama_batch (one seq_id per KV-cache slot)") } else { String::new() },
         shards: Vec::new(),
+        kv_cache_bytes: bench_backend::memory::kv_cache_bytes(&cfg.arch, max_seq_len, slots, if target == Some(DType::F32) { 4 } else { 2 }),
     };
     Ok(LlamaCppModel { session, info, cached: vec![0; slots], n_batch: max_seq_len, _converted: converted })
 }

@@ -116,6 +116,12 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
     // its copy keeps the file's pages out of the peak (one copy of the weights fewer).
     drop(src);
     let mut model = tuned_or_stock(model, info, spec)?;
+    // Stock caches hold the compute dtype; the tuned path's are f32.
+    let value_bytes = match &model.engine {
+        Engine::Stock(m) => m.dtype.size_in_bytes(),
+        Engine::Tuned(_) => 4,
+    };
+    model.info.kv_cache_bytes = bench_backend::memory::kv_cache_bytes(&model.info.architecture, model.info.max_seq_len, spec.slots, value_bytes);
     if spec.slots > 1 && matches!(model.engine, Engine::Stock(_)) {
         model.info.kernels.push_str(&format!("; {} KV-cache slots, a batch's sequences run one after the other", spec.slots));
     }
@@ -375,6 +381,8 @@ impl Builder {
             max_seq_len,
             architecture: self.cfg.arch.clone(),
             kernels: format!("stock (candle {})", crate::CANDLE_VERSION),
+            // Set once the engine (and so the cache's dtype) is chosen: `load_model`.
+            kv_cache_bytes: 0,
             shards: if self.shards.len() > 1 {
                 self.shards
                     .iter()

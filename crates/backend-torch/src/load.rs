@@ -200,6 +200,7 @@ fn build(src: &TensorSource, spec: &LoadSpec, dtype: Option<DType>, devices: &[D
         (true, None) => format!("stock ({libtorch})"),
     };
     let info = ModelInfo {
+        kv_cache_bytes: bench_backend::memory::kv_cache_bytes(&cfg.arch, max_seq_len, spec.slots, kind.elt_size_in_bytes()),
         name: src.model_name().to_string(),
         parameters: cfg.arch.parameters(),
         weight_bytes: bytes.held(),

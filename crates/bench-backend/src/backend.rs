@@ -240,6 +240,10 @@ pub struct ModelInfo {
     /// With `--shard N` (N > 1): each shard's device, layers and weight bytes; empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardInfo>,
+    /// Bytes of the KV cache allocated for the context (`max_seq_len` positions in every slot,
+    /// in the cache's own dtype); 0 in results written before it existed.
+    #[serde(default)]
+    pub kv_cache_bytes: u64,
 }
 
 /// One framework.

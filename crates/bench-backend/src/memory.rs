@@ -34,6 +34,25 @@ pub fn current_rss_bytes() -> Option<u64> {
 
 pub const GB: f64 = 1e9;
 
+/// Seconds since this process started, from the kernel's own clock (`/proc/self/stat`'s start
+/// time against `/proc/uptime`; 10 ms resolution), so dynamic loading before `main` (libtorch's
+/// libraries) is counted. `None` off Linux.
+pub fn process_age_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after its closing parenthesis;
+    // the start time is field 22 overall, the 20th after it. /proc reports it in USER_HZ, 100 on
+    // every Linux architecture.
+    let start_ticks: f64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+    Some((uptime - start_ticks / 100.0).max(0.0))
+}
+
+/// Bytes of a KV cache of `positions` positions in each of `slots` slots, `value_bytes` per
+/// value: keys and values of every layer, `kv_heads x head_dim` values per position.
+pub fn kv_cache_bytes(arch: &Architecture, positions: usize, slots: usize, value_bytes: usize) -> u64 {
+    (2 * arch.layers * arch.kv_heads * arch.head_dim() * positions * slots.max(1) * value_bytes) as u64
+}
+
 /// Memory this process can still take, and where the figure comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Available {

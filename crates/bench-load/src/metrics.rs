@@ -94,6 +94,10 @@ pub fn failure(r: &RequestRecord, output_len: usize) -> Option<String> {
             usage.completion_tokens
         ));
     }
+    // Servers that stream token ids (this project's) must have streamed every counted token.
+    if !r.token_ids.is_empty() && r.token_ids.len() != usage.completion_tokens {
+        return Some(format!("streamed {} token ids but usage counts {}", r.token_ids.len(), usage.completion_tokens));
+    }
     None
 }
 

@@ -20,6 +20,13 @@ impl super::Format for Markdown {
             out.push_str(&format!("| {} |\n", super::table::row_cells(&r, q).join(" | ")));
         }
         out.push('\n');
+        let header = super::table::startup_header(q);
+        out.push_str(&format!("| {} |\n", header.join(" | ")));
+        out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+        for r in super::rows(c) {
+            out.push_str(&format!("| {} |\n", super::table::startup_cells(&r, q).join(" | ")));
+        }
+        out.push_str(&format!("\n{}\n\n", super::table::STARTUP_NOTE));
         for line in super::summary_lines(c) {
             out.push_str(&format!("- {line}\n"));
         }

@@ -41,6 +41,11 @@ pub(crate) struct Row {
     pub bandwidth_gbs: f64,
     pub weights: String,
     pub synthetic: bool,
+    /// Files to ready, seconds.
+    pub load_s: f64,
+    /// Process start to the first token of the first request, ms (`None`: not measured).
+    pub cold_first_token_ms: Option<f64>,
+    pub memory: bench_core::run::bench::MemoryBreakdown,
 }
 
 pub(crate) fn rows(c: &Comparison) -> Vec<Row> {
@@ -63,6 +68,9 @@ pub(crate) fn rows(c: &Comparison) -> Vec<Row> {
             bandwidth_gbs: r.achieved_bandwidth_gbs,
             weights: r.model.weights.clone(),
             synthetic: r.synthetic,
+            load_s: r.load_time_s,
+            cold_first_token_ms: r.cold_first_token_s.map(|s| s * 1e3),
+            memory: r.memory.clone(),
         })
         .collect()
 }

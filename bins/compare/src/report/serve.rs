@@ -70,6 +70,12 @@ pub(crate) fn summary_lines(c: &ServeComparison) -> Vec<String> {
             a.concurrency, a.label, a.identical, a.requests, a.min_common_prefix, a.mean_common_prefix
         ));
     }
+    let (completed, requests) = c.levels.iter().flat_map(|l| &l.results).fold((0, 0), |(c, n), r| (c + r.metrics.completed, n + r.metrics.requests));
+    lines.push(format!(
+        "completion check: {completed} of {requests} measured requests (every level and server) ended with finish_reason \"length\" after exactly {} tokens, the server's usage agreeing{}",
+        c.settings.output_len,
+        if completed == requests { "" } else { "; the others are listed as FAILED below" }
+    ));
     for level in &c.levels {
         for r in &level.results {
             for (why, n) in &r.metrics.errors {

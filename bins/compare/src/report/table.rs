@@ -18,6 +18,36 @@ pub(crate) const HEADER: [&str; 9] = [
     "Bandwidth (GB/s)",
 ];
 
+/// The second table: start-up and where the peak memory goes.
+pub(crate) const STARTUP_HEADER: [&str; 6] = ["Framework", "Load (s)", "Cold First Token (ms)", "Weights (GB)", "KV Cache (GB)", "Rest of Peak (GB)"];
+
+pub(crate) fn startup_header(quantized: bool) -> Vec<&'static str> {
+    let mut h = STARTUP_HEADER.to_vec();
+    if quantized {
+        h.insert(1, QUANT_HEADER[0]);
+    }
+    h
+}
+
+pub(crate) fn startup_cells(r: &super::Row, quantized: bool) -> Vec<String> {
+    let mut c = vec![
+        r.framework.clone(),
+        format!("{:.2}", r.load_s),
+        r.cold_first_token_ms.map(|ms| format!("{ms:.0}")).unwrap_or_else(|| "-".into()),
+        format!("{:.3}", r.memory.weights_gb),
+        format!("{:.3}", r.memory.kv_cache_gb),
+        format!("{:.3}", r.memory.rest_gb),
+    ];
+    if quantized {
+        c.insert(1, r.quantize.clone());
+    }
+    c
+}
+
+/// The note under the start-up table, saying how each column is measured.
+pub(crate) const STARTUP_NOTE: &str = "Load = files to ready; Cold First Token = process start to the first token of the first, unwarmed request; \
+     KV Cache = allocated for the whole context; Rest = peak - weights - KV cache (floored at 0).";
+
 pub(crate) const QUANT_HEADER: [&str; 3] = ["Quant", "KL vs f32 (nats)", "Top-1 vs f32"];
 
 pub(crate) fn header(quantized: bool) -> Vec<&'static str> {
@@ -73,6 +103,16 @@ impl super::Format for Table {
                 out.push_str(&format!(" (machine copy bandwidth {b:.1} GB/s)"));
             }
             out.push_str(".\n\n");
+            let mut t = Grid::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(startup_header(q));
+            for r in super::rows(c) {
+                t.add_row(startup_cells(&r, q));
+            }
+            out.push_str(&t.to_string());
+            out.push('\n');
+            out.push_str(STARTUP_NOTE);
+            out.push_str("\n\n");
         }
         for line in super::summary_lines(c) {
             out.push_str(&line);

@@ -24,7 +24,13 @@ pub(crate) fn run_benchmark(backend: &dyn Backend, cli: &Cli, model: &mut dyn La
         config.warmup
     );
     let total = config.iterations + config.warmup;
+    let mut cold_first_token_s = None;
     let (samples, greedy) = bench::run_detailed(model, &config, |i, s, warm| {
+        if i == 0 {
+            // The process's age now, less this iteration, plus its first token: process start to
+            // the first token of the first request this process served.
+            cold_first_token_s = bench_backend::memory::process_age_s().map(|age| (age - s.total_s + s.first_token_s).max(s.first_token_s));
+        }
         eprintln!(
             "  iteration {}/{}{}: prefill {:.1} ms, decode {:.2} tok/s",
             i + 1,
@@ -45,6 +51,7 @@ pub(crate) fn run_benchmark(backend: &dyn Backend, cli: &Cli, model: &mut dyn La
         device: backend.device_info(cli.runtime.device),
         model: info,
         load_time_s,
+        cold_first_token_s,
         tokenize_time_s,
         warmup: config.warmup,
         quantize: resolve::load_spec_options(cli).1,

@@ -26,6 +26,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// One framework's benchmark as a table for people.
+/// "weights / KV cache (positions) / rest of peak" in GB.
+pub fn memory_split(r: &BenchmarkResult) -> String {
+    let m = &r.memory;
+    format!("{:.3} / {:.3} ({} positions) / {:.3} GB", m.weights_gb, m.kv_cache_gb, m.kv_cache_positions, m.rest_gb)
+}
+
 pub fn single_run_table(r: &BenchmarkResult) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -44,10 +50,11 @@ pub fn single_run_table(r: &BenchmarkResult) -> String {
         ("first-token latency".into(), format!("{:.1} ms ± {:.1}", r.first_token_latency_ms.mean, r.first_token_latency_ms.ci95)),
         ("token latency mean / p50 / p90 / p99".into(), format!("{:.2} / {:.2} / {:.2} / {:.2} ms", tl.mean, tl.p50, tl.p90, tl.p99)),
         ("token latency min / max / stddev".into(), format!("{:.2} / {:.2} / {:.2} ms", tl.min, tl.max, tl.stddev)),
-        ("model memory".into(), format!("{:.3} GB", r.model_memory_gb)),
         ("peak memory (process RSS)".into(), format!("{:.3} GB", r.peak_memory_gb)),
+        ("  weights / KV cache / rest".into(), memory_split(r)),
         ("achieved weight bandwidth".into(), format!("{:.2} GB/s", r.achieved_bandwidth_gbs)),
-        ("load time".into(), format!("{:.2} s", r.load_time_s)),
+        ("load time (files to ready)".into(), format!("{:.2} s", r.load_time_s)),
+        ("cold first token (process start)".into(), r.cold_first_token_s.map(|s| format!("{:.0} ms", s * 1e3)).unwrap_or_else(|| "not measured".into())),
     ];
     for (k, v) in rows {
         t.add_row(vec![k, v]);

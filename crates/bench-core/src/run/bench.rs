@@ -176,6 +176,14 @@ pub struct BenchmarkResult {
     pub generated_tokens: usize,
     pub warmup_iterations: usize,
     pub load_time_s: f64,
+    /// Process start to the first token of the first, unwarmed iteration (seconds): load,
+    /// tokenization and a cold prefill together, what a user of a fresh process waits for.
+    /// `None` where the process start time cannot be read (off Linux) or in older results.
+    #[serde(default)]
+    pub cold_first_token_s: Option<f64>,
+    /// Where the peak memory goes.
+    #[serde(default)]
+    pub memory: MemoryBreakdown,
     pub tokenize_time_s: f64,
     pub synthetic: bool,
     /// Load-time quantization (`int8`, `nf4`, `float16`), `None` for plain weights.
@@ -191,6 +199,31 @@ pub struct BenchmarkResult {
     pub samples: Vec<IterationSample>,
 }
 
+/// The peak memory split into weights, the KV cache and the rest (activations, scratch,
+/// the runtime itself), in GB.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemoryBreakdown {
+    /// Weights as loaded (`ModelInfo::weight_bytes`).
+    pub weights_gb: f64,
+    /// KV cache allocated for the whole context (`ModelInfo::kv_cache_bytes`).
+    pub kv_cache_gb: f64,
+    /// Positions the KV cache holds per sequence (the context the model was loaded with).
+    pub kv_cache_positions: usize,
+    /// Peak minus weights minus KV cache, floored at 0 (pages of an allocation never touched do
+    /// not count towards the peak, so the floor can hide a lazily filled cache).
+    pub rest_gb: f64,
+}
+
+impl MemoryBreakdown {
+    pub fn of(model: &ModelInfo, peak_gb: f64) -> Self {
+        let gb = memory::GB;
+        let weights_gb = model.weight_bytes as f64 / gb;
+        let kv_cache_gb = model.kv_cache_bytes as f64 / gb;
+        let rest_gb = if peak_gb.is_finite() { (peak_gb - weights_gb - kv_cache_gb).max(0.0) } else { f64::NAN };
+        Self { weights_gb, kv_cache_gb, kv_cache_positions: model.max_seq_len, rest_gb }
+    }
+}
+
 /// What the runner does not know by itself.
 pub struct RunContext {
     pub framework: String,
@@ -198,6 +231,8 @@ pub struct RunContext {
     pub model: ModelInfo,
     pub device: DeviceInfo,
     pub load_time_s: f64,
+    /// See `BenchmarkResult::cold_first_token_s`.
+    pub cold_first_token_s: Option<f64>,
     pub tokenize_time_s: f64,
     pub warmup: usize,
     pub quantize: Option<Quantize>,
@@ -242,6 +277,8 @@ impl BenchmarkResult {
             generated_tokens: samples.first().map(|s| s.token_times_s.len() + 1).unwrap_or(0),
             warmup_iterations: ctx.warmup,
             load_time_s: ctx.load_time_s,
+            cold_first_token_s: ctx.cold_first_token_s,
+            memory: MemoryBreakdown::of(&ctx.model, peak),
             tokenize_time_s: ctx.tokenize_time_s,
             synthetic: ctx.model.synthetic,
             quantize: ctx.quantize,
@@ -315,6 +352,7 @@ mod tests {
                 architecture: arch,
                 kernels: "test double".into(),
                 shards: Vec::new(),
+                kv_cache_bytes: 500_000_000,
             },
         }
     }
@@ -351,6 +389,7 @@ mod tests {
             model: m.info(),
             device: DeviceInfo { framework: "t".into(), framework_version: "0".into(), device: "cpu".into(), threads: 1, cpu: "c".into() },
             load_time_s: 1.0,
+            cold_first_token_s: Some(2.5),
             tokenize_time_s: 0.0,
             warmup: 0,
             quantize: None,
@@ -368,10 +407,15 @@ mod tests {
         assert!((r.achieved_bandwidth_gbs - 7.5).abs() < 1e-9);
         assert!((r.model_memory_gb - 2.0).abs() < 1e-12);
         assert_eq!(r.generated_tokens, 3);
+        // Weights and KV cache from the model's own figures; this test process's peak is far
+        // below their 2.5 GB, so the rest is floored at 0.
+        assert_eq!((r.memory.weights_gb, r.memory.kv_cache_gb, r.memory.kv_cache_positions), (2.0, 0.5, 64));
+        assert_eq!(r.memory.rest_gb, (r.peak_memory_gb - 2.5).max(0.0));
         let back = BenchmarkResult::from_json(&r.to_json()).unwrap();
         assert_eq!(back.greedy_tokens, r.greedy_tokens);
         assert_eq!(back.greedy_margins, vec![0.5, 0.25, 1.0]);
         assert_eq!(back.samples, r.samples);
+        assert_eq!((back.cold_first_token_s, &back.memory), (Some(2.5), &r.memory));
         let err = BenchmarkResult::from_json(&r.to_json().replacen("\"schema_version\": 1", "\"schema_version\": 99", 1)).unwrap_err();
         assert!(err.to_string().contains("schema version 99"), "{err}");
     }

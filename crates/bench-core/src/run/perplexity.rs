@@ -106,6 +106,7 @@ mod tests {
                 architecture: Registry::load().unwrap().model("smollm2-135m").unwrap().architecture.clone(),
                 kernels: "oracle".into(),
                 shards: Vec::new(),
+                kv_cache_bytes: 0,
             }
         }
     }
