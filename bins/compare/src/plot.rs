@@ -132,8 +132,13 @@ pub fn render_serve_svg(c: &bench_load::report::ServeComparison) -> Result<Strin
         let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let s = &c.settings;
-        let title =
-            format!("llama3-bench --serve: {} on {} (--parallel {}, {} threads, {} out tokens)", s.model, c.machine.cpu, s.parallel, s.threads, s.output_len);
+        // A model given as a path: its file name is enough for a title.
+        let model = std::path::Path::new(&s.model).file_name().map_or(s.model.clone(), |f| f.to_string_lossy().into_owned());
+        let synthetic = if c.servers.iter().any(|s| s.synthetic) { " [SYNTHETIC WEIGHTS]" } else { "" };
+        let title = format!(
+            "llama3-bench --serve: {model}{synthetic} on {} (--parallel {}, {} threads, {} out tokens)",
+            c.machine.cpu, s.parallel, s.threads, s.output_len
+        );
         let root = root.titled(&title, ("sans-serif", 17)).map_err(|e| e.to_string())?;
         let (left, right) = root.split_horizontally(550);
         for (area, (caption, y_desc, lines)) in [left, right].iter().zip(panels) {

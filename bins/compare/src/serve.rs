@@ -128,6 +128,7 @@ pub fn run(cli: &Cli, request: &BenchRequest) -> Result<Outcome> {
             url: target.base_url.clone(),
             model: target.model,
             ready_s: Some(server.ready_s),
+            synthetic: server.synthetic,
         });
         match server.stop(Duration::from_secs(60)) {
             Ok(status) if status.success() => {}
@@ -151,7 +152,7 @@ pub fn run(cli: &Cli, request: &BenchRequest) -> Result<Outcome> {
         match ready {
             Ok(target) => {
                 per_server.push(load_server(&label, &target, &warmup, &prompts, cli));
-                servers.push(ServerInfo { label, framework: None, url: base, model: target.model, ready_s: None });
+                servers.push(ServerInfo { label, framework: None, url: base, model: target.model, ready_s: None, synthetic: false });
             }
             Err(reason) => unavailable.push(Unavailable {
                 framework: label,

@@ -21,6 +21,8 @@ pub struct Server {
     pub url: String,
     /// Seconds from the process start to its ready line (files read, model loaded, listening).
     pub ready_s: f64,
+    /// The ready line said the weights are synthetic (random values of the model's shape).
+    pub synthetic: bool,
     log: Arc<Mutex<VecDeque<String>>>,
 }
 
@@ -60,7 +62,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let mut server = Server { child: Some(child), url: String::new(), ready_s: 0.0, log };
+        let mut server = Server { child: Some(child), url: String::new(), ready_s: 0.0, synthetic: false, log };
         let deadline = started + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -71,6 +73,7 @@ impl Server {
                     {
                         server.url = url.trim_end_matches('/').to_string();
                         server.ready_s = started.elapsed().as_secs_f64();
+                        server.synthetic = line.contains("[SYNTHETIC WEIGHTS");
                         return Ok(server);
                     }
                 }

@@ -140,7 +140,20 @@ fn formats_files_plot_and_baseline_regressions() {
     assert_eq!(o.status.code(), Some(0));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 2);
-    assert_eq!(text.lines().next().unwrap().split(',').count(), text.lines().nth(1).unwrap().split(',').count(), "{text}");
+    // Fields outside quotes (the weights field is quoted and holds commas).
+    let fields = |line: &str| {
+        let mut quoted = false;
+        let mut n = 1;
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => n += 1,
+                _ => {}
+            }
+        }
+        n
+    };
+    assert_eq!(fields(text.lines().next().unwrap()), fields(text.lines().nth(1).unwrap()), "{text}");
     assert!(text.lines().next().unwrap().ends_with("load_s,cold_first_token_ms,weights_gb,kv_cache_gb,rest_of_peak_gb"));
     assert!(text.starts_with("framework,quantize,avg_latency_ms") && text.lines().nth(1).unwrap().starts_with("native,none,"));
 

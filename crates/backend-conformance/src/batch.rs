@@ -173,7 +173,7 @@ pub fn cancelled_request_frees_its_slot(backend: &dyn Backend) {
     let p = prompts();
     let tok = fixtures::smollm2_tokenizer();
     let mut model = load(backend, Some(DType::F32), 1);
-    let (mut scheduler, submitter) = Scheduler::new(model.as_mut(), &tok, SchedulerConfig { slots: 1, max_queue: 3, prefill_chunk: 512 });
+    let (mut scheduler, submitter) = Scheduler::new(model.as_mut(), &tok, SchedulerConfig { slots: 1, max_queue: 2, prefill_chunk: 512 });
     let (tx_a, rx_a) = mpsc::channel();
     let greedy = SamplingConfig::greedy();
     let gone = GenRequest {
@@ -195,7 +195,8 @@ pub fn cancelled_request_frees_its_slot(backend: &dyn Backend) {
     let (tx_d, _rx_d) = mpsc::channel();
     let full =
         submitter.submit(GenRequest { prompt_ids: p[2].clone(), sampling: greedy, max_tokens: 8, stop: vec![], ignore_eos: false, sink: Box::new(tx_d) });
-    assert_eq!(full.unwrap_err(), bench_core::serve::SubmitError::QueueFull { limit: 3 });
+    // The one free slot takes one of the three, two wait (the limit): a fourth is refused.
+    assert_eq!(full.unwrap_err(), bench_core::serve::SubmitError::QueueFull { limit: 2 });
     let stats = submitter.stats().clone();
     drop(submitter);
     scheduler.run();

@@ -214,7 +214,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 4, requires = "serve")]
     pub parallel: usize,
 
-    /// Requests allowed to wait for a free sequence; more get 429 with Retry-After
+    /// Requests allowed to wait beyond those the free sequences take; more get 429 with Retry-After
     #[arg(long, default_value_t = 256, requires = "serve")]
     pub max_queue: usize,
 

@@ -22,6 +22,10 @@ pub struct ServerInfo {
     pub model: String,
     /// Seconds from process start to `/health` answering 200 (frameworks compare started).
     pub ready_s: Option<f64>,
+    /// The server said its weights are synthetic (random values of the model's shape): speed is
+    /// real, outputs are not. Unknown (false) for `--url` servers.
+    #[serde(default)]
+    pub synthetic: bool,
 }
 
 /// What every server got.

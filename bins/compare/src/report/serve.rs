@@ -55,7 +55,8 @@ pub(crate) fn setup_lines(c: &ServeComparison) -> Vec<String> {
     ];
     for srv in &c.servers {
         let ready = srv.ready_s.map(|r| format!(", ready {r:.2} s after start")).unwrap_or_default();
-        lines.push(format!("{}: {} model {:?}{ready}", srv.label, srv.url, srv.model));
+        let synthetic = if srv.synthetic { " [SYNTHETIC WEIGHTS]" } else { "" };
+        lines.push(format!("{}: {} model {:?}{ready}{synthetic}", srv.label, srv.url, srv.model));
     }
     lines
 }
@@ -85,6 +86,9 @@ pub(crate) fn summary_lines(c: &ServeComparison) -> Vec<String> {
     }
     for u in &c.unavailable {
         lines.push(format!("{} unavailable: {}. Fix: {}", u.framework, u.reason, u.fix));
+    }
+    if c.servers.iter().any(|s| s.synthetic) {
+        lines.push("SYNTHETIC WEIGHTS: random values of the model's shape; speed and memory are real, outputs are not".into());
     }
     lines.push("metrics (vLLM's definitions, measured on the client):".into());
     for (name, def) in &c.definitions {

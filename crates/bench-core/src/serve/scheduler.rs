@@ -102,7 +102,8 @@ pub struct GenRequest {
 pub struct SchedulerConfig {
     /// Sequences decoded together (the model's KV-cache slots used; `--parallel`).
     pub slots: usize,
-    /// Requests allowed to wait for a slot; one more is refused ([`SubmitError::QueueFull`]).
+    /// Requests allowed to wait for a slot beyond those the free slots will take at the next
+    /// step; one more is refused ([`SubmitError::QueueFull`]).
     pub max_queue: usize,
     /// Most prompt tokens of one sequence run in one step, so a long prompt does not stall the
     /// sequences already decoding for its whole prefill.
@@ -152,6 +153,7 @@ pub struct Submitter {
     stats: Arc<ServeStats>,
     shutdown: Arc<AtomicBool>,
     max_queue: usize,
+    slots: usize,
 }
 
 impl Submitter {
@@ -160,7 +162,10 @@ impl Submitter {
         if self.shutdown.load(Ordering::SeqCst) {
             return Err(SubmitError::ShuttingDown);
         }
-        if self.stats.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue {
+        // Requests that arrive together while slots are free do not count against the queue: the
+        // free slots take them at the next step.
+        let free = self.slots.saturating_sub(self.stats.active.load(Ordering::SeqCst));
+        if self.stats.queued.fetch_add(1, Ordering::SeqCst) >= self.max_queue + free {
             self.stats.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::QueueFull { limit: self.max_queue });
         }
@@ -222,7 +227,7 @@ impl<'a> Scheduler<'a> {
         let stats = Arc::new(ServeStats::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let config = SchedulerConfig { slots: config.slots.clamp(1, model.slots().max(1)), prefill_chunk: config.prefill_chunk.max(1), ..config };
-        let submitter = Submitter { tx, stats: stats.clone(), shutdown: shutdown.clone(), max_queue: config.max_queue };
+        let submitter = Submitter { tx, stats: stats.clone(), shutdown: shutdown.clone(), max_queue: config.max_queue, slots: config.slots };
         let info = model.info();
         let (context, vocab) = (info.max_seq_len, info.architecture.vocab_size);
         (Scheduler { model, tokenizer, config, rx, stats, shutdown, waiting: VecDeque::new(), context, vocab }, submitter)
