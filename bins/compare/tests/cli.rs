@@ -154,14 +154,14 @@ fn formats_files_plot_and_baseline_regressions() {
         n
     };
     assert_eq!(fields(text.lines().next().unwrap()), fields(text.lines().nth(1).unwrap()), "{text}");
-    assert!(text.lines().next().unwrap().ends_with("load_s,cold_first_token_ms,weights_gb,kv_cache_gb,rest_of_peak_gb"));
+    assert!(text.lines().next().unwrap().ends_with("load_s,cold_first_token_ms,weights_gb,kv_cache_gb,kv_cache_used_gb,rest_of_peak_gb"));
     assert!(text.starts_with("framework,quantize,avg_latency_ms") && text.lines().nth(1).unwrap().starts_with("native,none,"));
 
     let o = run(&with(&["--format", "markdown", "--output", md.to_str().unwrap()]), None);
     assert_eq!(o.status.code(), Some(0));
     let md_text = std::fs::read_to_string(&md).unwrap();
     assert!(md_text.contains("| Framework | Avg Latency (ms) | Avg Throughput (tok/s) | Peak Memory (GB)"));
-    assert!(md_text.contains("| Framework | Load (s) | Cold First Token (ms) | Weights (GB) | KV Cache (GB) | Rest of Peak (GB) |"));
+    assert!(md_text.contains("| Framework | Load (s) | Cold First Token (ms) | Weights (GB) | KV Cache (GB) | KV Used (GB) | Rest of Peak (GB) |"));
 
     // A doctored baseline claiming 10x the measured throughput: the real run must be flagged.
     let mut fast = saved.clone();

@@ -18,11 +18,11 @@ impl super::Format for Csv {
         let mut out = String::from(
             "framework,quantize,avg_latency_ms,latency_ci95_ms,p50_latency_ms,p99_latency_ms,avg_throughput_tok_s,throughput_ci95_tok_s,\
              first_token_ms,prefill_tok_s,peak_memory_gb,model_memory_gb,bandwidth_gb_s,kl_vs_f32_nats,top1_vs_f32,weights,synthetic,\
-             load_s,cold_first_token_ms,weights_gb,kv_cache_gb,rest_of_peak_gb\n",
+             load_s,cold_first_token_ms,weights_gb,kv_cache_gb,kv_cache_used_gb,rest_of_peak_gb\n",
         );
         for r in super::rows(c) {
             out.push_str(&format!(
-                "{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3},{:.4},{:.4},{:.3},{},{},{},{},{:.3},{},{:.4},{:.4},{:.4}\n",
+                "{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4},{:.3},{:.3},{:.4},{:.4},{:.3},{},{},{},{},{:.3},{},{:.4},{:.4},{:.4},{:.4}\n",
                 field(&r.framework),
                 field(&r.quantize),
                 r.avg_latency_ms,
@@ -44,6 +44,7 @@ impl super::Format for Csv {
                 r.cold_first_token_ms.map(|ms| format!("{ms:.1}")).unwrap_or_default(),
                 r.memory.weights_gb,
                 r.memory.kv_cache_gb,
+                r.memory.kv_cache_used_gb,
                 r.memory.rest_gb
             ));
         }

@@ -19,7 +19,8 @@ pub(crate) const HEADER: [&str; 9] = [
 ];
 
 /// The second table: start-up and where the peak memory goes.
-pub(crate) const STARTUP_HEADER: [&str; 6] = ["Framework", "Load (s)", "Cold First Token (ms)", "Weights (GB)", "KV Cache (GB)", "Rest of Peak (GB)"];
+pub(crate) const STARTUP_HEADER: [&str; 7] =
+    ["Framework", "Load (s)", "Cold First Token (ms)", "Weights (GB)", "KV Cache (GB)", "KV Used (GB)", "Rest of Peak (GB)"];
 
 pub(crate) fn startup_header(quantized: bool) -> Vec<&'static str> {
     let mut h = STARTUP_HEADER.to_vec();
@@ -36,6 +37,7 @@ pub(crate) fn startup_cells(r: &super::Row, quantized: bool) -> Vec<String> {
         r.cold_first_token_ms.map(|ms| format!("{ms:.0}")).unwrap_or_else(|| "-".into()),
         format!("{:.3}", r.memory.weights_gb),
         format!("{:.3}", r.memory.kv_cache_gb),
+        format!("{:.3}", r.memory.kv_cache_used_gb),
         format!("{:.3}", r.memory.rest_gb),
     ];
     if quantized {
@@ -46,7 +48,7 @@ pub(crate) fn startup_cells(r: &super::Row, quantized: bool) -> Vec<String> {
 
 /// The note under the start-up table, saying how each column is measured.
 pub(crate) const STARTUP_NOTE: &str = "Load = files to ready; Cold First Token = process start to the first token of the first, unwarmed request; \
-     KV Cache = allocated for the whole context; Rest = peak - weights - KV cache (floored at 0).";
+     KV Cache = allocated for the whole context, KV Used = the part this run wrote; Rest = peak - weights - KV used (floored at 0).";
 
 pub(crate) const QUANT_HEADER: [&str; 3] = ["Quant", "KL vs f32 (nats)", "Top-1 vs f32"];
 

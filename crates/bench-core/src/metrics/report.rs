@@ -26,10 +26,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// One framework's benchmark as a table for people.
-/// "weights / KV cache (positions) / rest of peak" in GB.
+/// "weights / KV cache allocated (positions), used / rest of peak" in GB.
 pub fn memory_split(r: &BenchmarkResult) -> String {
     let m = &r.memory;
-    format!("{:.3} / {:.3} ({} positions) / {:.3} GB", m.weights_gb, m.kv_cache_gb, m.kv_cache_positions, m.rest_gb)
+    format!("{:.3} / {:.3} ({} positions), {:.3} used / {:.3} GB", m.weights_gb, m.kv_cache_gb, m.kv_cache_positions, m.kv_cache_used_gb, m.rest_gb)
 }
 
 pub fn single_run_table(r: &BenchmarkResult) -> String {
@@ -51,7 +51,7 @@ pub fn single_run_table(r: &BenchmarkResult) -> String {
         ("token latency mean / p50 / p90 / p99".into(), format!("{:.2} / {:.2} / {:.2} / {:.2} ms", tl.mean, tl.p50, tl.p90, tl.p99)),
         ("token latency min / max / stddev".into(), format!("{:.2} / {:.2} / {:.2} ms", tl.min, tl.max, tl.stddev)),
         ("peak memory (process RSS)".into(), format!("{:.3} GB", r.peak_memory_gb)),
-        ("  weights / KV cache / rest".into(), memory_split(r)),
+        ("  weights / KV cache allocated, used / rest".into(), memory_split(r)),
         ("achieved weight bandwidth".into(), format!("{:.2} GB/s", r.achieved_bandwidth_gbs)),
         ("load time (files to ready)".into(), format!("{:.2} s", r.load_time_s)),
         ("cold first token (process start)".into(), r.cold_first_token_s.map(|s| format!("{:.0} ms", s * 1e3)).unwrap_or_else(|| "not measured".into())),

@@ -209,18 +209,24 @@ pub struct MemoryBreakdown {
     pub kv_cache_gb: f64,
     /// Positions the KV cache holds per sequence (the context the model was loaded with).
     pub kv_cache_positions: usize,
-    /// Peak minus weights minus KV cache, floored at 0 (pages of an allocation never touched do
-    /// not count towards the peak, so the floor can hide a lazily filled cache).
+    /// The part of the KV cache this run wrote (prompt + generated positions): what a cache
+    /// whose pages are touched only when written adds to the peak.
+    #[serde(default)]
+    pub kv_cache_used_gb: f64,
+    /// Peak minus weights minus the KV cache used, floored at 0 (activations, scratch, the
+    /// runtime, and a cache's untouched part where a framework clears it up front).
     pub rest_gb: f64,
 }
 
 impl MemoryBreakdown {
-    pub fn of(model: &ModelInfo, peak_gb: f64) -> Self {
+    /// `positions_used`: prompt + generated tokens of one sequence.
+    pub fn of(model: &ModelInfo, peak_gb: f64, positions_used: usize) -> Self {
         let gb = memory::GB;
         let weights_gb = model.weight_bytes as f64 / gb;
         let kv_cache_gb = model.kv_cache_bytes as f64 / gb;
-        let rest_gb = if peak_gb.is_finite() { (peak_gb - weights_gb - kv_cache_gb).max(0.0) } else { f64::NAN };
-        Self { weights_gb, kv_cache_gb, kv_cache_positions: model.max_seq_len, rest_gb }
+        let kv_cache_used_gb = kv_cache_gb * positions_used.min(model.max_seq_len) as f64 / model.max_seq_len.max(1) as f64;
+        let rest_gb = if peak_gb.is_finite() { (peak_gb - weights_gb - kv_cache_used_gb).max(0.0) } else { f64::NAN };
+        Self { weights_gb, kv_cache_gb, kv_cache_positions: model.max_seq_len, kv_cache_used_gb, rest_gb }
     }
 }
 
@@ -278,7 +284,7 @@ impl BenchmarkResult {
             warmup_iterations: ctx.warmup,
             load_time_s: ctx.load_time_s,
             cold_first_token_s: ctx.cold_first_token_s,
-            memory: MemoryBreakdown::of(&ctx.model, peak),
+            memory: MemoryBreakdown::of(&ctx.model, peak, prompt_tokens + samples.first().map_or(0, |s| s.token_times_s.len() + 1)),
             tokenize_time_s: ctx.tokenize_time_s,
             synthetic: ctx.model.synthetic,
             quantize: ctx.quantize,
@@ -407,10 +413,11 @@ mod tests {
         assert!((r.achieved_bandwidth_gbs - 7.5).abs() < 1e-9);
         assert!((r.model_memory_gb - 2.0).abs() < 1e-12);
         assert_eq!(r.generated_tokens, 3);
-        // Weights and KV cache from the model's own figures; this test process's peak is far
-        // below their 2.5 GB, so the rest is floored at 0.
+        // Weights and KV cache from the model's own figures: 10 prompt + 3 generated positions
+        // of 64 used. This test process's peak is far below 2 GB, so the rest is floored at 0.
         assert_eq!((r.memory.weights_gb, r.memory.kv_cache_gb, r.memory.kv_cache_positions), (2.0, 0.5, 64));
-        assert_eq!(r.memory.rest_gb, (r.peak_memory_gb - 2.5).max(0.0));
+        assert!((r.memory.kv_cache_used_gb - 0.5 * 13.0 / 64.0).abs() < 1e-12);
+        assert_eq!(r.memory.rest_gb, (r.peak_memory_gb - 2.0 - r.memory.kv_cache_used_gb).max(0.0));
         let back = BenchmarkResult::from_json(&r.to_json()).unwrap();
         assert_eq!(back.greedy_tokens, r.greedy_tokens);
         assert_eq!(back.greedy_margins, vec![0.5, 0.25, 1.0]);
