@@ -80,6 +80,9 @@ pub(crate) fn quantized(c: &Comparison) -> bool {
     c.results.iter().any(|r| r.quantize.is_some())
 }
 
+/// The line every report carries when a run or server had synthetic weights.
+pub(crate) const SYNTHETIC_NOTE: &str = "SYNTHETIC WEIGHTS: random values of the model's shape; speed and memory are real, outputs are not";
+
 /// The lines under the table: speedups, the cross-check, what could not run.
 pub(crate) fn summary_lines(c: &Comparison) -> Vec<String> {
     let mut lines: Vec<String> = c.ratios.iter().map(|r| r.sentence()).collect();
@@ -101,7 +104,7 @@ pub(crate) fn summary_lines(c: &Comparison) -> Vec<String> {
         lines.push("quality: KL = mean KL divergence (nats) of each quantized run's next-token distribution from the same framework's f32 run, over every benchmark-prompt position; top-1 = share of positions with the same top token".into());
     }
     if c.results.iter().any(|r| r.synthetic) {
-        lines.push("SYNTHETIC WEIGHTS: random values of the model's shape; speed and memory are real, outputs are not".into());
+        lines.push(SYNTHETIC_NOTE.into());
     }
     lines
 }

@@ -88,7 +88,7 @@ pub(crate) fn summary_lines(c: &ServeComparison) -> Vec<String> {
         lines.push(format!("{} unavailable: {}. Fix: {}", u.framework, u.reason, u.fix));
     }
     if c.servers.iter().any(|s| s.synthetic) {
-        lines.push("SYNTHETIC WEIGHTS: random values of the model's shape; speed and memory are real, outputs are not".into());
+        lines.push(super::SYNTHETIC_NOTE.into());
     }
     lines.push("metrics (vLLM's definitions, measured on the client):".into());
     for (name, def) in &c.definitions {

@@ -25,13 +25,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// One framework's benchmark as a table for people.
 /// "weights / KV cache allocated (positions), used / rest of peak" in GB.
 pub fn memory_split(r: &BenchmarkResult) -> String {
     let m = &r.memory;
     format!("{:.3} / {:.3} ({} positions), {:.3} used / {:.3} GB", m.weights_gb, m.kv_cache_gb, m.kv_cache_positions, m.kv_cache_used_gb, m.rest_gb)
 }
 
+/// One framework's benchmark as a table for people.
 pub fn single_run_table(r: &BenchmarkResult) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);

@@ -259,6 +259,7 @@ impl BenchmarkResult {
         let tps_s = Summary::of(&tps);
         let gb = memory::GB;
         let peak = memory::peak_rss_bytes().map(|b| b as f64 / gb).unwrap_or(f64::NAN);
+        let generated_tokens = samples.first().map(|s| s.token_times_s.len() + 1).unwrap_or(0);
         Self {
             schema_version: SCHEMA_VERSION,
             framework: ctx.framework,
@@ -280,11 +281,11 @@ impl BenchmarkResult {
             prefill_tokens_per_second_stats: Summary::of(&prefill_tps),
             achieved_bandwidth_gbs: ctx.model.weight_bytes_per_token as f64 * tps_s.mean / gb,
             prompt_tokens,
-            generated_tokens: samples.first().map(|s| s.token_times_s.len() + 1).unwrap_or(0),
+            generated_tokens,
             warmup_iterations: ctx.warmup,
             load_time_s: ctx.load_time_s,
             cold_first_token_s: ctx.cold_first_token_s,
-            memory: MemoryBreakdown::of(&ctx.model, peak, prompt_tokens + samples.first().map_or(0, |s| s.token_times_s.len() + 1)),
+            memory: MemoryBreakdown::of(&ctx.model, peak, prompt_tokens + generated_tokens),
             tokenize_time_s: ctx.tokenize_time_s,
             synthetic: ctx.model.synthetic,
             quantize: ctx.quantize,
