@@ -1,7 +1,8 @@
 //! Weight bytes per second of every quantized product kernel on every instruction-set tier this
 //! CPU has: one token (decode) at 8192 x 2048 and a 64-token prompt at 2048 x 2048 (GB/s of
 //! weights times tokens), on `N` pool threads (`cargo run --release -p cpu-kernels --example
-//! throughput -- N`, default 1). Synthetic weights (pseudo-random codes, normal scales): speed
+//! throughput -- N [TYPES]`, default 1 thread; TYPES a comma-separated list of labels such as
+//! `nf4,int8,f32`, default all). Synthetic weights (pseudo-random codes, normal scales): speed
 //! does not depend on the values, except that subnormal f16 scales are slow in the row kernels.
 //! The criterion bench (`benches/kernels.rs`) covers one tier at a time with statistics.
 
@@ -21,11 +22,23 @@ fn matrix(ty: WeightType, rows: usize, cols: usize) -> Matrix {
         WeightType::Q2K => &[80, 82],
         WeightType::Q3K => &[108],
         WeightType::Q6K => &[208],
-        WeightType::BF16 => &[],
+        WeightType::BF16 | WeightType::F32 | WeightType::Int8 | WeightType::Nf4 => &[],
         _ => &[0],
     };
     if ty == WeightType::BF16 {
         data.chunks_exact_mut(2).enumerate().for_each(|(i, c)| c.copy_from_slice(&half::bf16::from_f32(((i % 13) as f32 - 6.0) * 0.01).to_le_bytes()));
+    }
+    // f32 scales: int8's one per row, NF4's absmax per 64-value block; f32 weights small values.
+    let f32_fields: Option<(usize, f32)> = match ty {
+        WeightType::Int8 => Some((rb, 0.01)),
+        WeightType::Nf4 => Some((ty.block_bytes(), 0.05)),
+        _ => None,
+    };
+    if let Some((step, v)) = f32_fields {
+        data.chunks_exact_mut(step).for_each(|c| c[..4].copy_from_slice(&v.to_le_bytes()));
+    }
+    if ty == WeightType::F32 {
+        data.chunks_exact_mut(4).enumerate().for_each(|(i, c)| c.copy_from_slice(&(((i % 13) as f32 - 6.0) * 0.01).to_le_bytes()));
     }
     for b in data.chunks_exact_mut(ty.block_bytes()) {
         for &f in fields {
@@ -67,11 +80,15 @@ fn main() {
         WeightType::Q4K,
         WeightType::Q5K,
         WeightType::Q6K,
+        WeightType::Int8,
+        WeightType::Nf4,
+        WeightType::F32,
         WeightType::BF16,
     ];
     println!("threads {threads}; best tier {:?}", Isa::detect());
     println!("{:8} {:>8} | {:>26} | {:>26}", "type", "layout", "decode 8192x2048 GB/s s/a2/vnni", "prefill 2048x2048x64 GB/s·tok");
-    for ty in types {
+    let only: Option<Vec<String>> = std::env::args().nth(2).map(|s| s.split(',').map(str::to_owned).collect());
+    for ty in types.into_iter().filter(|t| only.as_ref().is_none_or(|o| o.iter().any(|l| l == t.label()))) {
         let (w, w2) = (matrix(ty, 8192, 2048), matrix(ty, 2048, 2048));
         let x = vec![0.5f32; 2048];
         let xp: Vec<f32> = (0..64 * 2048).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect();
