@@ -1,8 +1,9 @@
 //! Matrix x activations: `y (t, rows) = x (t, cols) · Wᵀ` for one weight matrix or several that
 //! share their input (Q/K/V; gate/up), on the global [`pool`](crate::pool).
 //!
-//! Quantized types quantize `x` once per call to [`BlockQ8`]s in each [`ActivationFormat`] the
-//! matrices need (ggml's per-type choice; into reused scratch buffers), then
+//! Quantized types quantize `x` once per call in each [`ActivationFormat`] the matrices need
+//! (ggml's per-type choice, to [`BlockQ8`]s; int8 and NF4: int16 with a scale per token, NF4's in
+//! its lookup order; into reused scratch buffers), then
 //! split the weight rows into tasks; a task runs its rows against every token, so a weight row is
 //! read from memory once and reused from cache for the whole prompt. Dense f32/f16/bf16 rows take
 //! `x` as it is.
@@ -10,7 +11,8 @@
 //! Prompt batches (`t >= 4`) use register tiles: quantized rows are multiplied with four tokens
 //! at a time (each weight block unpacked once); dense rows are expanded tile by tile (64 rows) to
 //! f32 and handed to the `gemm` crate's packed, register-blocked GEMM (single-threaded per task:
-//! the pool spreads the tiles). `LLAMA3_BENCH_PREFILL=gemm` sends quantized types down the
+//! the pool spreads the tiles); so are int8 and NF4 rows, whose prompts thus keep the exact f32
+//! maths (their int16 kernels serve one to three tokens). `LLAMA3_BENCH_PREFILL=gemm` sends quantized types down the
 //! dequantize-to-tiles + gemm path too, for comparison. All entry checks (byte counts, shapes) are here, once per call; the SIMD code
 //! below trusts them.
 
@@ -129,6 +131,8 @@ impl Matrix {
 
 thread_local! {
     static SCRATCH: RefCell<[Vec<BlockQ8>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
+    /// int16 activations and their per-token scales, for `I16` and `I16Nf4`.
+    static SCRATCH_I16: RefCell<[(Vec<i16>, Vec<f32>); 2]> = const { RefCell::new([(Vec::new(), Vec::new()), (Vec::new(), Vec::new())]) };
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -141,7 +145,15 @@ fn via_gemm(ty: WeightType, t: usize) -> bool {
     use std::sync::OnceLock;
     static QUANTIZED_TOO: OnceLock<bool> = OnceLock::new();
     let quantized_too = *QUANTIZED_TOO.get_or_init(|| std::env::var("LLAMA3_BENCH_PREFILL").as_deref() == Ok("gemm"));
-    t >= 4 && (!ty.quantizes_activations() || quantized_too)
+    let ggml_block = ty.activation_format().is_some_and(ActivationFormat::is_q8);
+    t >= 4 && (!ggml_block || quantized_too)
+}
+
+/// Int16 activations of one call: codes of every token (`t * cols`) and each token's scale.
+#[derive(Clone, Copy)]
+struct I16Acts<'a> {
+    q: &'a [i16],
+    s: &'a [f32],
 }
 
 /// `y = x · Wᵀ` for one matrix: `x` is `(t, cols)`, `y` `(t, rows)`, both row-major.
@@ -175,22 +187,35 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
         return Ok(());
     }
     SCRATCH.with(|s| {
-        let mut scratch = s.borrow_mut();
-        let blocks = cols / 32;
-        for format in ActivationFormat::ALL {
-            if !ws.iter().any(|w| w.ty.activation_format() == Some(format)) {
-                continue;
+        SCRATCH_I16.with(|s16| {
+            let (mut scratch, mut scratch16) = (s.borrow_mut(), s16.borrow_mut());
+            let blocks = cols / 32;
+            for format in ActivationFormat::ALL {
+                if !ws.iter().any(|w| w.ty.activation_format() == Some(format)) {
+                    continue;
+                }
+                // Rows are whole blocks of their type, so of its activation format (Matrix::new).
+                if format.is_q8() {
+                    let buf = &mut scratch[format.index()];
+                    buf.clear();
+                    buf.resize(t * blocks, BlockQ8::default());
+                    for (xr, qr) in x.chunks_exact(cols).zip(buf.chunks_exact_mut(blocks)) {
+                        quant::quantize_row_q8_on(isa, format, xr, qr);
+                    }
+                } else {
+                    let (q, scales) = &mut scratch16[(format == ActivationFormat::I16Nf4) as usize];
+                    q.clear();
+                    q.resize(t * cols, 0);
+                    scales.clear();
+                    for (xr, qr) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols)) {
+                        scales.push(quant::quantize_row_i16_on(isa, format, xr, qr));
+                    }
+                }
             }
-            // Rows are whole blocks of their type, so of its activation format (Matrix::new).
-            let buf = &mut scratch[format.index()];
-            buf.clear();
-            buf.resize(t * blocks, BlockQ8::default());
-            for (xr, qr) in x.chunks_exact(cols).zip(buf.chunks_exact_mut(blocks)) {
-                quant::quantize_row_q8_on(isa, format, xr, qr);
-            }
-        }
-        let xq: [&[BlockQ8]; 3] = [&scratch[0], &scratch[1], &scratch[2]];
-        run(ws, isa, x, xq, t, cols, total_rows, y);
+            let xq: [&[BlockQ8]; 3] = [&scratch[0], &scratch[1], &scratch[2]];
+            let xi = [0, 1].map(|i| I16Acts { q: &scratch16[i].0, s: &scratch16[i].1 });
+            run(ws, isa, x, xq, xi, t, cols, total_rows, y);
+        })
     });
     Ok(())
 }
@@ -269,7 +294,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
+fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], xi: [I16Acts<'_>; 2], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
     // Tasks of whole rows sized to ~64 KB of weight traffic x tokens, and at least 4 per thread
     // so a descheduled thread holds back little.
     let threads = pool::global().threads();
@@ -293,8 +318,10 @@ fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], t: usize,
         for w in ws {
             let (lo, hi) = (r.max(base), end.min(base + w.rows));
             let mut global = lo;
-            // The activations in this matrix's format (empty for types that take f32).
-            let xq = w.ty.activation_format().map_or(&[][..], |f| xq[f.index()]);
+            // The activations in this matrix's format (empty for types that take f32 or int16).
+            let format = w.ty.activation_format();
+            let xq = format.filter(|f| f.is_q8()).map_or(&[][..], |f| xq[f.index()]);
+            let xi = xi[(format == Some(ActivationFormat::I16Nf4)) as usize];
             while global < hi {
                 let local = global - base;
                 if w.layout == Layout::Interleaved8 && isa.isa() >= Isa::Avx2 && local % 8 == 0 && global + 8 <= hi {
@@ -323,7 +350,18 @@ fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], t: usize,
                     // written by this task only (tasks own disjoint row ranges).
                     unsafe { *out.0.add(tok * total_rows + global) = v };
                 };
-                if w.ty.quantizes_activations() {
+                if format.is_some_and(|f| !f.is_q8()) {
+                    let act = |tok: usize| &xi.q[tok * cols..(tok + 1) * cols];
+                    let mut tok = 0;
+                    while tok + 4 <= t {
+                        let v = quant::dot_i16_x4(isa, w.ty, row, [act(tok), act(tok + 1), act(tok + 2), act(tok + 3)], [0, 1, 2, 3].map(|n| xi.s[tok + n]));
+                        (0..4).for_each(|n| put(tok + n, v[n]));
+                        tok += 4;
+                    }
+                    for tok in tok..t {
+                        put(tok, quant::dot_i16(isa, w.ty, row, act(tok), xi.s[tok]));
+                    }
+                } else if format.is_some() {
                     let act = |tok: usize| &xq[tok * blocks..(tok + 1) * blocks];
                     let mut tok = 0;
                     while tok + 4 <= t {

@@ -1,11 +1,12 @@
 //! Every product kernel, on every instruction-set tier this CPU has, against the plain
 //! dequantize-then-multiply reference on random blocks: odd row counts, K = 576 (SmolLM2's width,
-//! 18 blocks of 32), one and many tokens.
+//! 18 blocks of 32), one and many tokens. int8 and NF4 (int16 activations) within a bound
+//! derived from the int16 rounding (see `int16_bound`).
 
 use cpu_kernels::cpu::Isa;
 use cpu_kernels::matmul::{matmul_many_isa, Layout, Matrix};
-use cpu_kernels::quant::reference::{dequantize_q8, dequantize_row};
-use cpu_kernels::quant::{quantize_row_q8, ActivationFormat, BlockQ8, WeightType};
+use cpu_kernels::quant::reference::{dequantize_i16, dequantize_q8, dequantize_row, nf4_position, NF4_CODEBOOK, NF4_CODEBOOK_I16, NF4_CODE_SCALE};
+use cpu_kernels::quant::{quantize_row_i16, quantize_row_q8, ActivationFormat, BlockQ8, WeightType};
 use half::{bf16, f16};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -57,7 +58,7 @@ fn random_matrix(rng: &mut SmallRng, ty: WeightType, rows: usize, cols: usize) -
         WeightType::Q2K => Some(80),
         WeightType::Q3K => Some(108),
         WeightType::Q6K => Some(208),
-        _ if ty.quantizes_activations() => Some(0),
+        _ if ty.activation_format().is_some_and(ActivationFormat::is_q8) => Some(0),
         _ => None,
     } {
         let bb = ty.block_bytes();
@@ -93,7 +94,8 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
     // The reference: weights dequantized to f32; activations as the kernel sees them (quantized
     // to Q8 for quantized types, by the scalar tier), the sum in f64.
     let mut q = vec![BlockQ8::default(); t * cols / 32];
-    let xs: Vec<f32> = match ty.activation_format() {
+    // int8 / NF4 against the f32 activations themselves, within `int16_bound`.
+    let xs: Vec<f32> = match ty.activation_format().filter(|f| f.is_q8()) {
         Some(format) => {
             let mut back = vec![0.0; t * cols];
             for (xr, (qr, br)) in x.chunks_exact(cols).zip(q.chunks_exact_mut(cols / 32).zip(back.chunks_exact_mut(cols))) {
@@ -107,6 +109,7 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
     let mut wrow = vec![0.0f32; cols];
     let mut want = vec![0.0f64; t * rows];
     let mut mag = vec![0.0f64; t * rows];
+    let mut bound = vec![0.0f64; t * rows];
     for r in 0..rows {
         dequantize_row(ty, &w.row(r), &mut wrow);
         for tok in 0..t {
@@ -122,6 +125,7 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
                 }
             }
             mag[tok * rows + r] = wrow.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+            bound[tok * rows + r] = int16_bound(ty, &w.row(r), &wrow, xr);
         }
     }
     // The same matrix in every layout it can take (rows as in the file; 8 rows interleaved).
@@ -136,7 +140,7 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
             for i in 0..t * rows {
                 let err = (y[i] as f64 - want[i]).abs();
                 assert!(
-                    err <= 1e-4 * mag[i] + 1e-6,
+                    err <= 1e-4 * mag[i] + bound[i] + 1e-6,
                     "{} ({:?}) on {isa:?}, ({rows}x{cols}) x {t} tokens: element {i} is {} but the reference is {} (|err| {err:e}, scale {:e})",
                     ty.label(),
                     w.layout(),
@@ -145,6 +149,102 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
                     mag[i]
                 );
             }
+        }
+    }
+}
+
+/// How far an int8 / NF4 product with int16 activations may be from dequantize-then-multiply in
+/// f32 (0 for the other types): with `m = max|x|` of the token, each activation is off by at most
+/// `m / 65534` (half a step of `m / 32767`), so a term `w_i x_i` by `|w_i| m / 65534`; NF4's int16
+/// code book (`round(code * 1024)`) puts each weight off by at most `absmax / 2048`, a term by
+/// `absmax m / 2048` more (the activation is at most `m`). The bound is the sum over the row,
+/// times 1.0001 for the float rounding of the scales. The f32 sums' own rounding is in the
+/// caller's `1e-4 * magnitude`.
+fn int16_bound(ty: WeightType, row: &[u8], wrow: &[f32], x: &[f32]) -> f64 {
+    let m = x.iter().fold(0.0f64, |a, &v| a.max(v.abs() as f64));
+    let act: f64 = wrow.iter().map(|&w| w.abs() as f64 * m / 65534.0).sum();
+    let book: f64 = match ty {
+        WeightType::Nf4 => row.chunks_exact(36).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs() as f64 * 64.0 * m / (2.0 * NF4_CODE_SCALE as f64)).sum(),
+        WeightType::Int8 => 0.0,
+        _ => return 0.0,
+    };
+    (act + book) * 1.0001
+}
+
+/// The int8 / NF4 products with int16 activations against dequantize-then-multiply in f64 on
+/// random data (one token, the int16 kernels; three tokens), every tier, within [`int16_bound`],
+/// and not needlessly far: the error over all products is well under the bound.
+#[test]
+fn int16_products_are_within_the_rounding_bound() {
+    for ty in [WeightType::Int8, WeightType::Nf4] {
+        let (rows, cols) = (40, 2048 + 64);
+        for t in [1, 3] {
+            let mut rng = SmallRng::seed_from_u64(91 + t as u64);
+            let w = random_matrix(&mut rng, ty, rows, cols);
+            let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+            let mut wrow = vec![0.0f32; cols];
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; t * rows];
+                matmul_many_isa(isa, &[&w], &x, t, &mut y).unwrap();
+                let (mut worst, mut sum_err, mut sum_bound) = (0.0f64, 0.0, 0.0);
+                for r in 0..rows {
+                    dequantize_row(ty, &w.row(r), &mut wrow);
+                    for tok in 0..t {
+                        let xr = &x[tok * cols..(tok + 1) * cols];
+                        let want: f64 = wrow.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
+                        let mag: f64 = wrow.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+                        let bound = int16_bound(ty, &w.row(r), &wrow, xr) + 1e-6 * mag;
+                        let err = (y[tok * rows + r] as f64 - want).abs();
+                        assert!(err <= bound, "{} on {isa:?}, row {r} token {tok}: {} vs {want} (|err| {err:e} > bound {bound:e})", ty.label(), y[tok * rows + r]);
+                        worst = worst.max(err / bound);
+                        (sum_err, sum_bound) = (sum_err + err, sum_bound + bound);
+                    }
+                }
+                assert!(sum_err < 0.2 * sum_bound, "{} on {isa:?}: mean error {:e} of mean bound {:e}", ty.label(), sum_err, sum_bound);
+                eprintln!("{} on {isa:?}, {t} tokens: worst error {worst:.3} of the bound", ty.label());
+            }
+        }
+    }
+}
+
+/// int16 activations on every tier, bit for bit as defined: `s = max|x| / 32767`, codes
+/// `round_half_even(x * (32767 / max|x|))` (ties tested), NF4's blocks at `nf4_position`; an
+/// all-zero row gives `s = 0` and zero codes; the int16 code book is `round(NF4_CODEBOOK * 1024)`.
+#[test]
+fn int16_activation_quantization_is_the_same_on_every_tier() {
+    for (i, &c) in NF4_CODEBOOK.iter().enumerate() {
+        assert_eq!(NF4_CODEBOOK_I16[i] as f32, (c * NF4_CODE_SCALE as f32).round(), "code {i}");
+    }
+    let mut positions: Vec<usize> = (0..64).map(nf4_position).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, (0..64).collect::<Vec<_>>(), "nf4_position is a permutation");
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mut x: Vec<f32> = (0..640).map(|_| rng.random_range(-3.0f32..3.0)).collect();
+    // Exact ties k + 0.5 of x * (32767 / amax) with amax = 32767 / 64 (inv = 64, a power of two).
+    let amax = 32767.0 / 64.0;
+    x[3] = -amax;
+    for k in 0..40 {
+        x[100 + k] = (k as f32 - 20.0 + 0.5) / 64.0;
+    }
+    for format in ActivationFormat::I16_FORMATS {
+        let inv = 32767.0 / amax;
+        let mut want = vec![0i16; 640];
+        for (i, &v) in x.iter().enumerate() {
+            let at = if format == ActivationFormat::I16Nf4 { 64 * (i / 64) + nf4_position(i % 64) } else { i };
+            want[at] = (v * inv).round_ties_even() as i16;
+        }
+        assert_eq!(want[100 + 20], 0, "0.5 rounds to even 0");
+        for isa in Isa::available() {
+            let mut got = vec![7i16; 640];
+            let s = quantize_row_i16(isa, format, &x, &mut got);
+            assert_eq!(s, amax / 32767.0, "{format:?} on {isa:?}");
+            assert_eq!(got, want, "{format:?} on {isa:?}");
+            let mut back = vec![0.0; 640];
+            dequantize_i16(format, &got, s, &mut back);
+            assert!(back.iter().zip(&x).all(|(b, v)| (b - v).abs() <= amax / 65534.0 * 1.001), "{format:?} on {isa:?}");
+            let mut zero = vec![7i16; 128];
+            assert_eq!(quantize_row_i16(isa, format, &[0.0; 128], &mut zero), 0.0);
+            assert!(zero.iter().all(|&q| q == 0), "{format:?} on {isa:?}");
         }
     }
 }
@@ -224,7 +324,7 @@ fn activation_quantization_is_ggmls_on_every_tier() {
     let ties: Vec<f32> = (0..127).map(|k| (k as f32 + 0.5) / id).filter(|&v| (v * id).fract() == 0.5).collect();
     assert!(ties.len() >= 31, "only {} exact ties", ties.len());
     x[1..32].copy_from_slice(&ties[..31]);
-    for format in ActivationFormat::ALL {
+    for format in ActivationFormat::Q8 {
         let mut want = vec![BlockQ8::default(); 24];
         match format {
             ActivationFormat::Q8K => {
@@ -272,7 +372,9 @@ fn activation_quantization_is_ggmls_on_every_tier() {
 
 /// ggml's arithmetic on every tier: for each type, each SIMD tier's product equals the scalar
 /// tier's within 1e-6 of the product's magnitude (Σ|w·x|) — the integer sums are the same, only
-/// the order of float additions differs — for one token and for a prompt batch.
+/// the order of float additions differs — for one token and for a prompt batch. int8 and NF4
+/// (int16 activations, one summation order for all tiers) also fused with a Q8_0 matrix, so that
+/// a batch goes through their four-token kernels instead of gemm.
 #[test]
 fn every_simd_tier_equals_the_scalar_tier() {
     for ty in ALL {
@@ -286,12 +388,22 @@ fn every_simd_tier_equals_the_scalar_tier() {
             matmul_many_isa(Isa::Scalar, &[&w], &x, t, &mut want).unwrap();
             // The magnitude: dequantized weights times the activations the kernels see.
             let mut xs = x.clone();
-            if let Some(format) = ty.activation_format() {
-                let mut q = vec![BlockQ8::default(); cols / 32];
-                for xr in xs.chunks_exact_mut(cols) {
-                    quantize_row_q8(Isa::Scalar, format, xr, &mut q);
-                    dequantize_q8(&q, xr);
+            match ty.activation_format() {
+                Some(format) if format.is_q8() => {
+                    let mut q = vec![BlockQ8::default(); cols / 32];
+                    for xr in xs.chunks_exact_mut(cols) {
+                        quantize_row_q8(Isa::Scalar, format, xr, &mut q);
+                        dequantize_q8(&q, xr);
+                    }
                 }
+                Some(format) => {
+                    let mut q = vec![0i16; cols];
+                    for xr in xs.chunks_exact_mut(cols) {
+                        let s = quantize_row_i16(Isa::Scalar, format, xr, &mut q);
+                        dequantize_i16(format, &q, s, xr);
+                    }
+                }
+                None => {}
             }
             let mut wrow = vec![0.0f32; cols];
             let mags: Vec<f64> = (0..t * rows)
@@ -300,9 +412,25 @@ fn every_simd_tier_equals_the_scalar_tier() {
                     wrow.iter().zip(&xs[(i / rows) * cols..]).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum()
                 })
                 .collect();
+            // int8 / NF4 fused with a small Q8_0 matrix: the int16 kernels for every batch size.
+            let q8 = random_matrix(&mut rng, WeightType::Q8_0, 8, cols);
+            let fused = matches!(ty, WeightType::Int8 | WeightType::Nf4);
+            let run = |isa: Isa| {
+                if fused {
+                    let mut y = vec![f32::NAN; t * (rows + 8)];
+                    matmul_many_isa(isa, &[&w, &q8], &x, t, &mut y).unwrap();
+                    y.chunks_exact(rows + 8).flat_map(|r| r[..rows].to_vec()).collect::<Vec<f32>>()
+                } else {
+                    let mut y = vec![f32::NAN; t * rows];
+                    matmul_many_isa(isa, &[&w], &x, t, &mut y).unwrap();
+                    y
+                }
+            };
+            if fused {
+                want = run(Isa::Scalar);
+            }
             for isa in Isa::available() {
-                let mut y = vec![f32::NAN; t * rows];
-                matmul_many_isa(isa, &[&w], &x, t, &mut y).unwrap();
+                let y = run(isa);
                 for i in 0..t * rows {
                     let diff = (y[i] as f64 - want[i] as f64).abs();
                     assert!(

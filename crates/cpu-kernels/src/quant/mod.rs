@@ -30,8 +30,21 @@
 //! scale per 256 values, sums per 16) for the K-quants and IQ4_XS. Each is held as [`BlockQ8`]s of
 //! 32 codes, so the integer sums of every product are ggml's and only the order in which floats
 //! are added differs (between tiers too: a test holds every SIMD tier to the scalar one within
-//! 1e-6 of the product's magnitude). int8 and NF4 take f32 activations: the exact maths of dequantize-then-multiply (what the torch framework computes,
-//! so the two frameworks' quantized results agree), still reading only the codes.
+//! 1e-6 of the product's magnitude).
+//!
+//! int8 and NF4 take int16 activations ([`ActivationFormat::I16`], [`ActivationFormat::I16Nf4`];
+//! the torch framework's AVX2 int8 / NF4 rows do the same): one f32 scale `s = max|x| / 32767`
+//! per token and `q = round_half_even(x / s)` (through `x * (32767 / max|x|)`), so a pair of
+//! codes costs one `vpmaddwd` instead of two conversions to f32 and two FMAs. NF4's code book is
+//! taken as int16 too ([`reference::NF4_CODEBOOK_I16`], scale [`reference::NF4_CODE_SCALE`] =
+//! 1024). Products sum each block (int8: 32 values; NF4: 64) exactly in i32, convert that sum to
+//! f32 (NF4: times the block's absmax), and add block `b` into float lane `b % 8`; the 8 lanes are
+//! added as `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))` and the total multiplied by
+//! `row_scale * s` (int8) or `s * (1 / 1024)` (NF4). Every tier follows that order, so all give
+//! the same result bit for bit. Against dequantize-then-multiply in f32 each product term
+//! `w_i x_i` is off by at most `|w_i| max|x| / 65534` (activation rounding) plus, for NF4,
+//! `absmax max|x| / 2048` (code book rounding). Prompts of 4 or more tokens still expand the rows
+//! to f32 and use gemm (`matmul`), i.e. the exact f32 maths.
 
 pub mod interleave;
 pub mod reference;
@@ -126,14 +139,16 @@ impl WeightType {
             WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 | WeightType::IQ4NL => Some(ActivationFormat::Q8_0),
             WeightType::Q4_1 | WeightType::Q5_1 => Some(ActivationFormat::Q8_1),
             WeightType::Q2K | WeightType::Q3K | WeightType::Q4K | WeightType::Q5K | WeightType::Q6K | WeightType::IQ4XS => Some(ActivationFormat::Q8K),
-            WeightType::Int8 | WeightType::Nf4 | WeightType::F32 | WeightType::F16 | WeightType::BF16 => None,
+            WeightType::Int8 => Some(ActivationFormat::I16),
+            WeightType::Nf4 => Some(ActivationFormat::I16Nf4),
+            WeightType::F32 | WeightType::F16 | WeightType::BF16 => None,
         }
     }
 
-    /// Whether products quantize the activations to [`BlockQ8`] first (the ggml block types, in
-    /// their [`WeightType::activation_format`]); the others take f32 activations.
+    /// Whether products quantize the activations first (the ggml block types to [`BlockQ8`]s,
+    /// int8 and NF4 to int16; see [`WeightType::activation_format`]); the dense types take f32.
     pub fn quantizes_activations(self) -> bool {
-        !matches!(self, WeightType::Int8 | WeightType::Nf4 | WeightType::F32 | WeightType::F16 | WeightType::BF16)
+        self.activation_format().is_some()
     }
 
     /// Bytes of one row of `cols` values, or `None` when `cols` is not a whole number of blocks.
@@ -170,9 +185,11 @@ impl WeightType {
     }
 }
 
-/// How ggml quantizes the activations a weight type is multiplied with (`vec_dot_type` in
-/// ggml-cpu's type traits; the quantizers are `quantize_row_q8_0` / `_q8_1` of ggml-cpu's x86
-/// code and `quantize_row_q8_K_ref` of `ggml-quants.c`, which x86 uses).
+/// How the activations a weight type is multiplied with are quantized. The ggml types as ggml
+/// does (`vec_dot_type` in ggml-cpu's type traits; the quantizers are `quantize_row_q8_0` /
+/// `_q8_1` of ggml-cpu's x86 code and `quantize_row_q8_K_ref` of `ggml-quants.c`, which x86
+/// uses), held as [`BlockQ8`]s; int8 and NF4 to int16, one f32 scale per token row
+/// ([`quantize_row_i16`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActivationFormat {
     /// Blocks of 32: `d = amax / 127` stored as f16, codes `round_even(x · 127 / amax)`.
@@ -182,21 +199,41 @@ pub enum ActivationFormat {
     /// Blocks of 256: `max` the value of largest magnitude (first one), `iscale = -127 / max`,
     /// codes `min(127, round_even(iscale · x))`, `d = 1 / iscale` as f32, code sums per 16.
     Q8K,
+    /// int16 per token row, in index order (for int8 weights): `s = max|x| / 32767` (0 when
+    /// `x` is all zeros, then every code is 0), codes `round_even(x · (32767 / max|x|))`, in
+    /// -32767..=32767.
+    I16,
+    /// As [`ActivationFormat::I16`], each 64-value block stored in NF4 order
+    /// ([`reference::nf4_position`]), for NF4 weights.
+    I16Nf4,
 }
 
 impl ActivationFormat {
     /// All formats, in [`ActivationFormat::index`] order.
-    pub const ALL: [ActivationFormat; 3] = [ActivationFormat::Q8_0, ActivationFormat::Q8_1, ActivationFormat::Q8K];
+    pub const ALL: [ActivationFormat; 5] =
+        [ActivationFormat::Q8_0, ActivationFormat::Q8_1, ActivationFormat::Q8K, ActivationFormat::I16, ActivationFormat::I16Nf4];
+
+    /// The formats held as [`BlockQ8`]s ([`quantize_row_q8`]), the first of [`ActivationFormat::ALL`].
+    pub const Q8: [ActivationFormat; 3] = [ActivationFormat::Q8_0, ActivationFormat::Q8_1, ActivationFormat::Q8K];
+
+    /// The int16 formats ([`quantize_row_i16`]), the last of [`ActivationFormat::ALL`].
+    pub const I16_FORMATS: [ActivationFormat; 2] = [ActivationFormat::I16, ActivationFormat::I16Nf4];
 
     /// Position in [`ActivationFormat::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
 
-    /// Values per block of the ggml format (a multiple of 32).
+    /// Whether the format is held as [`BlockQ8`]s (else as int16 values and a scale per row).
+    pub fn is_q8(self) -> bool {
+        !matches!(self, ActivationFormat::I16 | ActivationFormat::I16Nf4)
+    }
+
+    /// Values per block of the format (a multiple of 32; the int16 formats: the weight type's).
     pub fn block_values(self) -> usize {
         match self {
-            ActivationFormat::Q8_0 | ActivationFormat::Q8_1 => 32,
+            ActivationFormat::Q8_0 | ActivationFormat::Q8_1 | ActivationFormat::I16 => 32,
+            ActivationFormat::I16Nf4 => 64,
             ActivationFormat::Q8K => 256,
         }
     }
@@ -228,7 +265,7 @@ pub fn quantize_row_q8(isa: Isa, format: ActivationFormat, x: &[f32], out: &mut 
 /// [`quantize_row_q8`] on a tier already clamped.
 pub(crate) fn quantize_row_q8_on(isa: Supported, format: ActivationFormat, x: &[f32], out: &mut [BlockQ8]) {
     assert!(
-        x.len() == out.len() * 32 && x.len().is_multiple_of(format.block_values()),
+        format.is_q8() && x.len() == out.len() * 32 && x.len().is_multiple_of(format.block_values()),
         "{} activations are not a whole number of {format:?} blocks ({} blocks given)",
         x.len(),
         out.len()
@@ -242,6 +279,79 @@ pub(crate) fn quantize_row_q8_on(isa: Supported, format: ActivationFormat, x: &[
         // SAFETY: a `Supported` tier of at least Avx2 means AVX2/FMA/F16C were detected; lengths checked above.
         (Isa::Avx2 | Isa::Avx512Vnni, _) => unsafe { x86::quantize_row_q8_avx2(format, x, out) },
         _ => scalar::quantize_row_q8(format, x, out),
+    }
+}
+
+/// Quantizes one row of activations to int16 in `format` ([`ActivationFormat::I16`] or
+/// [`ActivationFormat::I16Nf4`]; `out.len() == x.len()`, a whole number of the format's blocks)
+/// on tier `isa`, clamped to what this CPU has, and returns the row's scale `s`. Every tier gives
+/// the same codes and scale.
+pub fn quantize_row_i16(isa: Isa, format: ActivationFormat, x: &[f32], out: &mut [i16]) -> f32 {
+    quantize_row_i16_on(Supported::clamp(isa), format, x, out)
+}
+
+/// [`quantize_row_i16`] on a tier already clamped.
+pub(crate) fn quantize_row_i16_on(isa: Supported, format: ActivationFormat, x: &[f32], out: &mut [i16]) -> f32 {
+    assert!(
+        !format.is_q8() && x.len() == out.len() && x.len().is_multiple_of(format.block_values()),
+        "{} activations into {} int16 values are not a whole number of {format:?} blocks",
+        x.len(),
+        out.len()
+    );
+    match isa.isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a `Supported` tier of at least Avx2 means AVX2/FMA/F16C were detected; lengths
+        // (equal, whole 32- or 64-value blocks) checked above.
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { x86::quantize_row_i16_avx2(format == ActivationFormat::I16Nf4, x, out) },
+        _ => scalar::quantize_row_i16(format == ActivationFormat::I16Nf4, x, out),
+    }
+}
+
+/// Whether a row of `ty` (`row` bytes) matches `n` int16 activations.
+#[inline]
+fn i16_row_fits(ty: WeightType, row: usize, n: usize) -> bool {
+    match ty {
+        WeightType::Int8 => n.is_multiple_of(32) && row == 4 + n,
+        WeightType::Nf4 => n.is_multiple_of(64) && row == n / 64 * 36,
+        _ => false,
+    }
+}
+
+/// Dot product of one int8 or NF4 weight row with int16 activations `a` (scale `s`, in the
+/// type's [`WeightType::activation_format`]), in the order the module docs give. Panics if the
+/// lengths disagree or `ty` is not int8 / NF4.
+#[inline]
+pub(crate) fn dot_i16(isa: Supported, ty: WeightType, row: &[u8], a: &[i16], s: f32) -> f32 {
+    assert!(i16_row_fits(ty, row.len(), a.len()), "{} row of {} bytes vs {} int16 activations", ty.label(), row.len(), a.len());
+    match isa.isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the tier is `Supported` (detected on this CPU); type and lengths checked above.
+        Isa::Avx2 => unsafe { x86::dot_i16_avx2(ty, row, a, s) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for the AVX-512 VNNI tier.
+        Isa::Avx512Vnni => unsafe { x86::dot_i16_vnni(ty, row, a, s) },
+        _ => scalar::dot_i16(ty, row, a, s),
+    }
+}
+
+/// [`dot_i16`] of one weight row with four token rows at once (all of `a`'s rows one length).
+#[inline]
+pub(crate) fn dot_i16_x4(isa: Supported, ty: WeightType, row: &[u8], a: [&[i16]; 4], s: [f32; 4]) -> [f32; 4] {
+    assert!(
+        a.iter().all(|r| r.len() == a[0].len()) && i16_row_fits(ty, row.len(), a[0].len()),
+        "{} row of {} bytes vs int16 activation rows of {:?} values",
+        ty.label(),
+        row.len(),
+        a.map(|r| r.len())
+    );
+    match isa.isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_i16`.
+        Isa::Avx2 => unsafe { x86::dot_i16_x4_avx2(ty, row, a, s) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `dot_i16`.
+        Isa::Avx512Vnni => unsafe { x86::dot_i16_x4_vnni(ty, row, a, s) },
+        _ => std::array::from_fn(|n| scalar::dot_i16(ty, row, a[n], s[n])),
     }
 }
 
@@ -261,7 +371,7 @@ fn q8_row_bytes(ty: WeightType, blocks: usize) -> Option<usize> {
 #[inline]
 pub(crate) fn dot_q8(isa: Supported, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
     assert!(
-        ty.quantizes_activations() && q8_row_bytes(ty, a.len()) == Some(row.len()),
+        ty.activation_format().is_some_and(ActivationFormat::is_q8) && q8_row_bytes(ty, a.len()) == Some(row.len()),
         "{} row of {} bytes vs {} activation blocks",
         ty.label(),
         row.len(),
@@ -282,7 +392,9 @@ pub(crate) fn dot_q8(isa: Supported, ty: WeightType, row: &[u8], a: &[BlockQ8]) 
 #[inline]
 pub(crate) fn dot_q8_x4(isa: Supported, ty: WeightType, row: &[u8], a: [&[BlockQ8]; 4]) -> [f32; 4] {
     assert!(
-        ty.quantizes_activations() && a.iter().all(|r| r.len() == a[0].len()) && q8_row_bytes(ty, a[0].len()) == Some(row.len()),
+        ty.activation_format().is_some_and(ActivationFormat::is_q8)
+            && a.iter().all(|r| r.len() == a[0].len())
+            && q8_row_bytes(ty, a[0].len()) == Some(row.len()),
         "{} row of {} bytes vs activation rows of {:?} blocks",
         ty.label(),
         row.len(),
@@ -346,11 +458,13 @@ pub(crate) fn dot_q8_group_x4(isa: Supported, ty: WeightType, group: &[u8], a: [
     }
 }
 
-/// Dot product of one weight row that takes f32 activations (f32/f16/bf16, int8, NF4). Panics if
-/// the lengths disagree or `ty` takes Q8 activations.
+/// Dot product of one dense weight row (f32/f16/bf16) with f32 activations. Panics if the
+/// lengths disagree or `ty` quantizes its activations.
 #[inline]
 pub(crate) fn dot_dense(isa: Supported, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    assert!(!ty.quantizes_activations() && ty.row_bytes(x.len()) == Some(row.len()), "{} row of {} bytes vs {} activations", ty.label(), row.len(), x.len());
+    assert!(
+        !ty.quantizes_activations() && ty.row_bytes(x.len()) == Some(row.len()),
+        "{} row of {} bytes vs {} activations", ty.label(), row.len(), x.len());
     match isa.isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2/FMA/F16C detected (a `Supported` tier of at least Avx2); lengths checked above.

@@ -27,6 +27,39 @@ pub const NF4_CODEBOOK: [f32; 16] = [
     1.0,
 ];
 
+/// The scale of [`NF4_CODEBOOK_I16`]: a code stands for `NF4_CODEBOOK_I16[q] / NF4_CODE_SCALE`.
+/// 1024 is the largest power of two for which one 64-value block's integer sum fits in i32:
+/// `64 * 1024 * 32767 = 2_147_418_112 <= i32::MAX` (|code| <= 1024, |activation| <= 32767).
+/// (The torch framework scales its int16 code book to 32767 and moves each `vpmaddwd` lane to
+/// f32 separately, which the per-block i32 sums here cannot.) Each code is then off by at most
+/// `1 / (2 * 1024)` of the block's absmax (measured: 4.9e-4 at most, for 0.0795803).
+pub const NF4_CODE_SCALE: i32 = 1024;
+
+/// `round(NF4_CODEBOOK * NF4_CODE_SCALE)` (a test checks it against [`NF4_CODEBOOK`]).
+pub const NF4_CODEBOOK_I16: [i16; 16] = [-1024, -713, -538, -404, -291, -189, -93, 0, 81, 165, 252, 346, 451, 576, 740, 1024];
+
+/// Position of value `j` (0..64) of an NF4 block in the [`super::ActivationFormat::I16Nf4`]
+/// layout: the 64 activations of a block as four runs of 16, `[0-7 | 32-39]`, `[8-15 | 40-47]`,
+/// `[16-23 | 48-55]`, `[24-31 | 56-63]`: the order in which the x86 kernels' byte unpacks leave
+/// the code book's int16 values (see `x86.rs`), so the activations are rearranged once per call,
+/// never per row (the torch framework's `reorder_nf4`).
+#[inline]
+pub fn nf4_position(j: usize) -> usize {
+    16 * ((j % 32) / 8) + 8 * (j / 32) + j % 8
+}
+
+/// Activations quantized with [`super::quantize_row_i16`] (`q` in `format`'s order, scale `s`)
+/// back to f32 in index order: `s * q`.
+pub fn dequantize_i16(format: super::ActivationFormat, q: &[i16], s: f32, out: &mut [f32]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        let at = match format {
+            super::ActivationFormat::I16Nf4 => 64 * (i / 64) + nf4_position(i % 64),
+            _ => i,
+        };
+        *o = s * q[at] as f32;
+    }
+}
+
 /// IQ4_NL's and IQ4_XS's 16-entry non-linear code book (ggml's `kvalues_iq4nl`, `ggml-common.h`):
 /// a 4-bit code `q` stands for `d * IQ4NL_CODEBOOK[q]`.
 pub const IQ4NL_CODEBOOK: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];

@@ -4,7 +4,7 @@
 use half::{bf16, f16};
 
 use super::reference::{f16_at, iq4xs_scale, q3k_scales, q5_code, scale_min_k4};
-use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
+use super::reference::{nf4_position, IQ4NL_CODEBOOK, NF4_CODEBOOK_I16, NF4_CODE_SCALE};
 use super::{ActivationFormat, BlockQ8, WeightType};
 
 /// Q8_0 / Q8_1 blocks as ggml-cpu's x86 `quantize_row_q8_0` / `_q8_1` make them (scale
@@ -195,7 +195,7 @@ pub(super) fn dot_q8(ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
             }
         }
         WeightType::F32 | WeightType::F16 | WeightType::BF16 | WeightType::Int8 | WeightType::Nf4 => {
-            unreachable!("{} takes f32 activations", ty.label())
+            unreachable!("{} takes no Q8 activations", ty.label())
         }
     }
     acc
@@ -206,24 +206,56 @@ pub(crate) fn dot_dense(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
         WeightType::F32 => row.chunks_exact(4).zip(x).map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v).sum(),
         WeightType::F16 => (0..x.len()).map(|i| f16_at(row, 2 * i) * x[i]).sum(),
         WeightType::BF16 => (0..x.len()).map(|i| bf16::from_le_bytes([row[2 * i], row[2 * i + 1]]).to_f32() * x[i]).sum(),
+        _ => unreachable!("{} quantizes its activations", ty.label()),
+    }
+}
+
+/// int16 activations (`ActivationFormat::I16`, or `I16Nf4` when `nf4_order`): `s = max|x| /
+/// 32767`, codes `round_half_even(x * (32767 / max|x|))` clamped to -32767..=32767 (all 0 and
+/// `s = 0` for a zero row), NF4's 64-value blocks stored at `reference::nf4_position`. Returns `s`.
+pub(super) fn quantize_row_i16(nf4_order: bool, x: &[f32], out: &mut [i16]) -> f32 {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let inv = if amax != 0.0 { 32767.0 / amax } else { 0.0 };
+    for (i, &v) in x.iter().enumerate() {
+        let at = if nf4_order { 64 * (i / 64) + nf4_position(i % 64) } else { i };
+        out[at] = (v * inv).round_ties_even().clamp(-32767.0, 32767.0) as i16;
+    }
+    amax / 32767.0
+}
+
+/// The fixed sum of the 8 float lanes of the int16 products (the x86 `hsum`'s order):
+/// `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
+pub(super) fn sum_lanes(l: [f32; 8]) -> f32 {
+    let h = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    (h[0] + h[2]) + (h[1] + h[3])
+}
+
+/// int8 / NF4 row times int16 activations `a` (scale `s`), the arithmetic every tier follows:
+/// each block's products (int8: 32; NF4: 64, codes from `NF4_CODEBOOK_I16`) summed exactly in
+/// i32; block `b`'s sum as f32 (NF4: times its absmax) added into lane `b % 8`; the lanes summed
+/// by [`sum_lanes`], times `row_scale * s` (int8) or `s * (1 / NF4_CODE_SCALE)` (NF4).
+pub(super) fn dot_i16(ty: WeightType, row: &[u8], a: &[i16], s: f32) -> f32 {
+    let f32_at = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let mut lanes = [0.0f32; 8];
+    match ty {
         WeightType::Int8 => {
-            let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
-            scale * row[4..].iter().zip(x).map(|(&q, &v)| q as i8 as f32 * v).sum::<f32>()
+            for (b, (q, x)) in row[4..].chunks_exact(32).zip(a.chunks_exact(32)).enumerate() {
+                let sum: i32 = q.iter().zip(x).map(|(&q, &x)| q as i8 as i32 * x as i32).sum();
+                lanes[b % 8] += sum as f32;
+            }
+            sum_lanes(lanes) * (f32_at(row) * s)
         }
-        WeightType::Nf4 => row
-            .chunks_exact(36)
-            .zip(x.chunks_exact(64))
-            .map(|(b, xs)| {
-                let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                let mut s = 0.0f32;
-                for (half, xh) in xs.chunks_exact(32).enumerate() {
-                    for (j, &q) in b[4 + 16 * half..4 + 16 * (half + 1)].iter().enumerate() {
-                        s += NF4_CODEBOOK[(q & 0xF) as usize] * xh[j] + NF4_CODEBOOK[(q >> 4) as usize] * xh[j + 16];
-                    }
-                }
-                d * s
-            })
-            .sum(),
-        _ => unreachable!("{} takes Q8 activations", ty.label()),
+        WeightType::Nf4 => {
+            for (b, (blk, x)) in row.chunks_exact(36).zip(a.chunks_exact(64)).enumerate() {
+                let code = |j: usize| {
+                    let byte = blk[4 + 16 * (j / 32) + j % 16];
+                    NF4_CODEBOOK_I16[(if j % 32 < 16 { byte & 0xF } else { byte >> 4 }) as usize] as i32
+                };
+                let sum: i32 = (0..64).map(|j| code(j) * x[nf4_position(j)] as i32).sum();
+                lanes[b % 8] += sum as f32 * f32_at(blk);
+            }
+            sum_lanes(lanes) * (s * (1.0 / NF4_CODE_SCALE as f32))
+        }
+        _ => unreachable!("{} takes no int16 activations", ty.label()),
     }
 }

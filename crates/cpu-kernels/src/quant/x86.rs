@@ -9,14 +9,16 @@
 //! (|w| x sign(w)·a), as ggml's `mul_sum_i8_pairs` does; `vpmaddubsw`'s i16 sums cannot saturate
 //! for these ranges (|w| <= 128, |a| <= 127, or 4/5/6-bit w; 2 products per lane).
 //!
-//! Rows that take f32 activations (f32/f16/bf16, int8, NF4) widen the weights in registers and
-//! use FMA. Block layouts and the maths per type are in `quant/mod.rs`; the scalar tier
+//! int8 and NF4 rows take int16 activations (`ActivationFormat::I16` / `I16Nf4`): codes widened
+//! to i16 (NF4: looked up in the int16 code book with two `vpshufb`), multiplied and paired with
+//! `vpmaddwd` (AVX2) or `vpdpwssd` (VNNI, [`MaddI16`]), each block's i32 sum moved to f32 in the
+//! order of `quant/mod.rs`. Dense rows (f32/f16/bf16) widen the weights to f32 and use FMA. Block layouts and the maths per type are in `quant/mod.rs`; the scalar tier
 //! (`quant/scalar.rs`) is the readable version of each body.
 
 use std::arch::x86_64::*;
 
 use super::reference::{iq4xs_scale, q3k_scales, scale_min_k4};
-use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK};
+use super::reference::{IQ4NL_CODEBOOK, NF4_CODEBOOK_I16, NF4_CODE_SCALE};
 use super::{ActivationFormat, BlockQ8, WeightType};
 
 /// `u` (unsigned bytes) times `s` (signed bytes), summed in groups of 4 into i32 lanes.
@@ -1096,100 +1098,310 @@ unsafe fn load_dense(ty: WeightType, p: *const u8, i: usize) -> __m256 {
     }
 }
 
-/// 8 i8 codes at `p` as f32. (A function, not a closure: closures do not inherit the caller's
-/// `target_feature`s and would not be inlined.)
-///
-/// # Safety
-///
-/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `p` points to 8 readable bytes.
-#[inline(always)]
-unsafe fn widen_i8(p: *const u8) -> __m256 {
-    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
-    unsafe { _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
+/// `acc` plus the products of 16 i16 pairs `w · x`, added pairwise into 8 i32 lanes.
+trait MaddI16 {
+    /// # Safety
+    ///
+    /// The CPU has the implementing tier's instructions (`Avx2`: AVX2; `Vnni`: AVX-512 VNNI and VL).
+    unsafe fn madd(acc: __m256i, w: __m256i, x: __m256i) -> __m256i;
 }
 
-/// int8 row (f32 scale, then i8 codes) x f32 activations: codes widened to f32, 64 per step in 8
-/// accumulators (FMA latency x 8 in flight: with 4 the loop waited on its own sums), then 32.
-///
-/// # Safety
-///
-/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `x.len()` is a multiple of 32 and `row.len() == 4 + x.len()`.
-#[inline(always)]
-unsafe fn dot_int8_f32(row: &[u8], x: &[f32]) -> f32 {
-    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
-    unsafe {
-        let p = row.as_ptr().add(4);
-        let xp = x.as_ptr();
-        let n = x.len();
-        let mut acc = [_mm256_setzero_ps(); 8];
-        let mut i = 0;
-        while i + 64 <= n {
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(widen_i8(p.add(i + 8 * k)), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
-            }
-            i += 64;
-        }
-        // Rows are whole 32-value blocks (checked at the entry): at most one 32-value step is left.
-        if i < n {
-            for (k, a) in acc[..4].iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(widen_i8(p.add(i + 8 * k)), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
-            }
-        }
-        let s0 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[1], acc[5]));
-        let s1 = _mm256_add_ps(_mm256_add_ps(acc[2], acc[6]), _mm256_add_ps(acc[3], acc[7]));
-        f32_at(row.as_ptr()) * hsum(_mm256_add_ps(s0, s1))
+impl MaddI16 for Avx2 {
+    #[inline(always)]
+    unsafe fn madd(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(w, x)) }
     }
 }
 
-/// Code-book values of 8 indices (0..16) from two 8-entry tables.
-///
-/// # Safety
-///
-/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
-#[inline(always)]
-unsafe fn nf4_lookup(lo_table: __m256, hi_table: __m256, idx: __m256i) -> __m256 {
-    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
-    unsafe {
-        let lo = _mm256_permutevar8x32_ps(lo_table, idx);
-        let hi = _mm256_permutevar8x32_ps(hi_table, idx);
-        _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
+impl MaddI16 for Vnni {
+    #[inline(always)]
+    unsafe fn madd(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+        // SAFETY: the trait method's contract: the caller's CPU has this tier's instructions.
+        unsafe { _mm256_dpwssd_epi32(acc, w, x) }
     }
 }
 
-/// NF4 row x f32 activations: each nibble picks its code-book value from two 8-entry tables
-/// (`vpermps` on the low 3 bits, a blend on the 4th), times the block's absmax.
+/// Byte `HIGH` (0: low, 1: high) of each of [`NF4_CODEBOOK_I16`]'s 16 values, a `vpshufb` table.
+const fn nf4_table(high: bool) -> [u8; 16] {
+    let mut t = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        let v = NF4_CODEBOOK_I16[i] as u16;
+        t[i] = if high { (v >> 8) as u8 } else { v as u8 };
+        i += 1;
+    }
+    t
+}
+
+const NF4_TABLE_LO: [u8; 16] = nf4_table(false);
+const NF4_TABLE_HI: [u8; 16] = nf4_table(true);
+
+/// int16 activations (`ActivationFormat::I16`, or `I16Nf4` when `nf4_order`), the codes and
+/// scale `scalar::quantize_row_i16` gives: vector absmax, `x * (32767 / absmax)` rounded half to
+/// even (`vroundps`, exact, then `vcvtps2dq`), clamped to ±32767, packed to i16 (`vpackssdw`
+/// works per 128-bit lane, so it pairs the 8 values for the low lane with the 8 for the high one
+/// and `vpermq` restores them). NF4 order pairs values `8v..8v+8` with `32+8v..32+8v+8` of each
+/// 64-value block (`reference::nf4_position`), index order `16v..16v+8` with `16v+8..16v+16`.
+/// Returns the scale `absmax / 32767`.
 ///
 /// # Safety
 ///
-/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `x.len()` is a multiple of 64 and `row` holds `x.len() / 64` NF4 blocks of 36 bytes.
-#[inline(always)]
-unsafe fn dot_nf4_f32(row: &[u8], x: &[f32]) -> f32 {
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `out.len() ==
+/// x.len()`, a multiple of 32 (of 64 when `nf4_order`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_row_i16_avx2(nf4_order: bool, x: &[f32], out: &mut [i16]) -> f32 {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
     unsafe {
-        let lo_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr());
-        let hi_table = _mm256_loadu_ps(NF4_CODEBOOK.as_ptr().add(8));
-        let m4 = _mm256_set1_epi32(0xF);
-        let mut total = _mm256_setzero_ps();
-        for (blk, b) in row.chunks_exact(36).enumerate() {
-            let mut acc = _mm256_setzero_ps();
-            for half in 0..2 {
-                let q = b.as_ptr().add(4 + 16 * half);
-                let xs = x.as_ptr().add(64 * blk + 32 * half);
-                for k in 0..2 {
-                    // 8 bytes hold values 8k..8k+8 (low nibbles) and 16+8k..16+8k+8 (high nibbles).
-                    let bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(q.add(8 * k) as *const __m128i));
-                    acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_and_si256(bytes, m4)), _mm256_loadu_ps(xs.add(8 * k)), acc);
-                    acc = _mm256_fmadd_ps(nf4_lookup(lo_table, hi_table, _mm256_srli_epi32(bytes, 4)), _mm256_loadu_ps(xs.add(16 + 8 * k)), acc);
+        let (n, p, q) = (x.len(), x.as_ptr(), out.as_mut_ptr());
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_setzero_ps();
+        for i in (0..n).step_by(8) {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(i))));
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+        let inv = _mm256_set1_ps(if amax != 0.0 { 32767.0 / amax } else { 0.0 });
+        let (lo, hi) = (_mm256_set1_epi32(-32767), _mm256_set1_epi32(32767));
+        // 8 codes from `p`, as i32.
+        let codes = |p: *const f32| {
+            let v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p), inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(v), lo), hi)
+        };
+        // Values `a..a+8` into the low lane of 16 codes at `at`, `b..b+8` into the high one.
+        let pack = |a: usize, b: usize, at: usize| {
+            let v = _mm256_packs_epi32(codes(p.add(a)), codes(p.add(b)));
+            _mm256_storeu_si256(q.add(at) as *mut __m256i, _mm256_permute4x64_epi64(v, 0xD8));
+        };
+        if nf4_order {
+            for blk in (0..n).step_by(64) {
+                for v in 0..4 {
+                    pack(blk + 8 * v, blk + 32 + 8 * v, blk + 16 * v);
                 }
             }
-            total = _mm256_fmadd_ps(acc, _mm256_set1_ps(f32_at(b.as_ptr())), total);
+        } else {
+            for i in (0..n).step_by(16) {
+                pack(i, i + 8, i);
+            }
         }
-        hsum(total)
+        amax / 32767.0
     }
 }
 
-/// A row that takes f32 activations: dense f32/f16/bf16 (32 values per step in 4 accumulators;
-/// bandwidth-bound), int8 or NF4 (codes widened in registers).
+/// The 64 int16 code-book values ([`NF4_CODEBOOK_I16`]) of the NF4 block whose 32 code bytes
+/// start at `p`, as four vectors of 16 in the `I16Nf4` activation order: `[0-7 | 32-39]`,
+/// `[8-15 | 40-47]`, `[16-23 | 48-55]`, `[24-31 | 56-63]`. The 32 bytes are the block's two
+/// halves, one per 128-bit lane, low nibbles values 0..16 of the half and high nibbles 16..32;
+/// `vpshufb` of each nibble vector in the tables of the values' low and high bytes, and the byte
+/// unpacks within each lane, give the int16 values in that order (the torch framework's
+/// `nf4_row_avx2` lookup).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `p` points to 32
+/// readable bytes; `tab_lo` / `tab_hi` hold [`NF4_TABLE_LO`] / [`NF4_TABLE_HI`] in both lanes.
+#[inline(always)]
+unsafe fn nf4_codes(p: *const u8, tab_lo: __m256i, tab_hi: __m256i) -> [__m256i; 4] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let bytes = _mm256_loadu_si256(p as *const __m256i);
+        let (lo, hi) = (_mm256_and_si256(bytes, m4), _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4));
+        let (l0, h0) = (_mm256_shuffle_epi8(tab_lo, lo), _mm256_shuffle_epi8(tab_hi, lo));
+        let (l1, h1) = (_mm256_shuffle_epi8(tab_lo, hi), _mm256_shuffle_epi8(tab_hi, hi));
+        [_mm256_unpacklo_epi8(l0, h0), _mm256_unpackhi_epi8(l0, h0), _mm256_unpacklo_epi8(l1, h1), _mm256_unpackhi_epi8(l1, h1)]
+    }
+}
+
+/// 16 activations at `p` (a function, not a closure, to keep the caller's target features).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), and `p` points to 16 readable i16.
+#[inline(always)]
+unsafe fn load_i16(p: *const i16) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// The i32 sums of block `blk` of an int8 (`NF4 == false`: 32 values at `row + 4 + 32 blk`) or
+/// NF4 (`NF4`: 64 values, codes at `row + 36 blk + 4`) row times each of `N` int16 activation
+/// rows, in 8 lanes per token (the block's sum is the sum of the lanes; exact: see
+/// `reference::NF4_CODE_SCALE`).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`) (and `D`'s
+/// instructions); the row and every `a[n]` hold block `blk`; NF4 tables as in [`nf4_codes`].
+#[inline(always)]
+unsafe fn i16_block<D: MaddI16, const N: usize, const NF4: bool>(row: *const u8, blk: usize, a: [*const i16; N], tab_lo: __m256i, tab_hi: __m256i) -> [__m256i; N] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let z = _mm256_setzero_si256();
+        let mut out = [z; N];
+        if NF4 {
+            let w = nf4_codes(row.add(36 * blk + 4), tab_lo, tab_hi);
+            for n in 0..N {
+                let x = a[n].add(64 * blk);
+                let s0 = D::madd(D::madd(z, w[0], load_i16(x)), w[1], load_i16(x.add(16)));
+                let s1 = D::madd(D::madd(z, w[2], load_i16(x.add(32))), w[3], load_i16(x.add(48)));
+                out[n] = _mm256_add_epi32(s0, s1);
+            }
+        } else {
+            let q = row.add(4 + 32 * blk);
+            let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(q as *const __m128i));
+            let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16) as *const __m128i));
+            for n in 0..N {
+                let x = a[n].add(32 * blk);
+                out[n] = D::madd(D::madd(z, w0, load_i16(x)), w1, load_i16(x.add(16)));
+            }
+        }
+        out
+    }
+}
+
+/// An int8 (`NF4 == false`) or NF4 row times `N` int16 activation rows (`a`, scales `s`) in the
+/// arithmetic of `scalar::dot_i16` (the order in `quant/mod.rs`): blocks in groups of 8, each
+/// block's i32 lanes reduced to one sum by `vphaddd` pairs and one cross-lane add (so block `g+k`
+/// lands in lane `k`), converted to f32 (NF4: times the 8 absmax values, gathered at their 36-byte
+/// stride; a short last group gathers and sums zeros) and added to the lanes; the lanes summed by
+/// [`hsum`] and scaled.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`) (and `D`'s
+/// instructions); every `a[n]` has one length `k`, a multiple of 32 (NF4: 64), and `row` is an
+/// int8 row of `k` values (`4 + k` bytes) or an NF4 row of `k` values (`k / 64 * 36` bytes).
+#[inline(always)]
+unsafe fn i16_body<D: MaddI16, const N: usize, const NF4: bool>(row: &[u8], a: [&[i16]; N], s: [f32; N]) -> [f32; N] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let nb = a[0].len() / if NF4 { 64 } else { 32 };
+        let rp = row.as_ptr();
+        let ap = a.map(|r| r.as_ptr());
+        let tab_lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(NF4_TABLE_LO.as_ptr() as *const __m128i));
+        let tab_hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(NF4_TABLE_HI.as_ptr() as *const __m128i));
+        let z = _mm256_setzero_si256();
+        let mut lanes = [_mm256_setzero_ps(); N];
+        let mut g = 0;
+        while g < nb {
+            // quads[n][h]: `vphaddd` of the pairs of blocks g+4h..g+4h+4: lane k of each 128-bit
+            // half is block g+4h+k's sum over that half's lanes.
+            let mut quads = [[z; 2]; N];
+            for h in 0..2 {
+                let mut pairs = [[z; 2]; N];
+                for pr in 0..2 {
+                    let mut sums = [[z; 2]; N];
+                    for e in 0..2 {
+                        let blk = g + 4 * h + 2 * pr + e;
+                        if blk < nb {
+                            let v = i16_block::<D, N, NF4>(rp, blk, ap, tab_lo, tab_hi);
+                            for n in 0..N {
+                                sums[n][e] = v[n];
+                            }
+                        }
+                    }
+                    for n in 0..N {
+                        pairs[n][pr] = _mm256_hadd_epi32(sums[n][0], sums[n][1]);
+                    }
+                }
+                for n in 0..N {
+                    quads[n][h] = _mm256_hadd_epi32(pairs[n][0], pairs[n][1]);
+                }
+            }
+            let absmax = if NF4 {
+                let live = _mm256_cmpgt_epi32(_mm256_set1_epi32((nb - g).min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                let stride = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+                _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), rp.add(36 * g) as *const f32, stride, _mm256_castsi256_ps(live))
+            } else {
+                _mm256_setzero_ps()
+            };
+            for n in 0..N {
+                let [q0, q1] = quads[n];
+                let block_sums = _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
+                let f = _mm256_cvtepi32_ps(block_sums);
+                lanes[n] = _mm256_add_ps(lanes[n], if NF4 { _mm256_mul_ps(f, absmax) } else { f });
+            }
+            g += 8;
+        }
+        let mut out = [0.0f32; N];
+        for n in 0..N {
+            let scale = if NF4 { s[n] * (1.0 / NF4_CODE_SCALE as f32) } else { f32_at(rp) * s[n] };
+            out[n] = hsum(lanes[n]) * scale;
+        }
+        out
+    }
+}
+
+/// int8 / NF4 row x one token's int16 activations (`ActivationFormat::I16` / `I16Nf4`, scale
+/// `s`), AVX2 (`vpmaddwd`): [`i16_body`].
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`); `ty` is int8 or NF4
+/// and `row` holds `a.len()` values of it (`quant::i16_row_fits`).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_i16_avx2(ty: WeightType, row: &[u8], a: &[i16], s: f32) -> f32 {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        match ty {
+            WeightType::Nf4 => i16_body::<Avx2, 1, true>(row, [a], [s])[0],
+            _ => i16_body::<Avx2, 1, false>(row, [a], [s])[0],
+        }
+    }
+}
+
+/// [`dot_i16_avx2`] on the AVX-512 VNNI tier (`vpdpwssd ymm`).
+///
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier; `ty` is int8 or NF4 and `row` holds `a.len()` values of it.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn dot_i16_vnni(ty: WeightType, row: &[u8], a: &[i16], s: f32) -> f32 {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        match ty {
+            WeightType::Nf4 => i16_body::<Vnni, 1, true>(row, [a], [s])[0],
+            _ => i16_body::<Vnni, 1, false>(row, [a], [s])[0],
+        }
+    }
+}
+
+/// [`dot_i16_avx2`] for four tokens at once (each weight block decoded once).
+///
+/// # Safety
+///
+/// As [`dot_i16_avx2`], with the four `a` rows of one length.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_i16_x4_avx2(ty: WeightType, row: &[u8], a: [&[i16]; 4], s: [f32; 4]) -> [f32; 4] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        match ty {
+            WeightType::Nf4 => i16_body::<Avx2, 4, true>(row, a, s),
+            _ => i16_body::<Avx2, 4, false>(row, a, s),
+        }
+    }
+}
+
+/// [`dot_i16_vnni`] for four tokens at once.
+///
+/// # Safety
+///
+/// As [`dot_i16_vnni`], with the four `a` rows of one length.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn dot_i16_x4_vnni(ty: WeightType, row: &[u8], a: [&[i16]; 4], s: [f32; 4]) -> [f32; 4] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        match ty {
+            WeightType::Nf4 => i16_body::<Vnni, 4, true>(row, a, s),
+            _ => i16_body::<Vnni, 4, false>(row, a, s),
+        }
+    }
+}
+
+/// A dense f32/f16/bf16 row x f32 activations (32 values per step in 4 accumulators;
+/// bandwidth-bound).
 ///
 /// # Safety
 ///
@@ -1198,11 +1410,6 @@ unsafe fn dot_nf4_f32(row: &[u8], x: &[f32]) -> f32 {
 pub(super) unsafe fn dot_dense_avx2(ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
     unsafe {
-        match ty {
-            WeightType::Int8 => return dot_int8_f32(row, x),
-            WeightType::Nf4 => return dot_nf4_f32(row, x),
-            _ => {}
-        }
         let n = x.len();
         let p = row.as_ptr();
         let xp = x.as_ptr();
