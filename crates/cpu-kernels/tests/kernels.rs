@@ -164,7 +164,9 @@ fn int16_bound(ty: WeightType, row: &[u8], wrow: &[f32], x: &[f32]) -> f64 {
     let m = x.iter().fold(0.0f64, |a, &v| a.max(v.abs() as f64));
     let act: f64 = wrow.iter().map(|&w| w.abs() as f64 * m / 65534.0).sum();
     let book: f64 = match ty {
-        WeightType::Nf4 => row.chunks_exact(36).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs() as f64 * 64.0 * m / (2.0 * NF4_CODE_SCALE as f64)).sum(),
+        WeightType::Nf4 => {
+            row.chunks_exact(36).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).abs() as f64 * 64.0 * m / (2.0 * NF4_CODE_SCALE as f64)).sum()
+        }
         WeightType::Int8 => 0.0,
         _ => return 0.0,
     };
@@ -195,7 +197,12 @@ fn int16_products_are_within_the_rounding_bound() {
                         let mag: f64 = wrow.iter().zip(xr).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
                         let bound = int16_bound(ty, &w.row(r), &wrow, xr) + 1e-6 * mag;
                         let err = (y[tok * rows + r] as f64 - want).abs();
-                        assert!(err <= bound, "{} on {isa:?}, row {r} token {tok}: {} vs {want} (|err| {err:e} > bound {bound:e})", ty.label(), y[tok * rows + r]);
+                        assert!(
+                            err <= bound,
+                            "{} on {isa:?}, row {r} token {tok}: {} vs {want} (|err| {err:e} > bound {bound:e})",
+                            ty.label(),
+                            y[tok * rows + r]
+                        );
                         worst = worst.max(err / bound);
                         (sum_err, sum_bound) = (sum_err + err, sum_bound + bound);
                     }

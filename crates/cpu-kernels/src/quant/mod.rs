@@ -462,9 +462,7 @@ pub(crate) fn dot_q8_group_x4(isa: Supported, ty: WeightType, group: &[u8], a: [
 /// lengths disagree or `ty` quantizes its activations.
 #[inline]
 pub(crate) fn dot_dense(isa: Supported, ty: WeightType, row: &[u8], x: &[f32]) -> f32 {
-    assert!(
-        !ty.quantizes_activations() && ty.row_bytes(x.len()) == Some(row.len()),
-        "{} row of {} bytes vs {} activations", ty.label(), row.len(), x.len());
+    assert!(!ty.quantizes_activations() && ty.row_bytes(x.len()) == Some(row.len()), "{} row of {} bytes vs {} activations", ty.label(), row.len(), x.len());
     match isa.isa() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: AVX2/FMA/F16C detected (a `Supported` tier of at least Avx2); lengths checked above.

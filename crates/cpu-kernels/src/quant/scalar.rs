@@ -247,11 +247,13 @@ pub(super) fn dot_i16(ty: WeightType, row: &[u8], a: &[i16], s: f32) -> f32 {
         }
         WeightType::Nf4 => {
             for (b, (blk, x)) in row.chunks_exact(36).zip(a.chunks_exact(64)).enumerate() {
-                let code = |j: usize| {
-                    let byte = blk[4 + 16 * (j / 32) + j % 16];
-                    NF4_CODEBOOK_I16[(if j % 32 < 16 { byte & 0xF } else { byte >> 4 }) as usize] as i32
-                };
-                let sum: i32 = (0..64).map(|j| code(j) * x[nf4_position(j)] as i32).sum();
+                // Byte i of half h: value 32h + i (low nibble) and 32h + 16 + i (high nibble).
+                let mut sum = 0i32;
+                for (i, &byte) in blk[4..36].iter().enumerate() {
+                    let j = 32 * (i / 16) + i % 16;
+                    sum += NF4_CODEBOOK_I16[(byte & 0xF) as usize] as i32 * x[nf4_position(j)] as i32
+                        + NF4_CODEBOOK_I16[(byte >> 4) as usize] as i32 * x[nf4_position(j + 16)] as i32;
+                }
                 lanes[b % 8] += sum as f32 * f32_at(blk);
             }
             sum_lanes(lanes) * (s * (1.0 / NF4_CODE_SCALE as f32))

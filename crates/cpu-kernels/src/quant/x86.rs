@@ -1235,7 +1235,13 @@ unsafe fn load_i16(p: *const i16) -> __m256i {
 /// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`) (and `D`'s
 /// instructions); the row and every `a[n]` hold block `blk`; NF4 tables as in [`nf4_codes`].
 #[inline(always)]
-unsafe fn i16_block<D: MaddI16, const N: usize, const NF4: bool>(row: *const u8, blk: usize, a: [*const i16; N], tab_lo: __m256i, tab_hi: __m256i) -> [__m256i; N] {
+unsafe fn i16_block<D: MaddI16, const N: usize, const NF4: bool>(
+    row: *const u8,
+    blk: usize,
+    a: [*const i16; N],
+    tab_lo: __m256i,
+    tab_hi: __m256i,
+) -> [__m256i; N] {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
     unsafe {
         let z = _mm256_setzero_si256();
@@ -1273,6 +1279,8 @@ unsafe fn i16_block<D: MaddI16, const N: usize, const NF4: bool>(row: *const u8,
 /// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`) (and `D`'s
 /// instructions); every `a[n]` has one length `k`, a multiple of 32 (NF4: 64), and `row` is an
 /// int8 row of `k` values (`4 + k` bytes) or an NF4 row of `k` values (`k / 64 * 36` bytes).
+// The index loops address the inner (block) dimension of per-token arrays, for every token.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
 unsafe fn i16_body<D: MaddI16, const N: usize, const NF4: bool>(row: &[u8], a: [&[i16]; N], s: [f32; N]) -> [f32; N] {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
