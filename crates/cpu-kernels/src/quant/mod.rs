@@ -132,8 +132,8 @@ impl WeightType {
         }
     }
 
-    /// How products quantize the activations for this type (ggml's `vec_dot_type`), or `None`
-    /// for the types that take f32 activations.
+    /// How products quantize the activations for this type (ggml's `vec_dot_type`; int8 and NF4: int16), or `None`
+    /// for the dense types, which take f32 activations.
     pub fn activation_format(self) -> Option<ActivationFormat> {
         match self {
             WeightType::Q4_0 | WeightType::Q5_0 | WeightType::Q8_0 | WeightType::IQ4NL => Some(ActivationFormat::Q8_0),
@@ -367,7 +367,7 @@ fn q8_row_bytes(ty: WeightType, blocks: usize) -> Option<usize> {
 }
 
 /// Dot product of one weight row (`row`, bytes of type `ty`) with quantized activations `a`
-/// (the row's values / 32 blocks). Panics if the lengths disagree or `ty` takes f32 activations.
+/// (the row's values / 32 blocks). Panics if the lengths disagree or `ty` takes no Q8 activations.
 #[inline]
 pub(crate) fn dot_q8(isa: Supported, ty: WeightType, row: &[u8], a: &[BlockQ8]) -> f32 {
     assert!(

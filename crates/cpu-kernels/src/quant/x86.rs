@@ -368,7 +368,7 @@ unsafe fn body<D: DotU8I8, const N: usize>(ty: WeightType, row: &[u8], a: [&[Blo
                     }
                 }
             }
-            _ => unreachable!("{} takes f32 activations", ty.label()),
+            _ => unreachable!("{} takes no Q8 activations", ty.label()),
         }
         let mut out = [0.0f32; N];
         for n in 0..N {
