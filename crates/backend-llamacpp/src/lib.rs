@@ -144,7 +144,7 @@ impl Backend for LlamaCppBackend {
     }
 
     fn load(&self, spec: &LoadSpec) -> Result<Box<dyn LanguageModel>> {
-        Ok(Box::new(load(spec)?))
+        Ok(Box::new(load(spec, false)?))
     }
 
     fn keeps_gguf_blocks(&self) -> bool {
@@ -154,6 +154,15 @@ impl Backend for LlamaCppBackend {
     fn check_source(&self, spec: &LoadSpec) -> Result<()> {
         gguf_path(spec).map(|_| ())
     }
+}
+
+/// A model whose attention runs in f32 whatever the weights: an f32 KV cache and no flash
+/// attention (llama.cpp's defaults for a file's own blocks are an f16 cache and flash attention,
+/// whose CPU kernel rounds through f16). With it, llama.cpp on a quantized file differs from
+/// another framework's f32 attention only in the products' arithmetic: what the tests that compare
+/// native's quantized kernels with ggml's use as their reference.
+pub fn load_with_f32_attention(spec: &LoadSpec) -> Result<Box<dyn LanguageModel>> {
+    Ok(Box::new(load(spec, true)?))
 }
 
 // The context borrows the model; both live in one value so the model can be returned as a box.
@@ -200,7 +209,8 @@ fn gguf_path(spec: &LoadSpec) -> Result<PathBuf> {
     })
 }
 
-fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
+/// `f32_attention`: see [`load_with_f32_attention`] (always so for `--dtype f32`).
+fn load(spec: &LoadSpec, f32_attention: bool) -> Result<LlamaCppModel> {
     let path = gguf_path(spec)?;
     if spec.device != bench_backend::Device::Cpu {
         return Err(Error::InvalidInput(format!("device '{}': this llama.cpp build is CPU-only; use --device cpu", spec.device)));
@@ -284,7 +294,8 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
     // `--dtype f32` means f32 everywhere: the KV cache too (llama.cpp's default is f16), and no
     // flash attention (its CPU kernel rounds through f16: max |Δ| 3.7e-2 on SmolLM2's logits
     // against the f32 reference, 7.8e-5 without it).
-    let ctx_params = if target == Some(DType::F32) {
+    let f32_attention = f32_attention || target == Some(DType::F32);
+    let ctx_params = if f32_attention {
         ctx_params.with_type_k(KvCacheType::F32).with_type_v(KvCacheType::F32).with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
     } else {
         ctx_params
@@ -317,14 +328,15 @@ fn load(spec: &LoadSpec) -> Result<LlamaCppModel> {
         kernels: format!(
             "llama.cpp ggml-cpu ({}), {}",
             simd_summary(),
-            match target {
-                Some(DType::F32) => "f32 KV cache, no flash attention",
-                Some(_) => "f16 KV cache",
-                None => "the file's blocks, f16 KV cache",
+            match (target, f32_attention) {
+                (Some(_), true) => "f32 KV cache, no flash attention",
+                (Some(_), false) => "f16 KV cache",
+                (None, true) => "the file's blocks, f32 KV cache, no flash attention",
+                (None, false) => "the file's blocks, f16 KV cache",
             }
         ) + &if slots > 1 { format!(", {slots} sequences per llama_batch (one seq_id per KV-cache slot)") } else { String::new() },
         shards: Vec::new(),
-        kv_cache_bytes: bench_backend::memory::kv_cache_bytes(&cfg.arch, max_seq_len, slots, if target == Some(DType::F32) { 4 } else { 2 }),
+        kv_cache_bytes: bench_backend::memory::kv_cache_bytes(&cfg.arch, max_seq_len, slots, if f32_attention { 4 } else { 2 }),
     };
     Ok(LlamaCppModel { session, info, cached: vec![0; slots], n_batch: max_seq_len, _converted: converted })
 }

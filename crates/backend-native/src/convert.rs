@@ -3,10 +3,10 @@
 //! prefixed with their scale; NF4 repacked into 32-value blocks in Q4_0's nibble order), one
 //! tensor at a time so peak memory stays near one copy of the weights.
 //!
-//! The choice is per tensor: a tensor whose block type has no tuned kernel (see [`tuned_type`])
-//! is re-encoded once as Q8_0 where its values are exactly Q8_0's (Q5_0), else dequantized once by
-//! candle to f16 and multiplied by the dense f16 kernel, while every other tensor stays on its
-//! blocks; [`Expansions`] says which tensors took which path.
+//! The choice is per tensor: a tensor whose block type has no tuned kernel (see [`tuned_type`] and
+//! `raw_type`) is dequantized once to f16 and multiplied by the dense f16 kernel, while every other
+//! tensor stays on its blocks (IQ4_NL and IQ4_XS, which candle cannot hold, as the file's bytes);
+//! [`Expansions`] says which tensors took which path.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use bench_backend::gguf::GgmlType;
 use bench_backend::{ggml_blocks, quant, Error, Result};
 
 use crate::candle_err;
-use crate::model::{Embedding, Llama, Weight};
+use crate::model::{Embedding, Llama, RawBlocks, Weight};
 use crate::tuned::{Dims, TunedLayer, TunedLlama};
 
 /// Why a model stays on the stock path (a whole-model reason: odd dimensions, int8/NF4 rows that
@@ -55,29 +55,49 @@ pub fn tuned_type(t: GgmlDType) -> Option<WeightType> {
     })
 }
 
-/// Tensors the tuned path did not multiply on their own blocks, counted by (file type, what was
-/// done and why): what the model info's kernels line reports.
+/// Which path each weight matrix took on the tuned kernels, for the model info's kernels line:
+/// matrices multiplied on their own storage, counted by type, and the others counted by (file
+/// type, what was done and why).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Expansions(pub BTreeMap<(String, String), usize>);
+pub struct Expansions {
+    /// Matrices on their own blocks (or dense rows), by type label ("q5_0", "f32").
+    pub own: BTreeMap<String, usize>,
+    /// Matrices converted at load, by (file type, path).
+    pub converted: BTreeMap<(String, String), usize>,
+}
 
 impl Expansions {
     /// Counts one tensor of type `ty` (e.g. "q5_0") that took path `how` (e.g. "dequantized to f16
     /// at load (no tuned kernel)").
     pub fn add(&mut self, ty: impl Into<String>, how: impl Into<String>) {
-        *self.0.entry((ty.into(), how.into())).or_default() += 1;
+        *self.converted.entry((ty.into(), how.into())).or_default() += 1;
     }
 
-    /// "166 q5_0 tensors re-encoded as q8_0 at load (...)", one clause per (type, path), joined by
-    /// "; " (empty when every tensor ran on its own blocks).
+    /// Counts one matrix multiplied on its own storage of type `ty`.
+    pub fn own(&mut self, ty: impl Into<String>) {
+        *self.own.entry(ty.into()).or_default() += 1;
+    }
+
+    /// "own storage: 196 q5_0, 15 q8_0" then "166 q5_0 tensors dequantized to f16 at load (...)",
+    /// one clause per (type, path), joined by "; ".
     pub fn describe(&self) -> String {
-        self.0.iter().map(|((ty, how), n)| format!("{n} {ty} tensor{} {how}", if *n == 1 { "" } else { "s" })).collect::<Vec<_>>().join("; ")
+        let own = self.own.iter().map(|(ty, n)| format!("{n} {ty}")).collect::<Vec<_>>().join(", ");
+        let own = (!own.is_empty()).then(|| format!("matrices on their own storage: {own}"));
+        let converted = self.converted.iter().map(|((ty, how), n)| format!("{n} {ty} matri{} {how}", if *n == 1 { "x" } else { "ces" }));
+        own.into_iter().chain(converted).collect::<Vec<_>>().join("; ")
     }
 }
 
-/// What the tuned path does with a tensor of a type without a tuned kernel whose values are
-/// exactly Q8_0's (see `ggml_blocks::to_q8_0_exact`).
-pub const REENCODED: &str = "re-encoded as q8_0 at load (the same values; no tuned kernel)";
-/// What it does with the other types without a tuned kernel.
+/// The tuned kernels' type for a block type candle cannot hold ([`Weight::Raw`]).
+fn raw_type(t: GgmlType) -> Option<WeightType> {
+    match t {
+        GgmlType::IQ4_NL => Some(WeightType::IQ4NL),
+        GgmlType::IQ4_XS => Some(WeightType::IQ4XS),
+        _ => None,
+    }
+}
+
+/// What the tuned path does with a tensor of a type without a tuned kernel.
 pub const EXPANDED_F16: &str = "dequantized to f16 at load (no tuned kernel)";
 
 fn dense(t: &Tensor) -> Result<Matrix> {
@@ -107,23 +127,34 @@ fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<
                     return Ok(Ok(expand(&q)?));
                 }
                 None => {
-                    let file_type = match q.dtype() {
-                        GgmlDType::Q5_0 => Some(GgmlType::Q5_0),
-                        _ => None,
-                    };
-                    let bytes = q.data().map_err(candle_err)?;
-                    if let Some(q8) = file_type.and_then(|t| ggml_blocks::to_q8_0_exact(t, &bytes)) {
-                        expansions.add(label, REENCODED);
-                        return Ok(Ok(Matrix::new(WeightType::Q8_0, rows, cols, q8).map_err(kernel_err)?));
-                    }
                     expansions.add(label, EXPANDED_F16);
                     return Ok(Ok(expand(&q)?));
                 }
             };
             let bytes = q.data().map_err(candle_err)?.into_owned();
+            expansions.own(label);
             Matrix::new(ty, rows, cols, bytes).map_err(kernel_err)?
         }
-        Weight::Quantized(QMatMul::Tensor(t)) | Weight::Quantized(QMatMul::TensorF16(t)) | Weight::Dense(t) => dense(&t)?,
+        Weight::Raw(r) => {
+            let label = r.ggml_type.to_string().to_lowercase();
+            match raw_type(r.ggml_type) {
+                Some(ty) if ty.row_bytes(r.cols).is_some() => {
+                    expansions.own(label);
+                    Matrix::new(ty, r.rows, r.cols, r.bytes).map_err(kernel_err)?
+                }
+                _ => {
+                    let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
+                    expansions.add(label, EXPANDED_F16);
+                    let bytes = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+                    Matrix::new(WeightType::F16, r.rows, r.cols, bytes).map_err(kernel_err)?
+                }
+            }
+        }
+        Weight::Quantized(QMatMul::Tensor(t)) | Weight::Quantized(QMatMul::TensorF16(t)) | Weight::Dense(t) => {
+            let m = dense(&t)?;
+            expansions.own(m.ty().label());
+            m
+        }
         Weight::Int8 { q, scales } => {
             let (rows, cols) = q.dims2().map_err(candle_err)?;
             if cols % 32 != 0 {
@@ -220,7 +251,7 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansi
     // A tied head that is the embedding tensor itself, or a GGUF tied head kept quantized:
     // one matrix serves both (rows are dequantized per token for the lookup).
     let tied_dense = matches!((&output, &embedding), (Weight::Dense(t), Embedding::Dense(e)) if t.id() == e.id());
-    let tied = tied_dense || (a.tied_embeddings && matches!(&output, Weight::Quantized(_)));
+    let tied = tied_dense || (a.tied_embeddings && matches!(&output, Weight::Quantized(_) | Weight::Raw(_)));
     let output = Arc::new(unwrap(matrix(ex, output)?)?);
     let embedding = if tied {
         output.clone()
@@ -230,6 +261,10 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansi
             // Rows are dequantized per token from the blocks (a block type without a tuned
             // kernel is expanded once, like a layer matrix).
             Embedding::Blocks(q) => unwrap(matrix(ex, Weight::Quantized(QMatMul::QTensor(q.clone())))?)?,
+            Embedding::Raw(r) => {
+                let r = std::sync::Arc::try_unwrap(r).unwrap_or_else(|r| RawBlocks { bytes: r.bytes.clone(), name: r.name.clone(), ..*r });
+                unwrap(matrix(ex, Weight::Raw(r))?)?
+            }
         })
     };
     let rope_tables = cfg.rope_tables(max_seq_len);

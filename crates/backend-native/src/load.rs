@@ -17,7 +17,7 @@ use bench_backend::schema::{TensorId, TensorRole};
 use bench_backend::source::{self, TensorData, TensorSource};
 use bench_backend::{ggml_blocks, quant, Error, Result};
 
-use crate::model::{Embedding, Layer, Llama, Weight};
+use crate::model::{Embedding, Layer, Llama, RawBlocks, Weight};
 use crate::{candle_err, Engine, NativeModel};
 
 fn to_candle_dtype(d: BDType) -> DType {
@@ -149,30 +149,87 @@ fn qtensor(t: &source::Tensor, dev: &Device) -> Result<QTensor> {
 
 /// How a GGUF tensor is held when its blocks are kept.
 enum Held {
-    /// As candle's blocks: the file's, or Q8_0 blocks with exactly its values.
+    /// As candle's blocks, the file's.
     Blocks(QTensor),
-    /// Dequantized to f16 (a block type candle cannot read and Q8_0 cannot hold).
-    F16(Tensor),
+    /// As the file's bytes: a block type candle cannot hold (IQ4_NL, IQ4_XS). The tuned kernels
+    /// multiply them on their blocks; [`stock_ready`] converts them for the stock path.
+    Raw(RawBlocks),
 }
 
-/// A GGUF tensor as candle's blocks where candle reads its type; else re-encoded as Q8_0 where
-/// that keeps every value (IQ4_NL), else dequantized to f16 (IQ4_XS); the last two are counted in
-/// `expanded` by what was done.
-fn held(t: &source::Tensor, dev: &Device, expanded: &mut BTreeMap<String, usize>) -> Result<Held> {
+/// A GGUF tensor as candle's blocks where candle reads its type, else its bytes as they are.
+fn held(t: &source::Tensor, dev: &Device) -> Result<Held> {
     let TensorData::Ggml { ggml_type, bytes } = &t.data else {
         return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
     };
     if candle_ggml_dtype(*ggml_type).is_some() {
         return Ok(Held::Blocks(qtensor(t, dev)?));
     }
-    let ty = ggml_type.to_string().to_lowercase();
-    if let Some(q8) = ggml_blocks::to_q8_0_exact(*ggml_type, bytes) {
-        *expanded.entry(format!("{ty} tensors re-encoded as q8_0 at load (the same values; no tuned kernel, candle cannot read {ty})")).or_default() += 1;
-        return Ok(Held::Blocks(qtensor_from_ggml(GgmlDType::Q8_0, &q8, t.shape.clone(), dev).map_err(candle_err)?));
+    let [cols, rows] = t.shape.iter().rev().copied().collect::<Vec<_>>()[..] else {
+        return Err(Error::Backend(format!("tensor {}: {ggml_type} blocks in {} dimensions; a matrix was expected", t.name, t.shape.len())));
+    };
+    Ok(Held::Raw(RawBlocks { ggml_type: *ggml_type, rows, cols, bytes: bytes.to_vec(), name: t.name.clone() }))
+}
+
+/// Blocks candle cannot hold, made readable by candle for the stock path: re-encoded as Q8_0 where
+/// that keeps every value (IQ4_NL), else dequantized to f16 (IQ4_XS); counted in `converted` by
+/// what was done. Fails for a type no dequantizer here reads, naming it and the supported types.
+pub(crate) fn raw_for_candle(r: &RawBlocks, dev: &Device, converted: &mut BTreeMap<String, usize>) -> Result<QMatMul> {
+    let ty = r.ggml_type.to_string().to_lowercase();
+    if let Some(q8) = ggml_blocks::to_q8_0_exact(r.ggml_type, &r.bytes) {
+        *converted.entry(format!("{ty} tensors re-encoded as q8_0 at load (the same values; candle cannot read {ty})")).or_default() += 1;
+        let q = qtensor_from_ggml(GgmlDType::Q8_0, &q8, vec![r.rows, r.cols], dev).map_err(candle_err)?;
+        return QMatMul::from_qtensor(q).map_err(candle_err);
     }
-    let w = expand_f16(t, dev)?;
-    *expanded.entry(format!("{ty} tensors dequantized to f16 at load (no tuned kernel; candle cannot read {ty})")).or_default() += 1;
-    Ok(Held::F16(w))
+    let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
+    let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+    *converted.entry(format!("{ty} tensors dequantized to f16 at load (candle cannot read {ty})")).or_default() += 1;
+    Ok(QMatMul::TensorF16(Tensor::from_vec(halves, (r.rows, r.cols), dev).map_err(candle_err)?))
+}
+
+/// Bytes the stock path's conversions added: to the layer matrices and head (read every token),
+/// and to the embedding table (held).
+#[derive(Default)]
+struct Growth {
+    matrices: u64,
+    embedding: u64,
+}
+
+/// The model as the stock forward pass needs it: blocks candle cannot hold converted
+/// ([`raw_for_candle`], noted in `expanded_at_load`) and the embedding table dense.
+fn stock_ready(mut model: Llama) -> Result<(Llama, Growth)> {
+    let mut converted = std::mem::take(&mut model.expanded_at_load);
+    let mut growth = Growth::default();
+    let mut convert = |w: &mut Weight, dev: &Device| -> Result<()> {
+        if let Weight::Quantized(QMatMul::QTensor(q)) = w {
+            if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
+                // candle's own form for float blocks (expanded to f32), as the stock path has it.
+                let before = q.storage_size_in_bytes() as u64;
+                *w = Weight::Quantized(QMatMul::from_arc(q.clone()).map_err(candle_err)?);
+                growth.matrices += weight_bytes(w).saturating_sub(before);
+            }
+        }
+        if let Weight::Raw(r) = w {
+            let before = r.bytes.len() as u64;
+            *w = Weight::Quantized(raw_for_candle(r, dev, &mut converted)?);
+            growth.matrices += weight_bytes(w).saturating_sub(before);
+        }
+        Ok(())
+    };
+    for (l, dev) in model.layers.iter_mut().zip(&model.layer_devices) {
+        for w in [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w_gate, &mut l.w_up, &mut l.w_down] {
+            convert(w, dev)?;
+        }
+    }
+    let last = model.layer_devices.last().cloned().unwrap_or(Device::Cpu);
+    convert(&mut model.output, &last)?;
+    model.expanded_at_load = converted;
+    if let Embedding::Raw(r) = &model.embedding {
+        let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
+        let table = Tensor::from_vec(values, (r.rows, r.cols), &model.device).and_then(|t| t.to_dtype(model.dtype)).map_err(candle_err)?;
+        growth.embedding = tensor_bytes(&table).saturating_sub(r.bytes.len() as u64);
+        model.embedding = Embedding::Dense(table);
+    }
+    Ok((model.with_dense_embedding().map_err(candle_err)?, growth))
 }
 
 /// A GGUF tensor of a block type candle cannot read, dequantized by bench-backend's reference
@@ -219,7 +276,6 @@ fn load(
         names: names.to_vec(),
         bytes: WeightBytes::default(),
         kinds: BTreeMap::new(),
-        expanded: BTreeMap::new(),
         source_desc: (gguf && dtype.is_some()).then(|| src.storage_summary()),
     };
     let get = |b: &mut Builder, id: TensorId, dev: &Device| -> Result<Weight> {
@@ -227,10 +283,13 @@ fn load(
         if keep_blocks {
             let TensorData::Ggml { ggml_type, .. } = &t.data else { unreachable!("a GGUF source holds ggml data") };
             b.kind(ggml_type.to_string().to_lowercase());
-            return Ok(Weight::Quantized(match held(&t, dev, &mut b.expanded)? {
-                Held::Blocks(q) => QMatMul::from_qtensor(q).map_err(candle_err)?,
-                Held::F16(w) => QMatMul::TensorF16(w),
-            }));
+            return Ok(match held(&t, dev)? {
+                // As stored, f16/bf16/f32 too (candle's `QMatMul::from_qtensor` would expand
+                // those to f32; the tuned kernels read them as they are, and `stock_ready` gives
+                // the stock path candle's own form).
+                Held::Blocks(q) => Weight::Quantized(QMatMul::QTensor(std::sync::Arc::new(q))),
+                Held::Raw(r) => Weight::Raw(r),
+            });
         }
         let w = maybe_quantize(spec, id, &t.name, dense(&t, dev)?.to_dtype(compute_c).map_err(candle_err)?)?;
         b.kind(weight_kind(&w, &label));
@@ -252,9 +311,9 @@ fn load(
     let emb = src.tensor(TensorId::global(TensorRole::TokenEmbedding))?;
     let embedding = if keep_blocks {
         // Kept as stored (rows looked up in the blocks), like the layer matrices.
-        match held(&emb, &first, &mut b.expanded)? {
+        match held(&emb, &first)? {
             Held::Blocks(q) => Embedding::Blocks(std::sync::Arc::new(q)),
-            Held::F16(t) => Embedding::Dense(t.to_dtype(compute_c).map_err(candle_err)?),
+            Held::Raw(r) => Embedding::Raw(std::sync::Arc::new(r)),
         }
     } else {
         Embedding::Dense(dense(&emb, &first)?.to_dtype(compute_c).map_err(candle_err)?)
@@ -281,9 +340,6 @@ struct Builder {
     names: Vec<bench_backend::Device>,
     bytes: WeightBytes,
     kinds: BTreeMap<String, usize>,
-    /// Tensors of block types candle cannot read, converted at load, counted by what was done
-    /// ("iq4_xs tensors dequantized to f16 at load (...)").
-    expanded: BTreeMap<String, usize>,
     /// For weights converted at load: what they were in the file.
     source_desc: Option<String>,
 }
@@ -295,6 +351,7 @@ fn tensor_bytes(t: &Tensor) -> u64 {
 fn weight_bytes(w: &Weight) -> u64 {
     match w {
         Weight::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
+        Weight::Raw(r) => r.bytes.len() as u64,
         Weight::Quantized(QMatMul::Tensor(t)) | Weight::Quantized(QMatMul::TensorF16(t)) | Weight::Dense(t) => tensor_bytes(t),
         Weight::Int8 { q, scales } => tensor_bytes(q) + tensor_bytes(scales),
         Weight::Nf4 { packed, absmax, .. } => tensor_bytes(packed) + tensor_bytes(absmax),
@@ -394,42 +451,26 @@ impl Builder {
                 Vec::new()
             },
         };
-        let mut model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.shards, max_seq_len).map_err(candle_err)?;
-        model.expanded_at_load = self.expanded;
+        let model = Llama::new(self.cfg, embedding, layers, norm, output, self.dtype, self.shards, max_seq_len).map_err(candle_err)?;
         Ok((model, info))
     }
 }
 
 /// Moves the model onto the tuned kernels when asked (and possible), with the memory figures
 /// of what the tuned path holds and reads.
-fn tuned_or_stock(mut model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
+fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<NativeModel> {
     let sharded = !model.handovers.is_empty();
     if spec.kernels == Kernels::Stock || !model.device.is_cpu() || sharded {
-        let notes = load_notes(&model.expanded_at_load);
-        let model = model.with_dense_embedding().map_err(candle_err)?;
         if spec.kernels == Kernels::Tuned {
             // The tuned kernels are whole-model CPU code: on a GPU, or split into shards, the
             // stock path (candle's ops, CUDA or CPU) runs, and says so.
             let why = if sharded { "sharded" } else { "the tuned kernels are CPU-only" };
             info.kernels = format!("stock (candle {} on {}; {why})", crate::CANDLE_VERSION, info.device);
         }
-        for note in notes {
-            info.kernels = format!("{}; {note}", info.kernels);
-        }
-        return Ok(NativeModel { engine: Engine::Stock(model), info });
+        return stock(model, info);
     }
-    // Tensors candle could not read, converted at load (see `held`).
-    let at_load_note = load_notes(&std::mem::take(&mut model.expanded_at_load));
-    let with_notes = |head: String, more: String| {
-        let notes: Vec<String> = at_load_note.iter().cloned().chain((!more.is_empty()).then_some(more)).collect();
-        if notes.is_empty() {
-            head
-        } else {
-            format!("{head}; {}", notes.join("; "))
-        }
-    };
     match crate::convert::to_tuned(model)? {
-        Ok((tuned, expansions)) => {
+        Ok((tuned, paths)) => {
             let mut bytes = WeightBytes::default();
             for l in &tuned.layers {
                 for m in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
@@ -447,15 +488,26 @@ fn tuned_or_stock(mut model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Res
             info.weight_bytes = bytes.held();
             info.weight_bytes_per_token = bytes.per_token();
             info.compute_dtype = BDType::F32;
-            info.kernels = with_notes(format!("tuned ({})", cpu_kernels::cpu::isa().label()), expansions.describe());
+            info.kernels = format!("tuned ({}; {})", cpu_kernels::cpu::isa().label(), paths.describe());
             Ok(NativeModel { engine: Engine::Tuned(tuned), info })
         }
         Err((model, why)) => {
-            let model = model.with_dense_embedding().map_err(candle_err)?;
-            info.kernels = with_notes(format!("stock (candle {}; {})", crate::CANDLE_VERSION, why.0), String::new());
-            Ok(NativeModel { engine: Engine::Stock(model), info })
+            info.kernels = format!("stock (candle {}; {})", crate::CANDLE_VERSION, why.0);
+            stock(model, info)
         }
     }
+}
+
+/// The stock engine, with blocks candle cannot hold converted ([`stock_ready`]: said in the
+/// kernels line, and the weight figures taken at load corrected by what the conversion added).
+fn stock(model: Llama, mut info: ModelInfo) -> Result<NativeModel> {
+    let (mut model, growth) = stock_ready(model)?;
+    info.weight_bytes = info.weight_bytes + growth.matrices + growth.embedding;
+    info.weight_bytes_per_token += growth.matrices;
+    for note in load_notes(&std::mem::take(&mut model.expanded_at_load)) {
+        info.kernels = format!("{}; {note}", info.kernels);
+    }
+    Ok(NativeModel { engine: Engine::Stock(model), info })
 }
 
 /// "168 iq4_nl tensors re-encoded as q8_0 at load (...)" for each kind of load-time conversion.

@@ -17,12 +17,28 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::kv_cache::KvCache;
 
 use bench_backend::config::{ModelConfig, RopeLayout};
+use bench_backend::gguf::GgmlType;
+
+/// GGUF blocks of a type candle 0.11.1 cannot hold (IQ4_NL, IQ4_XS) kept as the file stores them,
+/// for the tuned kernels, which multiply them on their blocks. The stock path never sees them:
+/// [`crate::load`] converts them before handing a model to it.
+pub struct RawBlocks {
+    pub ggml_type: GgmlType,
+    /// `(rows, cols)`: output and input features (ggml's `ne[1]`, `ne[0]`).
+    pub rows: usize,
+    pub cols: usize,
+    pub bytes: Vec<u8>,
+    /// The tensor's name in the file, for errors.
+    pub name: String,
+}
 
 /// A weight matrix `(out, in)`: ggml blocks kept quantized, a dense tensor, or bench-core's
 /// int8 / NF4 formats, which stay quantized in memory and are expanded to the compute dtype
 /// inside each product (candle has no int8 or NF4 matmul).
 pub enum Weight {
     Quantized(QMatMul),
+    /// Blocks candle cannot hold, kept for the tuned path (see [`RawBlocks`]).
+    Raw(RawBlocks),
     Dense(Tensor),
     /// Codes stored as `u8` = q + 128 (candle has no i8); `scales` is `(out, 1)`.
     Int8 {
@@ -45,6 +61,7 @@ impl Weight {
         };
         match self {
             Weight::Quantized(q) => q.forward(x),
+            Weight::Raw(r) => candle_core::bail!("{}: {} blocks reached the stock path unconverted", r.name, r.ggml_type),
             Weight::Dense(w) => dense(w),
             Weight::Int8 { q, scales } => {
                 let w = (q.to_dtype(DType::F32)? - 128.0)?.broadcast_mul(scales)?;
@@ -86,6 +103,8 @@ pub enum Embedding {
     /// (a Llama 3 8B Q4_0 table is 0.3 GB, 2.1 GB as f32); the stock path expands it first
     /// ([`Llama::with_dense_embedding`]).
     Blocks(std::sync::Arc<QTensor>),
+    /// Blocks candle cannot hold (IQ4_NL, IQ4_XS), for the tuned path only, like [`Weight::Raw`].
+    Raw(std::sync::Arc<RawBlocks>),
 }
 
 impl Embedding {
@@ -94,6 +113,7 @@ impl Embedding {
         match self {
             Embedding::Dense(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
             Embedding::Blocks(q) => q.storage_size_in_bytes() as u64,
+            Embedding::Raw(r) => r.bytes.len() as u64,
         }
     }
 }
@@ -116,9 +136,9 @@ pub struct Llama {
     /// (always through `to_device`, so the path runs even when two shards share a device).
     pub handovers: Vec<usize>,
     pub max_seq_len: usize,
-    /// Tensors of block types candle cannot read (IQ4_NL, IQ4_XS), converted at load, counted by
-    /// what was done (e.g. "iq4_xs tensors dequantized to f16 at load (...)" -> 168), for the model
-    /// info's kernels line.
+    /// Tensors of block types candle cannot read (IQ4_NL, IQ4_XS), converted for the stock path
+    /// (`load::stock_ready`), counted by what was done (e.g. "iq4_xs tensors dequantized to f16 at
+    /// load (...)" -> 168), for the model info's kernels line.
     pub expanded_at_load: std::collections::BTreeMap<String, usize>,
 }
 
