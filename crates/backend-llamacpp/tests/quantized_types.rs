@@ -165,7 +165,11 @@ fn greedy(model: &mut dyn bench_backend::backend::LanguageModel, prompts: &[Vec<
 }
 
 /// Mean |Δ| between `model`'s logits and `reference`'s at every prompt's last position.
-fn mean_logit_gap(model: &mut dyn bench_backend::backend::LanguageModel, reference: &mut dyn bench_backend::backend::LanguageModel, prompts: &[Vec<u32>]) -> f64 {
+fn mean_logit_gap(
+    model: &mut dyn bench_backend::backend::LanguageModel,
+    reference: &mut dyn bench_backend::backend::LanguageModel,
+    prompts: &[Vec<u32>],
+) -> f64 {
     let mut sum = 0.0f64;
     let mut n = 0usize;
     for ids in prompts {
