@@ -603,8 +603,7 @@ unsafe fn group_q4_q5<D: StepDot, const N: usize>(ty: WeightType, group: *const 
 /// # Safety
 ///
 /// As [`group_body`]'s, with `ty` Q4_K or Q5_K and `D` the step product for its codes (AVX2's
-/// i16 sums hold 8 steps of nibbles but only 4 of 5-bit codes: `Tier::Fives`, whose two
-/// accumulators take steps `k < 4` and `k >= 4`).
+/// i16 sums hold 8 steps of nibbles but only 4 of 5-bit codes: `Tier::Fives`).
 #[inline(always)]
 unsafe fn group_q4k_q5k<D: StepDot, const N: usize>(ty: WeightType, group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
@@ -642,35 +641,45 @@ unsafe fn group_q4k_q5k<D: StepDot, const N: usize>(ty: WeightType, group: *cons
                 dsc[j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
                 dm[j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
             }
-            // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1.
+            // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1. Q5_K's i16 sums
+            // (AVX2) take 4 steps: for one token steps 4..8 go to a second sum (`split`); for
+            // several, where two sums per token and nibble half would not fit the 16 registers,
+            // the 8 steps run as two parts, each converted and added to `acc`.
+            let split = five && N == 1;
+            let parts = if five && !split { 2 } else { 1 };
             for j in 0..4 {
-                let mut lo_acc = [[zero; N]; 2];
-                let mut hi_acc = [[zero; N]; 2];
-                for k in 0..8 {
-                    let raw = _mm256_loadu_si256(w.add(32 * (q_base + 8 * j + k)) as *const __m256i);
-                    let mut lo = _mm256_and_si256(raw, m4);
-                    let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                    if five {
-                        let h = _mm256_loadu_si256(w.add(32 * (3 + k)) as *const __m256i);
-                        lo = _mm256_or_si256(lo, bit4(h, 2 * j as i32));
-                        hi = _mm256_or_si256(hi, bit4(h, 2 * j as i32 + 1));
+                for part in 0..parts {
+                    let mut lo_acc = [[zero; N]; 2];
+                    let mut hi_acc = [[zero; N]; 2];
+                    for k in 8 * part / parts..8 * (part + 1) / parts {
+                        let raw = _mm256_loadu_si256(w.add(32 * (q_base + 8 * j + k)) as *const __m256i);
+                        let mut lo = _mm256_and_si256(raw, m4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                        if five {
+                            let h = _mm256_loadu_si256(w.add(32 * (3 + k)) as *const __m256i);
+                            lo = _mm256_or_si256(lo, bit4(h, 2 * j as i32));
+                            hi = _mm256_or_si256(hi, bit4(h, 2 * j as i32 + 1));
+                        }
+                        let sub = usize::from(split && k >= 4);
+                        for n in 0..N {
+                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                            lo_acc[sub][n] = D::step(lo_acc[sub][n], lo, broadcast_word(x1.qs.as_ptr(), k));
+                            hi_acc[sub][n] = D::step(hi_acc[sub][n], hi, broadcast_word(x2.qs.as_ptr(), k));
+                        }
                     }
-                    // Q5_K's i16 sums (AVX2) take 4 steps each: the second accumulator the rest.
-                    let part = usize::from(five && k >= 4);
                     for n in 0..N {
                         let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                        lo_acc[part][n] = D::step(lo_acc[part][n], lo, broadcast_word(x1.qs.as_ptr(), k));
-                        hi_acc[part][n] = D::step(hi_acc[part][n], hi, broadcast_word(x2.qs.as_ptr(), k));
+                        let s1 = _mm256_cvtepi32_ps(D::finish(lo_acc[0][n], lo_acc[1][n]));
+                        let s2 = _mm256_cvtepi32_ps(D::finish(hi_acc[0][n], hi_acc[1][n]));
+                        // d·sc·dx·Σq·qx per sub-block
+                        acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
+                        acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
                     }
                 }
                 for n in 0..N {
                     let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                    let s1 = _mm256_cvtepi32_ps(D::finish(lo_acc[0][n], lo_acc[1][n]));
-                    let s2 = _mm256_cvtepi32_ps(D::finish(hi_acc[0][n], hi_acc[1][n]));
-                    // d·sc·dx·Σq·qx - dmin·m·Σx per sub-block
-                    acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
+                    // - dmin·m·Σx per sub-block
                     acc[n] = _mm256_fnmadd_ps(dm[2 * j], _mm256_set1_ps(x1.s), acc[n]);
-                    acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
                     acc[n] = _mm256_fnmadd_ps(dm[2 * j + 1], _mm256_set1_ps(x2.s), acc[n]);
                 }
             }
