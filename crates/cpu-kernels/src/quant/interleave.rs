@@ -1,5 +1,5 @@
 //! Rows in groups of eight, blocks interleaved: the load-time layout the x86 kernels multiply
-//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K and Q6_K matrices in (this project's layout; the idea is ggml-cpu's `repack.cpp`,
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, IQ4_XS, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K matrices in (this project's layout; the idea is ggml-cpu's `repack.cpp`,
 //! whose `block_q4_0x8` serves the same purpose).
 //!
 //! Why: a row-at-a-time dot product ends every row with a horizontal sum and converts one f16
@@ -12,7 +12,7 @@
 //! Layout of group `g` (rows `8g..8g+8`), block `i`: `8 * block_bytes` bytes at
 //! `(g * blocks + i) * 8 * block_bytes`:
 //! - the header: each f16 field of the ggml block (Q4_0 / Q5_0 / Q8_0 / IQ4_NL / Q6_K: `d`;
-//!   Q4_1 / Q5_1: `d`, `m`; Q4_K / Q2_K: `d`, `dmin`; IQ4_XS: `d`, `scales_h`; Q3_K: `d`) for
+//!   Q4_1 / Q5_1: `d`, `m`; Q4_K / Q5_K / Q2_K: `d`, `dmin`; IQ4_XS: `d`, `scales_h`; Q3_K: `d`) for
 //!   rows 0..8, 16 bytes per field;
 //! - the rest of the block (nibbles, codes, high bits, packed sub-block scales), in the block's
 //!   own byte order, as 4-byte words: word `s` of rows 0..8 together (32 bytes per `s`); Q6_K's
@@ -24,7 +24,10 @@
 //! their blocks the same way (see the kernels in `x86.rs`). Q5_0 / Q5_1's word 0 is the block's
 //! `qh` (each row's 32 fifth bits in its own 32-bit lane), its nibbles words 1..5 as Q4's.
 //! IQ4_XS's word 0 is `scales_l`, then sub-block `ib`'s nibbles are words `1 + 4 ib ..`, as Q4's.
-//! Q2_K: scale words 0..4, code words 4..20; Q3_K: high-bit words 0..8, code words 8..24, scale
+//! Q4_K: scale words 0..3, nibble words 3..35; Q5_K: scale words 0..3, `qh` words 3..11 (word
+//! `k` of a row: fifth bits of values `4k..4k+4` of every 32-value sub-block, sub-block `b` in
+//! bit `b` of each byte, so they line up byte for byte with nibble words `8j + k`), nibble words
+//! 11..43 as Q4_K's. Q2_K: scale words 0..4, code words 4..20; Q3_K: high-bit words 0..8, code words 8..24, scale
 //! words 24..27 (the blocks' own byte order, header out). Bytes are only moved: the layout is
 //! a permutation of the ggml bytes ([`unpack_row`] gives a row back exactly).
 
@@ -47,6 +50,7 @@ pub fn applies(ty: WeightType, rows: usize) -> bool {
             | WeightType::Q2K
             | WeightType::Q3K
             | WeightType::Q4K
+            | WeightType::Q5K
             | WeightType::Q6K
     ) && rows.is_multiple_of(GROUP)
 }
@@ -54,7 +58,7 @@ pub fn applies(ty: WeightType, rows: usize) -> bool {
 /// Where a ggml block of `ty` keeps its f16 fields (bytes `start..end`).
 fn header(ty: WeightType) -> (usize, usize) {
     match ty {
-        WeightType::Q4_1 | WeightType::Q5_1 | WeightType::Q4K | WeightType::IQ4XS => (0, 4),
+        WeightType::Q4_1 | WeightType::Q5_1 | WeightType::Q4K | WeightType::Q5K | WeightType::IQ4XS => (0, 4),
         WeightType::Q6K => (208, 210),
         WeightType::Q2K => (80, 84),
         WeightType::Q3K => (108, 110),
@@ -137,6 +141,7 @@ mod tests {
             WeightType::Q2K,
             WeightType::Q3K,
             WeightType::Q4K,
+            WeightType::Q5K,
             WeightType::Q6K,
         ] {
             let (rows, row_bytes) = (16, 3 * ty.block_bytes());

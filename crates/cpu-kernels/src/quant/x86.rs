@@ -593,6 +593,100 @@ unsafe fn group_q4_q5<D: StepDot, const N: usize>(ty: WeightType, group: *const 
     }
 }
 
+/// Q4_K / Q5_K, 8 interleaved rows (`quant::interleave`) against `N` tokens, added to `acc`
+/// (lane `r` = row `r`). After the header (`d`, `dmin`), words 0..3 are the 12 packed scale
+/// bytes; Q5_K's `qh` follows as words 3..11, then the nibbles (Q4_K: words 3..35, Q5_K:
+/// 11..43). Nibble word `8j + k` holds values `4k..4k+4` of sub-block `2j` (low nibbles) and of
+/// `2j + 1` (high); their fifth bits are bits `2j` and `2j + 1` of the same bytes of `qh` word
+/// `k`, moved to bit 4 by one 16-bit shift (by at most 4, so within the byte) and a mask.
+///
+/// # Safety
+///
+/// As [`group_body`]'s, with `ty` Q4_K or Q5_K and `D` the step product for its codes (AVX2's
+/// i16 sums hold 8 steps of nibbles but only 4 of 5-bit codes: `Tier::Fives`).
+#[inline(always)]
+unsafe fn group_q4k_q5k<D: StepDot, const N: usize>(ty: WeightType, group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * ty.block_bytes();
+        let zero = _mm256_setzero_si256();
+        let five = ty == WeightType::Q5K;
+        let q_base = if five { 11 } else { 3 };
+        let m4 = _mm256_set1_epi8(0xF);
+        let k10 = _mm256_set1_epi8(0x10);
+        let (m6, m4d, m2d) = (_mm256_set1_epi32(63), _mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
+        let srl = |v: __m256i, n: i32| _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
+        // Bit `bit` (0..8) of each byte of `h` as bit 4 (0x10 or 0).
+        let bit4 = |h: __m256i, bit: i32| {
+            let moved = if bit <= 4 { _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - bit)) } else { _mm256_srl_epi16(h, _mm_cvtsi32_si128(bit - 4)) };
+            _mm256_and_si256(moved, k10)
+        };
+        for i in 0..nb / 8 {
+            let b = group.add(i * gbb);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+            let w = b.add(32);
+            // The 12 packed scale bytes are words 0..3: ggml's get_scale_min_k4 on 8 rows.
+            let sw = [0, 1, 2].map(|k| _mm256_loadu_si256(w.add(32 * k) as *const __m256i));
+            let mut dsc = [_mm256_setzero_ps(); 8];
+            let mut dm = [_mm256_setzero_ps(); 8];
+            for j in 0..4 {
+                let sh = 8 * j as i32;
+                let sc = _mm256_and_si256(srl(sw[0], sh), m6);
+                let m = _mm256_and_si256(srl(sw[1], sh), m6);
+                let sc_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[0], sh + 6), m2d), 4));
+                let m_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh + 4), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[1], sh + 6), m2d), 4));
+                dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+                dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m));
+                dsc[j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
+                dm[j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
+            }
+            // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1. Q5_K's i16 sums
+            // (AVX2) take 4 steps: for one token steps 4..8 go to a second sum (`split`); for
+            // several, where two sums per token and nibble half would not fit the 16 registers,
+            // the 8 steps run as two parts, each converted and added to `acc`.
+            let split = five && N == 1;
+            let parts = if five && !split { 2 } else { 1 };
+            for j in 0..4 {
+                for part in 0..parts {
+                    let mut lo_acc = [[zero; N]; 2];
+                    let mut hi_acc = [[zero; N]; 2];
+                    for k in 8 * part / parts..8 * (part + 1) / parts {
+                        let raw = _mm256_loadu_si256(w.add(32 * (q_base + 8 * j + k)) as *const __m256i);
+                        let mut lo = _mm256_and_si256(raw, m4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                        if five {
+                            let h = _mm256_loadu_si256(w.add(32 * (3 + k)) as *const __m256i);
+                            lo = _mm256_or_si256(lo, bit4(h, 2 * j as i32));
+                            hi = _mm256_or_si256(hi, bit4(h, 2 * j as i32 + 1));
+                        }
+                        let sub = usize::from(split && k >= 4);
+                        for n in 0..N {
+                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                            lo_acc[sub][n] = D::step(lo_acc[sub][n], lo, broadcast_word(x1.qs.as_ptr(), k));
+                            hi_acc[sub][n] = D::step(hi_acc[sub][n], hi, broadcast_word(x2.qs.as_ptr(), k));
+                        }
+                    }
+                    for n in 0..N {
+                        let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                        let s1 = _mm256_cvtepi32_ps(D::finish(lo_acc[0][n], lo_acc[1][n]));
+                        let s2 = _mm256_cvtepi32_ps(D::finish(hi_acc[0][n], hi_acc[1][n]));
+                        // d·sc·dx·Σq·qx per sub-block
+                        acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
+                        acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
+                    }
+                }
+                for n in 0..N {
+                    let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
+                    // - dmin·m·Σx per sub-block
+                    acc[n] = _mm256_fnmadd_ps(dm[2 * j], _mm256_set1_ps(x1.s), acc[n]);
+                    acc[n] = _mm256_fnmadd_ps(dm[2 * j + 1], _mm256_set1_ps(x2.s), acc[n]);
+                }
+            }
+        }
+    }
+}
+
 /// Activation bytes `4s..4s+4` of a block in every 32-bit lane.
 ///
 /// # Safety
@@ -824,58 +918,8 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
                     }
                 }
             }
-            WeightType::Q4K => {
-                type D<T> = <T as Tier>::Nibbles;
-                let m4 = _mm256_set1_epi8(0xF);
-                let (m6, m4d, m2d) = (_mm256_set1_epi32(63), _mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
-                let srl = |v: __m256i, n: i32| _mm256_srl_epi32(v, _mm_cvtsi32_si128(n));
-                for i in 0..nb / 8 {
-                    let b = group.add(i * gbb);
-                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                    let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
-                    let w = b.add(32);
-                    // The 12 packed scale bytes are words 0..3: ggml's get_scale_min_k4 on 8 rows.
-                    let sw = [0, 1, 2].map(|k| _mm256_loadu_si256(w.add(32 * k) as *const __m256i));
-                    let mut dsc = [_mm256_setzero_ps(); 8];
-                    let mut dm = [_mm256_setzero_ps(); 8];
-                    for j in 0..4 {
-                        let sh = 8 * j as i32;
-                        let sc = _mm256_and_si256(srl(sw[0], sh), m6);
-                        let m = _mm256_and_si256(srl(sw[1], sh), m6);
-                        let sc_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[0], sh + 6), m2d), 4));
-                        let m_hi = _mm256_or_si256(_mm256_and_si256(srl(sw[2], sh + 4), m4d), _mm256_slli_epi32(_mm256_and_si256(srl(sw[1], sh + 6), m2d), 4));
-                        dsc[j] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
-                        dm[j] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m));
-                        dsc[j + 4] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc_hi));
-                        dm[j + 4] = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(m_hi));
-                    }
-                    // 64-value chunk j: low nibbles are sub-block 2j, high nibbles 2j+1 (words 3+8j..).
-                    for j in 0..4 {
-                        let mut lo_acc = [zero; N];
-                        let mut hi_acc = [zero; N];
-                        for k in 0..8 {
-                            let raw = _mm256_loadu_si256(w.add(32 * (3 + 8 * j + k)) as *const __m256i);
-                            let lo = _mm256_and_si256(raw, m4);
-                            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                            for n in 0..N {
-                                let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                                lo_acc[n] = D::<T>::step(lo_acc[n], lo, broadcast_word(x1.qs.as_ptr(), k));
-                                hi_acc[n] = D::<T>::step(hi_acc[n], hi, broadcast_word(x2.qs.as_ptr(), k));
-                            }
-                        }
-                        for n in 0..N {
-                            let (x1, x2) = (a[n].get_unchecked(8 * i + 2 * j), a[n].get_unchecked(8 * i + 2 * j + 1));
-                            let s1 = _mm256_cvtepi32_ps(D::<T>::finish(lo_acc[n], zero));
-                            let s2 = _mm256_cvtepi32_ps(D::<T>::finish(hi_acc[n], zero));
-                            // d·sc·dx·Σq·qx - dmin·m·Σx per sub-block
-                            acc[n] = _mm256_fmadd_ps(dsc[2 * j], _mm256_mul_ps(s1, _mm256_set1_ps(x1.d)), acc[n]);
-                            acc[n] = _mm256_fnmadd_ps(dm[2 * j], _mm256_set1_ps(x1.s), acc[n]);
-                            acc[n] = _mm256_fmadd_ps(dsc[2 * j + 1], _mm256_mul_ps(s2, _mm256_set1_ps(x2.d)), acc[n]);
-                            acc[n] = _mm256_fnmadd_ps(dm[2 * j + 1], _mm256_set1_ps(x2.s), acc[n]);
-                        }
-                    }
-                }
-            }
+            WeightType::Q4K => group_q4k_q5k::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
+            WeightType::Q5K => group_q4k_q5k::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
             WeightType::Q6K => {
                 // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
                 type D<T> = <T as Tier>::Bytes;
