@@ -173,31 +173,30 @@ fn held(t: &source::Tensor, dev: &Device) -> Result<Held> {
 /// Blocks candle cannot hold, made readable by candle for the stock path: re-encoded as Q8_0 where
 /// that keeps every value (IQ4_NL), else dequantized to f16 (IQ4_XS); counted in `converted` by
 /// what was done. Fails for a type no dequantizer here reads, naming it and the supported types.
-pub(crate) fn raw_for_candle(r: &RawBlocks, dev: &Device, converted: &mut BTreeMap<String, usize>) -> Result<QMatMul> {
+fn raw_for_candle(r: &RawBlocks, dev: &Device, converted: &mut BTreeMap<String, usize>) -> Result<QMatMul> {
     let ty = r.ggml_type.to_string().to_lowercase();
     if let Some(q8) = ggml_blocks::to_q8_0_exact(r.ggml_type, &r.bytes) {
         *converted.entry(format!("{ty} tensors re-encoded as q8_0 at load (the same values; candle cannot read {ty})")).or_default() += 1;
         let q = qtensor_from_ggml(GgmlDType::Q8_0, &q8, vec![r.rows, r.cols], dev).map_err(candle_err)?;
         return QMatMul::from_qtensor(q).map_err(candle_err);
     }
-    let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
-    let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
     *converted.entry(format!("{ty} tensors dequantized to f16 at load (candle cannot read {ty})")).or_default() += 1;
-    Ok(QMatMul::TensorF16(Tensor::from_vec(halves, (r.rows, r.cols), dev).map_err(candle_err)?))
+    Ok(QMatMul::TensorF16(blocks_f16(r.ggml_type, &r.bytes, &[r.rows, r.cols], &r.name, dev)?))
 }
 
-/// Bytes the stock path's conversions added: to the layer matrices and head (read every token),
-/// and to the embedding table (held).
+/// What the stock path's conversions did: bytes added to the layer matrices and head (read every
+/// token) and to the embedding table (held), and the tensors converted, counted by what was done.
 #[derive(Default)]
 struct Growth {
     matrices: u64,
     embedding: u64,
+    converted: BTreeMap<String, usize>,
 }
 
 /// The model as the stock forward pass needs it: blocks candle cannot hold converted
-/// ([`raw_for_candle`], noted in `expanded_at_load`) and the embedding table dense.
+/// ([`raw_for_candle`], counted in [`Growth::converted`]) and the embedding table dense.
 fn stock_ready(mut model: Llama) -> Result<(Llama, Growth)> {
-    let mut converted = std::mem::take(&mut model.expanded_at_load);
+    let mut converted = BTreeMap::new();
     let mut growth = Growth::default();
     let mut convert = |w: &mut Weight, dev: &Device| -> Result<()> {
         if let Weight::Quantized(QMatMul::QTensor(q)) = w {
@@ -222,7 +221,7 @@ fn stock_ready(mut model: Llama) -> Result<(Llama, Growth)> {
     }
     let last = model.layer_devices.last().cloned().unwrap_or(Device::Cpu);
     convert(&mut model.output, &last)?;
-    model.expanded_at_load = converted;
+    growth.converted = converted;
     if let Embedding::Raw(r) = &model.embedding {
         let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
         let table = Tensor::from_vec(values, (r.rows, r.cols), &model.device).and_then(|t| t.to_dtype(model.dtype)).map_err(candle_err)?;
@@ -240,10 +239,15 @@ fn expand_f16(t: &source::Tensor, dev: &Device) -> Result<Tensor> {
     let TensorData::Ggml { ggml_type, bytes } = &t.data else {
         return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
     };
-    let n = t.shape.iter().product();
-    let values = ggml_blocks::dequantize(*ggml_type, bytes, n, &t.name)?;
+    blocks_f16(*ggml_type, bytes, &t.shape, &t.name, dev)
+}
+
+/// `bytes` of ggml type `ty` (a tensor of `shape` named `name`), dequantized by bench-backend's
+/// reference dequantizer and stored as f16.
+fn blocks_f16(ty: GgmlType, bytes: &[u8], shape: &[usize], name: &str, dev: &Device) -> Result<Tensor> {
+    let values = ggml_blocks::dequantize(ty, bytes, shape.iter().product(), name)?;
     let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
-    Tensor::from_vec(halves, t.shape.as_slice(), dev).map_err(candle_err)
+    Tensor::from_vec(halves, shape, dev).map_err(candle_err)
 }
 
 /// `shards`: each shard's layers and device (one for an unsharded model); `names`: the devices
@@ -501,10 +505,10 @@ fn tuned_or_stock(model: Llama, mut info: ModelInfo, spec: &LoadSpec) -> Result<
 /// The stock engine, with blocks candle cannot hold converted ([`stock_ready`]: said in the
 /// kernels line, and the weight figures taken at load corrected by what the conversion added).
 fn stock(model: Llama, mut info: ModelInfo) -> Result<NativeModel> {
-    let (mut model, growth) = stock_ready(model)?;
+    let (model, growth) = stock_ready(model)?;
     info.weight_bytes = info.weight_bytes + growth.matrices + growth.embedding;
     info.weight_bytes_per_token += growth.matrices;
-    for note in load_notes(&std::mem::take(&mut model.expanded_at_load)) {
+    for note in load_notes(&growth.converted) {
         info.kernels = format!("{}; {note}", info.kernels);
     }
     Ok(NativeModel { engine: Engine::Stock(model), info })

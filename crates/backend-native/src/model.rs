@@ -136,10 +136,6 @@ pub struct Llama {
     /// (always through `to_device`, so the path runs even when two shards share a device).
     pub handovers: Vec<usize>,
     pub max_seq_len: usize,
-    /// Tensors of block types candle cannot read (IQ4_NL, IQ4_XS), converted for the stock path
-    /// (`load::stock_ready`), counted by what was done (e.g. "iq4_xs tensors dequantized to f16 at
-    /// load (...)" -> 168), for the model info's kernels line.
-    pub expanded_at_load: std::collections::BTreeMap<String, usize>,
 }
 
 impl Llama {
@@ -161,8 +157,7 @@ impl Llama {
         let half = cfg.head_dim() / 2;
         let cos = Tensor::from_vec(cos, (max_seq_len, half), &device)?.to_dtype(dtype)?;
         let sin = Tensor::from_vec(sin, (max_seq_len, half), &device)?.to_dtype(dtype)?;
-        let expanded_at_load = Default::default();
-        Ok(Self { cfg, embedding, layers, norm, output, cos, sin, dtype, device, layer_devices, handovers, max_seq_len, expanded_at_load })
+        Ok(Self { cfg, embedding, layers, norm, output, cos, sin, dtype, device, layer_devices, handovers, max_seq_len })
     }
 
     /// The model with its embedding table dense, as the stock forward pass needs it.
