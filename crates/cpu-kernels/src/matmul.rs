@@ -5,8 +5,10 @@
 //! (ggml's per-type choice, to [`BlockQ8`]s; int8 and NF4: int16 with a scale per token, NF4's in
 //! its lookup order; into reused scratch buffers), then
 //! split the weight rows into tasks; a task runs its rows against every token, so a weight row is
-//! read from memory once and reused from cache for the whole prompt. Dense f32/f16/bf16 rows take
-//! `x` as it is.
+//! read from memory once and reused from cache for the whole prompt. f16 and bf16 rows take `x`
+//! rounded to their own type first (round half to even, once per call), as ggml does (their
+//! `vec_dot_type` is F16 / BF16): each product term is then exact in f32 and only the order of
+//! the additions differs from ggml's; f32 rows take `x` as it is.
 //!
 //! Prompt batches (`t >= 4`) use register tiles: quantized rows are multiplied with four tokens
 //! at a time (each weight block unpacked once); dense rows are expanded tile by tile (64 rows) to
@@ -134,6 +136,45 @@ thread_local! {
     /// int16 activations and their per-token scales, for `I16` and `I16Nf4`.
     static SCRATCH_I16: RefCell<[(Vec<i16>, Vec<f32>); 2]> = const { RefCell::new([(Vec::new(), Vec::new()), (Vec::new(), Vec::new())]) };
     static TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The activations rounded to f16 and to bf16 (kept as f32), for f16 / bf16 rows.
+    static ROUNDED: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// The activations of one call as each weight type takes them: f16 / bf16 rows the values
+/// rounded to that type ([`WeightType::F16`] / [`WeightType::BF16`]; empty when no such matrix
+/// is in the call), every other type `x` itself.
+#[derive(Clone, Copy)]
+struct DenseInput<'a> {
+    x: &'a [f32],
+    f16: &'a [f32],
+    bf16: &'a [f32],
+}
+
+impl<'a> DenseInput<'a> {
+    fn for_type(&self, ty: WeightType) -> &'a [f32] {
+        match ty {
+            WeightType::F16 => self.f16,
+            WeightType::BF16 => self.bf16,
+            _ => self.x,
+        }
+    }
+}
+
+/// Runs `f` with `x` and its f16 / bf16 roundings for the types in `ws`.
+fn with_dense_input<R>(ws: &[&Matrix], x: &[f32], f: impl FnOnce(DenseInput<'_>) -> R) -> R {
+    ROUNDED.with(|r| {
+        let mut r = r.borrow_mut();
+        let [f16s, bf16s] = &mut *r;
+        f16s.clear();
+        bf16s.clear();
+        if ws.iter().any(|w| w.ty == WeightType::F16) {
+            f16s.extend(x.iter().map(|&v| half::f16::from_f32(v).to_f32()));
+        }
+        if ws.iter().any(|w| w.ty == WeightType::BF16) {
+            bf16s.extend(x.iter().map(|&v| half::bf16::from_f32(v).to_f32()));
+        }
+        f(DenseInput { x, f16: f16s, bf16: bf16s })
+    })
 }
 
 /// Rows per prefill tile handed to gemm, at least / at most (gemm packs the activations again
@@ -182,10 +223,19 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
     if t == 0 {
         return Ok(());
     }
-    if ws.iter().all(|w| via_gemm(w.ty, t)) {
-        gemm_tiles(ws, x, t, total_rows, y);
-        return Ok(());
-    }
+    with_dense_input(ws, x, |input| {
+        if ws.iter().all(|w| via_gemm(w.ty, t)) {
+            gemm_tiles(ws, input, t, total_rows, y);
+        } else {
+            quantize_and_run(ws, isa, input, t, cols, total_rows, y);
+        }
+    });
+    Ok(())
+}
+
+/// The activations in every format the matrices need, then [`run`].
+fn quantize_and_run(ws: &[&Matrix], isa: Supported, input: DenseInput<'_>, t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
+    let x = input.x;
     SCRATCH.with(|s| {
         SCRATCH_I16.with(|s16| {
             let (mut scratch, mut scratch16) = (s.borrow_mut(), s16.borrow_mut());
@@ -214,10 +264,9 @@ pub fn matmul_many_isa(isa: Isa, ws: &[&Matrix], x: &[f32], t: usize, y: &mut [f
             }
             let xq: [&[BlockQ8]; 3] = [&scratch[0], &scratch[1], &scratch[2]];
             let xi = [0, 1].map(|i| I16Acts { q: &scratch16[i].0, s: &scratch16[i].1 });
-            run(ws, isa, x, xq, xi, t, cols, total_rows, y);
+            run(ws, isa, input, xq, xi, t, cols, total_rows, y);
         })
     });
-    Ok(())
 }
 
 /// Output pointer shared by tasks that write disjoint elements.
@@ -230,7 +279,7 @@ unsafe impl Sync for Out {}
 
 /// `y = x · [W0; W1; ...]ᵀ` through f32 tiles of up to `GEMM_TILE_ROWS` rows and gemm, the
 /// tiles spread over the pool. Shapes were checked by the caller.
-fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f32]) {
+fn gemm_tiles(ws: &[&Matrix], input: DenseInput<'_>, t: usize, total_rows: usize, y: &mut [f32]) {
     let threads = pool::global().threads();
     let tile = total_rows.div_ceil(2 * threads).clamp(GEMM_TILE_ROWS.0, GEMM_TILE_ROWS.1);
     // (matrix, first row, rows, output column) of every tile.
@@ -248,6 +297,7 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
         let out = out;
         let (w, r0, n, col) = tiles[task];
         let cols = w.cols;
+        let x = input.for_type(w.ty);
         TILE.with(|buf| {
             let mut buf = buf.borrow_mut();
             // f32 rows are used in place when aligned for f32 (the allocator's usual 16 bytes).
@@ -294,7 +344,17 @@ fn gemm_tiles(ws: &[&Matrix], x: &[f32], t: usize, total_rows: usize, y: &mut [f
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], xi: [I16Acts<'_>; 2], t: usize, cols: usize, total_rows: usize, y: &mut [f32]) {
+fn run(
+    ws: &[&Matrix],
+    isa: Supported,
+    input: DenseInput<'_>,
+    xq: [&[BlockQ8]; 3],
+    xi: [I16Acts<'_>; 2],
+    t: usize,
+    cols: usize,
+    total_rows: usize,
+    y: &mut [f32],
+) {
     // Tasks of whole rows sized to ~64 KB of weight traffic x tokens, and at least 4 per thread
     // so a descheduled thread holds back little.
     let threads = pool::global().threads();
@@ -374,7 +434,7 @@ fn run(ws: &[&Matrix], isa: Supported, x: &[f32], xq: [&[BlockQ8]; 3], xi: [I16A
                     }
                 } else {
                     for tok in 0..t {
-                        put(tok, quant::dot_dense(isa, w.ty, row, &x[tok * cols..(tok + 1) * cols]));
+                        put(tok, quant::dot_dense(isa, w.ty, row, &input.for_type(w.ty)[tok * cols..(tok + 1) * cols]));
                     }
                 }
                 global += 1;

@@ -92,7 +92,8 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
     let w = random_matrix(&mut rng, ty, rows, cols);
     let x: Vec<f32> = (0..t * cols).map(|_| rng.random_range(-2.0f32..2.0)).collect();
     // The reference: weights dequantized to f32; activations as the kernel sees them (quantized
-    // to Q8 for quantized types, by the scalar tier), the sum in f64.
+    // to Q8 for quantized types, by the scalar tier; rounded to f16 / bf16 for those rows, as
+    // ggml does), the sum in f64.
     let mut q = vec![BlockQ8::default(); t * cols / 32];
     // int8 / NF4 against the f32 activations themselves, within `int16_bound`.
     let xs: Vec<f32> = match ty.activation_format().filter(|f| f.is_q8()) {
@@ -104,7 +105,11 @@ fn check(ty: WeightType, rows: usize, cols: usize, t: usize, seed: u64) {
             }
             back
         }
-        None => x.clone(),
+        None => match ty {
+            WeightType::F16 => x.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+            WeightType::BF16 => x.iter().map(|&v| bf16::from_f32(v).to_f32()).collect(),
+            _ => x.clone(),
+        },
     };
     let mut wrow = vec![0.0f32; cols];
     let mut want = vec![0.0f64; t * rows];

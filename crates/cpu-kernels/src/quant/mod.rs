@@ -30,7 +30,9 @@
 //! scale per 256 values, sums per 16) for the K-quants and IQ4_XS. Each is held as [`BlockQ8`]s of
 //! 32 codes, so the integer sums of every product are ggml's and only the order in which floats
 //! are added differs (between tiers too: a test holds every SIMD tier to the scalar one within
-//! 1e-6 of the product's magnitude).
+//! 1e-6 of the product's magnitude; backend-llamacpp's `ggml_arithmetic` test holds every tier to
+//! ggml's own `vec_dot` the same way, and the quantized activations to ggml's bit for bit). F16
+//! and BF16 rows take the activations rounded to their own type, as ggml does (`matmul`).
 //!
 //! int8 and NF4 take int16 activations ([`ActivationFormat::I16`], [`ActivationFormat::I16Nf4`];
 //! the torch framework's AVX2 int8 / NF4 rows do the same): one f32 scale `s = max|x| / 32767`
