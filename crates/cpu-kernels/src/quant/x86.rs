@@ -504,8 +504,8 @@ trait Tier: MaddI16 {
     type Fives: StepDot;
     type Bytes: StepDot;
     /// Whether steps are `vpdpbusd` (each a u8 x i8 product summed into i32 lanes in one
-    /// instruction), else `vpmaddubsw`'s i16 pairs that the kernel still has to widen: the Q2_K
-    /// and Q6_K kernels apply their 16-value group scales differently on the two.
+    /// instruction), else `vpmaddubsw`'s i16 pairs that the kernel still has to widen: the Q2_K,
+    /// Q3_K and Q6_K kernels apply their 16-value group scales differently on the two.
     const DPBUSD: bool;
 }
 impl Tier for Avx2 {
@@ -868,6 +868,117 @@ unsafe fn group_q2k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[
     }
 }
 
+/// The 6-bit scales of Q3_K groups `2k` and `2k + 1` (activation block `k`'s halves) of 8
+/// interleaved rows as i16 pairs, one pair per row's lane, from the packed scale words 24..27 at
+/// `words` (see [`group_q3k`]).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), `k < 8`, and `words`
+/// points to the words of an interleaved Q3_K block (27 words of 32 bytes are readable).
+#[inline(always)]
+unsafe fn q3k_scale_pair(words: *const u8, k: usize) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let word = |q: usize| _mm256_loadu_si256(words.add(32 * q) as *const __m256i);
+        let (g, low_byte) = (2 * k, 2 * k % 8);
+        let l = pick_bytes(word(24 + low_byte / 4), &LOW_BYTES[4 + low_byte % 4 / 2]);
+        let low = if g < 8 { _mm256_and_si256(l, _mm256_set1_epi16(0xF)) } else { _mm256_srli_epi16(l, 4) };
+        let h = pick_bytes(word(26), &LOW_BYTES[4 + g % 4 / 2]);
+        // Bits 2(g / 4), 2(g / 4) + 1 of the byte to bits 4, 5.
+        let sh = 2 * (g / 4) as i32;
+        let h = if sh <= 4 { _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - sh)) } else { _mm256_srl_epi16(h, _mm_cvtsi32_si128(sh - 4)) };
+        _mm256_sub_epi16(_mm256_or_si256(low, _mm256_and_si256(h, _mm256_set1_epi16(0x30))), _mm256_set1_epi16(32))
+    }
+}
+
+/// Q3_K, 8 interleaved rows (`quant::interleave`) against `N` tokens, added to `acc` (lane `r` =
+/// row `r`), in ggml's arithmetic (`ggml_vec_dot_q3_K_q8_K`): `Σ_i sc_i · Σ (q - 4)·x` over the
+/// 16-value groups `i` summed in i32 per super-block, the offset of 4 taken off once per
+/// super-block as `Σ_i 4·sc_i · bsum_i` (i16 pairs against the activations' half sums,
+/// `vpmaddwd` / `vpdpwssd`), then times `d · dx` in float. After the header (`d`), words 0..8
+/// are the high bits, 8..24 the 2-bit codes, 24..27 the 12 packed scale bytes (the 6-bit scale of
+/// group `i`: low nibble of byte `i` (`i < 8`) or high nibble of byte `i - 8`, and bits `2(i / 4)`
+/// of byte `8 + i % 4`, minus 32). Activation block `k = 4n + j` is bits `2j` of code words
+/// `8 + 8n ..+ 8` with bit `k` of high-bit word `w` as bit 2 (word `w`: values `4w..4w+4`; words
+/// 0..4 and 4..8 are its two groups). Codes are unsigned (0..8); a group's sum of `q·x` stays
+/// within ±16 · 7 · 127 = 14224: AVX2 keeps it in i16 (`vpmaddubsw`) and scales it with
+/// `vpmaddwd`, VNNI sums it with `vpdpbusd` and packs the two groups of a block into i16 pairs for
+/// one `vpdpwssd` with their scales.
+///
+/// # Safety
+///
+/// As [`group_body`]'s, with `ty` Q3_K.
+// The index loops address groups and tokens of per-token arrays together.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn group_q3k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * WeightType::Q3K.block_bytes();
+        let zero = _mm256_setzero_si256();
+        let (m3, k4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+        for i in 0..nb / 8 {
+            let b = group.add(i * gbb);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+            let words = b.add(16);
+            let word = |q: usize| _mm256_loadu_si256(words.add(32 * q) as *const __m256i);
+            let x: [[&BlockQ8; 8]; N] = std::array::from_fn(|n| std::array::from_fn(|k| a[n].get_unchecked(8 * i + k)));
+            // Σ 4·sc_i · bsum_i, taken off the sums from the start.
+            let mut sum = [zero; N];
+            for k in 0..8 {
+                let sc4 = _mm256_slli_epi16(q3k_scale_pair(words, k), 2);
+                for n in 0..N {
+                    sum[n] = T::madd(sum[n], sc4, half_sums(x[n][k]));
+                }
+            }
+            sum = sum.map(|s| _mm256_sub_epi32(zero, s));
+            for half in 0..2 {
+                for j in 0..4 {
+                    let k = 4 * half + j;
+                    let mut s = [[zero; N]; 2];
+                    for w in 0..8 {
+                        let raw = word(8 + 8 * half + w);
+                        let q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
+                        // Bit k of each high-bit byte to bit 2 (16-bit shifts by at most 5 keep
+                        // each byte's bit 2 from its own byte).
+                        let hm = word(w);
+                        let hm =
+                            if k <= 2 { _mm256_sll_epi16(hm, _mm_cvtsi32_si128(2 - k as i32)) } else { _mm256_srl_epi16(hm, _mm_cvtsi32_si128(k as i32 - 2)) };
+                        let q = _mm256_or_si256(q, _mm256_and_si256(hm, k4));
+                        for n in 0..N {
+                            let xw = broadcast_word(x[n][k].qs.as_ptr(), w);
+                            s[w / 4][n] = if T::DPBUSD {
+                                <T as Tier>::Nibbles::step(s[w / 4][n], q, xw)
+                            } else {
+                                _mm256_add_epi16(s[w / 4][n], _mm256_maddubs_epi16(q, xw))
+                            };
+                        }
+                    }
+                    let sc = q3k_scale_pair(words, k);
+                    if T::DPBUSD {
+                        // Each group's sum fits i16: both groups as one i16 pair per lane.
+                        for n in 0..N {
+                            let pair = _mm256_blend_epi16(s[0][n], _mm256_slli_epi32(s[1][n], 16), 0xAA);
+                            sum[n] = T::madd(sum[n], pair, sc);
+                        }
+                    } else {
+                        // Each group's scale in both i16 halves of the lane.
+                        let sc0 = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xA0), 0xA0);
+                        let sc1 = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xF5), 0xF5);
+                        for n in 0..N {
+                            sum[n] = T::madd(T::madd(sum[n], s[0][n], sc0), s[1][n], sc1);
+                        }
+                    }
+                }
+            }
+            for n in 0..N {
+                acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[n]), _mm256_mul_ps(d, _mm256_set1_ps(x[n][0].d)), acc[n]);
+            }
+        }
+    }
+}
+
 /// Q6_K, 8 interleaved rows (`quant::interleave`, codes by [`q6k_codes`]) against `N` tokens,
 /// added to `acc` (lane `r` = row `r`), in ggml's arithmetic (`ggml_vec_dot_q6_K_q8_K`): the
 /// 16-value group scales applied to integer group sums and the activations' scale once per
@@ -995,56 +1106,7 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
             WeightType::Q4_0 | WeightType::Q4_1 => group_q4_q5::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
             WeightType::Q5_0 | WeightType::Q5_1 => group_q4_q5::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
             WeightType::Q2K => group_q2k::<T, N>(group, nb, a, &mut acc),
-            WeightType::Q3K => {
-                // Activation block k = 4n + j: code word w (0..8) of half n holds values 4w..4w+4
-                // of it in bits 2j, and bit 4n + j of high-bit word w is their bit 2; words 0..4
-                // and 4..8 have the sub-block's two 16-value scales.
-                type D<T> = <T as Tier>::Nibbles;
-                let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
-                let (m4d, m2d) = (_mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
-                for i in 0..nb / 8 {
-                    let b = group.add(i * gbb);
-                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                    let words = b.add(16);
-                    for n in 0..2 {
-                        for j in 0..4 {
-                            let k = 4 * n + j;
-                            let mut s = [[zero; 2]; N];
-                            for w in 0..8 {
-                                let raw = _mm256_loadu_si256(words.add(32 * (8 + 8 * n + w)) as *const __m256i);
-                                let q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
-                                let hm = _mm256_loadu_si256(words.add(32 * w) as *const __m256i);
-                                let h = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(k as i32)), one);
-                                let q = _mm256_or_si256(q, _mm256_slli_epi16(h, 2));
-                                for t in 0..N {
-                                    let qs = a[t].get_unchecked(8 * i + k).qs.as_ptr();
-                                    s[t][w / 4] = D::<T>::step(s[t][w / 4], q, broadcast_word(qs, w));
-                                }
-                            }
-                            // `h` also picks the scale index and the activations' half sum.
-                            #[allow(clippy::needless_range_loop)]
-                            for h in 0..2 {
-                                let idx = 2 * k + h;
-                                // Each row's signed 6-bit scale of 16-value group idx.
-                                let byte = if idx < 8 { idx } else { idx - 8 };
-                                let sw = _mm256_loadu_si256(words.add(32 * (24 + byte / 4)) as *const __m256i);
-                                let shift = 8 * (byte % 4) + if idx < 8 { 0 } else { 4 };
-                                let low = _mm256_and_si256(_mm256_srl_epi32(sw, _mm_cvtsi32_si128(shift as i32)), m4d);
-                                let hw = _mm256_loadu_si256(words.add(32 * 26) as *const __m256i);
-                                let high = _mm256_and_si256(_mm256_srl_epi32(hw, _mm_cvtsi32_si128((8 * (idx % 4) + 2 * (idx / 4)) as i32)), m2d);
-                                let sc = _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
-                                let dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
-                                for t in 0..N {
-                                    let x = a[t].get_unchecked(8 * i + k);
-                                    // Codes are q - 4: Σ (q - 4)·x = Σ q·x - 4·Σ x.
-                                    let lanes = _mm256_sub_epi32(D::<T>::finish(s[t][h], zero), _mm256_set1_epi32(4 * x.halves[h]));
-                                    acc[t] = _mm256_fmadd_ps(dsc, _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(x.d)), acc[t]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            WeightType::Q3K => group_q3k::<T, N>(group, nb, a, &mut acc),
             WeightType::IQ4XS => {
                 // Per row: d (header field 0), scales_h (field 1, u16), scales_l (word 0); the
                 // 6-bit scale of sub-block ib is bits 4ib.. of scales_l and 2ib.. of scales_h.
