@@ -892,6 +892,27 @@ unsafe fn q3k_scale_pair(words: *const u8, k: usize) -> __m256i {
     }
 }
 
+/// The codes (0..8) of Q3_K activation block `4 half + j`, values `4w..4w+4`, of 8 interleaved
+/// rows: bits `2j` of code word `8 + 8 half + w` and bit `4 half + j` of high-bit word `w` as bit
+/// 2 (see [`group_q3k`]; 16-bit shifts by at most 5 keep each byte's bit 2 from its own byte).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), `half < 2`, `j < 4`,
+/// `w < 8`, and `words` points to the words of an interleaved Q3_K block.
+#[inline(always)]
+unsafe fn q3k_codes(words: *const u8, half: usize, j: usize, w: usize) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let raw = _mm256_loadu_si256(words.add(32 * (8 + 8 * half + w)) as *const __m256i);
+        let q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), _mm256_set1_epi8(3));
+        let hm = _mm256_loadu_si256(words.add(32 * w) as *const __m256i);
+        let k = (4 * half + j) as i32;
+        let hm = if k <= 2 { _mm256_sll_epi16(hm, _mm_cvtsi32_si128(2 - k)) } else { _mm256_srl_epi16(hm, _mm_cvtsi32_si128(k - 2)) };
+        _mm256_or_si256(q, _mm256_and_si256(hm, _mm256_set1_epi8(4)))
+    }
+}
+
 /// Q3_K, 8 interleaved rows (`quant::interleave`) against `N` tokens, added to `acc` (lane `r` =
 /// row `r`), in ggml's arithmetic (`ggml_vec_dot_q3_K_q8_K`): `Σ_i sc_i · Σ (q - 4)·x` over the
 /// 16-value groups `i` summed in i32 per super-block, the offset of 4 taken off once per
@@ -917,12 +938,10 @@ unsafe fn group_q3k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[
     unsafe {
         let gbb = 8 * WeightType::Q3K.block_bytes();
         let zero = _mm256_setzero_si256();
-        let (m3, k4) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
         for i in 0..nb / 8 {
             let b = group.add(i * gbb);
             let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
             let words = b.add(16);
-            let word = |q: usize| _mm256_loadu_si256(words.add(32 * q) as *const __m256i);
             let x: [[&BlockQ8; 8]; N] = std::array::from_fn(|n| std::array::from_fn(|k| a[n].get_unchecked(8 * i + k)));
             // Σ 4·sc_i · bsum_i, taken off the sums from the start.
             let mut sum = [zero; N];
@@ -937,22 +956,24 @@ unsafe fn group_q3k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[
                 for j in 0..4 {
                     let k = 4 * half + j;
                     let mut s = [[zero; N]; 2];
-                    for w in 0..8 {
-                        let raw = word(8 + 8 * half + w);
-                        let q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
-                        // Bit k of each high-bit byte to bit 2 (16-bit shifts by at most 5 keep
-                        // each byte's bit 2 from its own byte).
-                        let hm = word(w);
-                        let hm =
-                            if k <= 2 { _mm256_sll_epi16(hm, _mm_cvtsi32_si128(2 - k as i32)) } else { _mm256_srl_epi16(hm, _mm_cvtsi32_si128(k as i32 - 2)) };
-                        let q = _mm256_or_si256(q, _mm256_and_si256(hm, k4));
+                    let step = |s: &mut [__m256i; N], w: usize| {
+                        let q = q3k_codes(words, half, j, w);
                         for n in 0..N {
                             let xw = broadcast_word(x[n][k].qs.as_ptr(), w);
-                            s[w / 4][n] = if T::DPBUSD {
-                                <T as Tier>::Nibbles::step(s[w / 4][n], q, xw)
-                            } else {
-                                _mm256_add_epi16(s[w / 4][n], _mm256_maddubs_epi16(q, xw))
-                            };
+                            s[n] = if T::DPBUSD { <T as Tier>::Nibbles::step(s[n], q, xw) } else { _mm256_add_epi16(s[n], _mm256_maddubs_epi16(q, xw)) };
+                        }
+                    };
+                    // One token: one loop over the 8 words; several: a group at a time (the
+                    // shapes the compiler schedules best, measured).
+                    if N == 1 {
+                        for w in 0..8 {
+                            step(&mut s[w / 4], w);
+                        }
+                    } else {
+                        for (g, s) in s.iter_mut().enumerate() {
+                            for w in 4 * g..4 * g + 4 {
+                                step(s, w);
+                            }
                         }
                     }
                     let sc = q3k_scale_pair(words, k);
