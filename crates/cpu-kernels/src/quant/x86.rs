@@ -808,8 +808,13 @@ unsafe fn group_q2k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[
         let gbb = 8 * WeightType::Q2K.block_bytes();
         let zero = _mm256_setzero_si256();
         let (m3, m4w) = (_mm256_set1_epi8(3), _mm256_set1_epi16(0xF));
-        // VNNI: independent `vpdpbusd` chains per token (one token needs more to hide latency).
-        let chains = if N == 1 { 4 } else { 2 };
+        // VNNI: independent `vpdpbusd` chains per token (one token needs more to hide latency;
+        // eight tokens are eight chains).
+        let chains = match N {
+            1 => 4,
+            2..8 => 2,
+            _ => 1,
+        };
         for i in 0..nb / 8 {
             let b = group.add(i * gbb);
             let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
@@ -1278,6 +1283,28 @@ pub(super) unsafe fn group_q8_x4_avx2(ty: WeightType, group: &[u8], a: [&[BlockQ
 pub(super) unsafe fn group_q8_x4_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
     unsafe { group_body::<Vnni, 4>(ty, group.as_ptr(), a[0].len(), a) }
+}
+
+/// [`group_q8_x4_vnni`] with eight tokens, for Q2_K (`quant::has_group_x8`).
+///
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier; `ty` is Q2_K; the eight `a` rows have one length and `group.len() == 8 * quant::q8_row_bytes(ty, a[0].len())`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_q8_x8_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 8]) -> [[f32; 8]; 8] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        match ty {
+            WeightType::Q2K => group_q2k::<Vnni, 8>(group.as_ptr(), a[0].len(), a, &mut acc),
+            _ => unreachable!("no eight-token kernel for {}", ty.label()),
+        }
+        let mut out = [[0.0f32; 8]; 8];
+        for (o, acc) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), acc);
+        }
+        out
+    }
 }
 
 /// Q8_0 / Q8_1 activations (`format`), 32 floats at a time as ggml-cpu's x86
