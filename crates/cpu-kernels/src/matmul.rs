@@ -11,7 +11,8 @@
 //! the additions differs from ggml's; f32 rows take `x` as it is.
 //!
 //! Prompt batches (`t >= 4`) use register tiles: quantized rows are multiplied with four tokens
-//! at a time (each weight block unpacked once); dense rows are expanded tile by tile (64 rows) to
+//! at a time (each weight block unpacked once; interleaved Q2_K rows on AVX-512 VNNI with eight,
+//! `quant::has_group_x8`); dense rows are expanded tile by tile (64 rows) to
 //! f32 and handed to the `gemm` crate's packed, register-blocked GEMM (single-threaded per task:
 //! the pool spreads the tiles); so are int8 and NF4 rows, whose prompts thus keep the exact f32
 //! maths (their int16 kernels serve one to three tokens). `LLAMA3_BENCH_PREFILL=gemm` sends quantized types down the
@@ -392,6 +393,13 @@ fn run(
                     };
                     let act = |tok: usize| &xq[tok * blocks..(tok + 1) * blocks];
                     let mut tok = 0;
+                    if quant::has_group_x8(isa, w.ty) {
+                        while tok + 8 <= t {
+                            let v = quant::dot_q8_group_x8(isa, w.ty, group, std::array::from_fn(|n| act(tok + n)));
+                            (0..8).for_each(|n| put8(tok + n, &v[n]));
+                            tok += 8;
+                        }
+                    }
                     while tok + 4 <= t {
                         let v = quant::dot_q8_group_x4(isa, w.ty, group, [act(tok), act(tok + 1), act(tok + 2), act(tok + 3)]);
                         (0..4).for_each(|n| put8(tok + n, &v[n]));

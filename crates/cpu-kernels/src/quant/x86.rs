@@ -497,21 +497,28 @@ impl StepDot for Avx2Fives {
     }
 }
 
-/// A tier's step products for nibble, 5-bit and byte weights.
-trait Tier {
+/// A tier's step products for nibble, 5-bit and byte weights, and its i16 pair product
+/// ([`MaddI16`]).
+trait Tier: MaddI16 {
     type Nibbles: StepDot;
     type Fives: StepDot;
     type Bytes: StepDot;
+    /// Whether steps are `vpdpbusd` (each a u8 x i8 product summed into i32 lanes in one
+    /// instruction), else `vpmaddubsw`'s i16 pairs that the kernel still has to widen: the Q2_K,
+    /// Q3_K and Q6_K kernels apply their 16-value group scales differently on the two.
+    const DPBUSD: bool;
 }
 impl Tier for Avx2 {
     type Nibbles = Avx2Nibbles;
     type Fives = Avx2Fives;
     type Bytes = Avx2Bytes;
+    const DPBUSD: bool = false;
 }
 impl Tier for Vnni {
     type Nibbles = Vnni;
     type Fives = Vnni;
     type Bytes = Vnni;
+    const DPBUSD: bool = true;
 }
 
 /// Q4_0 / Q4_1 / Q5_0 / Q5_1, 8 interleaved rows (`quant::interleave`) against `N` tokens, added
@@ -731,6 +738,383 @@ unsafe fn q6k_codes(w: *const u8, h: usize, k: usize) -> [__m256i; 4] {
     }
 }
 
+/// A `vpshufb` control: byte `b0` of each 32-bit lane into byte `at` (0 or 1) of the lane's low
+/// 16-bit half, byte `b1` into byte `at` of its high half, zeros elsewhere.
+const fn lane_bytes(b0: usize, b1: usize, at: usize) -> [u8; 32] {
+    let mut m = [0x80u8; 32];
+    let mut lane = 0;
+    while lane < 8 {
+        let base = 4 * (lane % 4);
+        m[4 * lane + at] = (base + b0) as u8;
+        m[4 * lane + 2 + at] = (base + b1) as u8;
+        lane += 1;
+    }
+    m
+}
+
+/// `vpshufb` controls for the 16-value group scales of the K-quant kernels, whose scale bytes
+/// are 4 per 32-bit lane (group `4q + b` is byte `b` of scale word `q`): `[b]` puts byte `b` in
+/// both 16-bit halves of the lane, `[4 + k % 2]` bytes `2(k % 2)` and `2(k % 2) + 1` (the groups
+/// of activation block `k`) one in each half; `LOW_BYTES` in the low byte of the half (unsigned
+/// use: mask or shift it), `HIGH_BYTES` in the high byte (signed use: shift it right
+/// arithmetically).
+const LOW_BYTES: [[u8; 32]; 6] = [lane_bytes(0, 0, 0), lane_bytes(1, 1, 0), lane_bytes(2, 2, 0), lane_bytes(3, 3, 0), lane_bytes(0, 1, 0), lane_bytes(2, 3, 0)];
+/// See [`LOW_BYTES`].
+const HIGH_BYTES: [[u8; 32]; 6] =
+    [lane_bytes(0, 0, 1), lane_bytes(1, 1, 1), lane_bytes(2, 2, 1), lane_bytes(3, 3, 1), lane_bytes(0, 1, 1), lane_bytes(2, 3, 1)];
+
+/// `v`'s bytes picked by the control `m` ([`LOW_BYTES`], [`HIGH_BYTES`]).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
+#[inline(always)]
+unsafe fn pick_bytes(v: __m256i, m: &[u8; 32]) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features); `m` is 32 readable bytes.
+    unsafe { _mm256_shuffle_epi8(v, _mm256_loadu_si256(m.as_ptr() as *const __m256i)) }
+}
+
+/// An activation block's two half sums (Q8_K's `bsums`, each within ±16 · 127) as i16 pairs in
+/// every 32-bit lane, for `vpmaddwd` against a pair of 16-value group scales.
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`).
+#[inline(always)]
+unsafe fn half_sums(x: &BlockQ8) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features), upheld by the caller.
+    unsafe { _mm256_set1_epi32((x.halves[0] & 0xFFFF) | (x.halves[1] << 16)) }
+}
+
+/// Q2_K, 8 interleaved rows (`quant::interleave`) against `N` tokens, added to `acc` (lane `r` =
+/// row `r`), in ggml's arithmetic (`ggml_vec_dot_q2_K_q8_K`): per super-block the integer sum
+/// `Σ_i sc_i · Σ q·x` over the 16-value groups `i` and the mins' `Σ_i m_i · bsum_i` (i16 pairs
+/// of mins against the activations' half sums, `vpmaddwd` / `vpdpwssd`), then
+/// `d·dx·sum - dmin·dx·mins` in float. After the header (`d`, `dmin`), words 0..4 are the 16
+/// scale bytes (low nibble scale, high nibble min; group `4q + b` in byte `b` of word `q`), then
+/// activation block `k = 4n + j` is bits `2j` of code words `4 + 8n ..+ 8` (word `w`: values
+/// `4w..4w+4`; words 0..4 and 4..8 are its two groups). VNNI multiplies the codes by their group's
+/// scale first (`vpmullw` on byte pairs: q·sc <= 3 · 15 = 45 stays within its byte) and sums all
+/// the super-block's steps with `vpdpbusd`; AVX2 sums a group's 4 `vpmaddubsw` steps in i16
+/// (<= 4 · 2 · 3 · 127 = 3048) and scales them with `vpmaddwd`.
+///
+/// # Safety
+///
+/// As [`group_body`]'s, with `ty` Q2_K.
+#[inline(always)]
+unsafe fn group_q2k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * WeightType::Q2K.block_bytes();
+        let zero = _mm256_setzero_si256();
+        let (m3, m4w) = (_mm256_set1_epi8(3), _mm256_set1_epi16(0xF));
+        // VNNI: independent `vpdpbusd` chains per token (one token needs more to hide latency;
+        // eight tokens are eight chains).
+        let chains = match N {
+            1 => 4,
+            2..8 => 2,
+            _ => 1,
+        };
+        for i in 0..nb / 8 {
+            let b = group.add(i * gbb);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+            let words = b.add(32);
+            let sw = [0, 1, 2, 3].map(|q| _mm256_loadu_si256(words.add(32 * q) as *const __m256i));
+            let x: [[&BlockQ8; 8]; N] = std::array::from_fn(|n| std::array::from_fn(|k| a[n].get_unchecked(8 * i + k)));
+            // Σ m_i · bsum_i: groups 2k and 2k + 1 are activation block k's halves.
+            let mut mins = [zero; N];
+            for k in 0..8 {
+                let m = _mm256_srli_epi16(pick_bytes(sw[k / 2], &LOW_BYTES[4 + k % 2]), 4);
+                for n in 0..N {
+                    mins[n] = T::madd(mins[n], m, half_sums(x[n][k]));
+                }
+            }
+            for n in 0..N {
+                acc[n] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins[n]), _mm256_mul_ps(dmin, _mm256_set1_ps(x[n][0].d)), acc[n]);
+            }
+            let mut sums = [[zero; 4]; N];
+            for half in 0..2 {
+                for j in 0..4 {
+                    let k = 4 * half + j;
+                    for g in 0..2 {
+                        // Scale of group 2k + g in both i16 halves of each row's lane.
+                        let sc = _mm256_and_si256(pick_bytes(sw[k / 2], &LOW_BYTES[2 * (k % 2) + g]), m4w);
+                        let mut s16 = [zero; N];
+                        for w in 4 * g..4 * g + 4 {
+                            let raw = _mm256_loadu_si256(words.add(32 * (4 + 8 * half + w)) as *const __m256i);
+                            let q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
+                            if T::DPBUSD {
+                                let qs = _mm256_mullo_epi16(q, sc);
+                                for n in 0..N {
+                                    let s = &mut sums[n][w % chains];
+                                    *s = <T as Tier>::Nibbles::step(*s, qs, broadcast_word(x[n][k].qs.as_ptr(), w));
+                                }
+                            } else {
+                                for n in 0..N {
+                                    s16[n] = _mm256_add_epi16(s16[n], _mm256_maddubs_epi16(q, broadcast_word(x[n][k].qs.as_ptr(), w)));
+                                }
+                            }
+                        }
+                        if !T::DPBUSD {
+                            for n in 0..N {
+                                sums[n][0] = T::madd(sums[n][0], s16[n], sc);
+                            }
+                        }
+                    }
+                }
+            }
+            for n in 0..N {
+                let [s0, s1, s2, s3] = sums[n];
+                let sum = _mm256_add_epi32(_mm256_add_epi32(s0, s1), _mm256_add_epi32(s2, s3));
+                acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(d, _mm256_set1_ps(x[n][0].d)), acc[n]);
+            }
+        }
+    }
+}
+
+/// The 6-bit scales of Q3_K groups `2k` and `2k + 1` (activation block `k`'s halves) of 8
+/// interleaved rows as i16 pairs, one pair per row's lane, from the packed scale words 24..27 at
+/// `words` (see [`group_q3k`]).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), `k < 8`, and `words`
+/// points to the words of an interleaved Q3_K block (27 words of 32 bytes are readable).
+#[inline(always)]
+unsafe fn q3k_scale_pair(words: *const u8, k: usize) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let word = |q: usize| _mm256_loadu_si256(words.add(32 * q) as *const __m256i);
+        let (g, low_byte) = (2 * k, 2 * k % 8);
+        let l = pick_bytes(word(24 + low_byte / 4), &LOW_BYTES[4 + low_byte % 4 / 2]);
+        let low = if g < 8 { _mm256_and_si256(l, _mm256_set1_epi16(0xF)) } else { _mm256_srli_epi16(l, 4) };
+        let h = pick_bytes(word(26), &LOW_BYTES[4 + g % 4 / 2]);
+        // Bits 2(g / 4), 2(g / 4) + 1 of the byte to bits 4, 5.
+        let sh = 2 * (g / 4) as i32;
+        let h = if sh <= 4 { _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - sh)) } else { _mm256_srl_epi16(h, _mm_cvtsi32_si128(sh - 4)) };
+        _mm256_sub_epi16(_mm256_or_si256(low, _mm256_and_si256(h, _mm256_set1_epi16(0x30))), _mm256_set1_epi16(32))
+    }
+}
+
+/// The codes (0..8) of Q3_K activation block `4 half + j`, values `4w..4w+4`, of 8 interleaved
+/// rows: bits `2j` of code word `8 + 8 half + w` and bit `4 half + j` of high-bit word `w` as bit
+/// 2 (see [`group_q3k`]; 16-bit shifts by at most 5 keep each byte's bit 2 from its own byte).
+///
+/// # Safety
+///
+/// The CPU has AVX2, FMA and F16C (the `Avx2` tier of `cpu::Isa::detect`), `half < 2`, `j < 4`,
+/// `w < 8`, and `words` points to the words of an interleaved Q3_K block.
+#[inline(always)]
+unsafe fn q3k_codes(words: *const u8, half: usize, j: usize, w: usize) -> __m256i {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let raw = _mm256_loadu_si256(words.add(32 * (8 + 8 * half + w)) as *const __m256i);
+        let q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), _mm256_set1_epi8(3));
+        let hm = _mm256_loadu_si256(words.add(32 * w) as *const __m256i);
+        let k = (4 * half + j) as i32;
+        let hm = if k <= 2 { _mm256_sll_epi16(hm, _mm_cvtsi32_si128(2 - k)) } else { _mm256_srl_epi16(hm, _mm_cvtsi32_si128(k - 2)) };
+        _mm256_or_si256(q, _mm256_and_si256(hm, _mm256_set1_epi8(4)))
+    }
+}
+
+/// Q3_K, 8 interleaved rows (`quant::interleave`) against `N` tokens, added to `acc` (lane `r` =
+/// row `r`), in ggml's arithmetic (`ggml_vec_dot_q3_K_q8_K`): `Σ_i sc_i · Σ (q - 4)·x` over the
+/// 16-value groups `i` summed in i32 per super-block, the offset of 4 taken off once per
+/// super-block as `Σ_i 4·sc_i · bsum_i` (i16 pairs against the activations' half sums,
+/// `vpmaddwd` / `vpdpwssd`), then times `d · dx` in float. After the header (`d`), words 0..8
+/// are the high bits, 8..24 the 2-bit codes, 24..27 the 12 packed scale bytes (the 6-bit scale of
+/// group `i`: low nibble of byte `i` (`i < 8`) or high nibble of byte `i - 8`, and bits `2(i / 4)`
+/// of byte `8 + i % 4`, minus 32). Activation block `k = 4n + j` is bits `2j` of code words
+/// `8 + 8n ..+ 8` with bit `k` of high-bit word `w` as bit 2 (word `w`: values `4w..4w+4`; words
+/// 0..4 and 4..8 are its two groups). Codes are unsigned (0..8); a group's sum of `q·x` stays
+/// within ±16 · 7 · 127 = 14224: AVX2 keeps it in i16 (`vpmaddubsw`) and scales it with
+/// `vpmaddwd`, VNNI sums it with `vpdpbusd` and packs the two groups of a block into i16 pairs for
+/// one `vpdpwssd` with their scales.
+///
+/// # Safety
+///
+/// As [`group_body`]'s, with `ty` Q3_K.
+// The index loops address groups and tokens of per-token arrays together.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn group_q3k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * WeightType::Q3K.block_bytes();
+        let zero = _mm256_setzero_si256();
+        for i in 0..nb / 8 {
+            let b = group.add(i * gbb);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+            let words = b.add(16);
+            let x: [[&BlockQ8; 8]; N] = std::array::from_fn(|n| std::array::from_fn(|k| a[n].get_unchecked(8 * i + k)));
+            // Σ 4·sc_i · bsum_i, taken off the sums from the start.
+            let mut sum = [zero; N];
+            for k in 0..8 {
+                let sc4 = _mm256_slli_epi16(q3k_scale_pair(words, k), 2);
+                for n in 0..N {
+                    sum[n] = T::madd(sum[n], sc4, half_sums(x[n][k]));
+                }
+            }
+            sum = sum.map(|s| _mm256_sub_epi32(zero, s));
+            for half in 0..2 {
+                for j in 0..4 {
+                    let k = 4 * half + j;
+                    let mut s = [[zero; N]; 2];
+                    let step = |s: &mut [__m256i; N], w: usize| {
+                        let q = q3k_codes(words, half, j, w);
+                        for n in 0..N {
+                            let xw = broadcast_word(x[n][k].qs.as_ptr(), w);
+                            s[n] = if T::DPBUSD { <T as Tier>::Nibbles::step(s[n], q, xw) } else { _mm256_add_epi16(s[n], _mm256_maddubs_epi16(q, xw)) };
+                        }
+                    };
+                    // One token: one loop over the 8 words; several: a group at a time (the
+                    // shapes the compiler schedules best, measured).
+                    if N == 1 {
+                        for w in 0..8 {
+                            step(&mut s[w / 4], w);
+                        }
+                    } else {
+                        for (g, s) in s.iter_mut().enumerate() {
+                            for w in 4 * g..4 * g + 4 {
+                                step(s, w);
+                            }
+                        }
+                    }
+                    let sc = q3k_scale_pair(words, k);
+                    if T::DPBUSD {
+                        // Each group's sum fits i16: both groups as one i16 pair per lane.
+                        for n in 0..N {
+                            let pair = _mm256_blend_epi16(s[0][n], _mm256_slli_epi32(s[1][n], 16), 0xAA);
+                            sum[n] = T::madd(sum[n], pair, sc);
+                        }
+                    } else {
+                        // Each group's scale in both i16 halves of the lane.
+                        let sc0 = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xA0), 0xA0);
+                        let sc1 = _mm256_shufflehi_epi16(_mm256_shufflelo_epi16(sc, 0xF5), 0xF5);
+                        for n in 0..N {
+                            sum[n] = T::madd(T::madd(sum[n], s[0][n], sc0), s[1][n], sc1);
+                        }
+                    }
+                }
+            }
+            for n in 0..N {
+                acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[n]), _mm256_mul_ps(d, _mm256_set1_ps(x[n][0].d)), acc[n]);
+            }
+        }
+    }
+}
+
+/// Q6_K, 8 interleaved rows (`quant::interleave`, codes by [`q6k_codes`]) against `N` tokens,
+/// added to `acc` (lane `r` = row `r`), in ggml's arithmetic (`ggml_vec_dot_q6_K_q8_K`): the
+/// 16-value group scales applied to integer group sums and the activations' scale once per
+/// super-block. The codes are unsigned (0..64); their offset of 32 is taken off once per
+/// super-block as `Σ_i 32·sc_i · bsum_i` (i16 pairs of `32·sc`, within ±4096, against the
+/// activations' half sums: `vpmaddwd` / `vpdpwssd`). AVX2 adds two steps' `vpmaddubsw` pairs
+/// in i16 (<= 2 · 2 · 63 · 127 = 32004, exact) and scales them by the group's i16 scale with
+/// `vpmaddwd` into one i32 sum per super-block; VNNI sums each group's 4 steps with `vpdpbusd`
+/// and adds the sum (< 2^17) times the scale, in f32, to one float sum per super-block (no
+/// `vpmulld`, which is two micro-ops). Either sum is then multiplied by `d · dx`.
+///
+/// # Safety
+///
+/// As [`group_body`]'s, with `ty` Q6_K.
+// The index loops address runs and tokens of per-token arrays together.
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn group_q6k<T: Tier, const N: usize>(group: *const u8, nb: usize, a: [&[BlockQ8]; N], acc: &mut [__m256; N]) {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let gbb = 8 * WeightType::Q6K.block_bytes();
+        let zero = _mm256_setzero_si256();
+        for i in 0..nb / 8 {
+            let b = group.add(i * gbb);
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+            let w = b.add(16);
+            // Words 0..4: the 16 i8 scales (group 4q + b in byte b of word q); then ql and qh words.
+            let sw = [0, 1, 2, 3].map(|q| _mm256_loadu_si256(w.add(32 * q) as *const __m256i));
+            let x: [[&BlockQ8; 8]; N] = std::array::from_fn(|n| std::array::from_fn(|k| a[n].get_unchecked(8 * i + k)));
+            // Σ 32·sc_i · bsum_i: groups 2k and 2k + 1 are activation block k's halves.
+            let mut off = [zero; N];
+            for k in 0..8 {
+                let sc32 = _mm256_srai_epi16(pick_bytes(sw[k / 2], &HIGH_BYTES[4 + k % 2]), 3);
+                for n in 0..N {
+                    off[n] = T::madd(off[n], sc32, half_sums(x[n][k]));
+                }
+            }
+            // Run g of 32 values in half h is activation block 4h + g; its steps 0..4 and 4..8
+            // are groups 8h + 2g and 8h + 2g + 1.
+            if T::DPBUSD {
+                type D<T> = <T as Tier>::Bytes;
+                // Group idx's scale, as f32 in each row's lane.
+                let scale = |idx: usize| {
+                    let v = _mm256_sll_epi32(sw[idx / 4], _mm_cvtsi32_si128(24 - 8 * (idx % 4) as i32));
+                    _mm256_cvtepi32_ps(_mm256_srai_epi32(v, 24))
+                };
+                let mut sb: [__m256; N] = std::array::from_fn(|n| _mm256_cvtepi32_ps(_mm256_sub_epi32(zero, off[n])));
+                for h in 0..2 {
+                    for part in 0..2 {
+                        // Each step's three words are loaded once for all four runs.
+                        let mut s = [[zero; 4]; N];
+                        for k in 4 * part..4 * part + 4 {
+                            if N == 1 {
+                                let pf = w.add(32 * (4 + 24 * h + 3 * k) + PF * gbb);
+                                _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+                                _mm_prefetch::<_MM_HINT_T0>(pf.add(64) as *const i8);
+                            }
+                            let q = q6k_codes(w, h, k);
+                            for g in 0..4 {
+                                for n in 0..N {
+                                    s[n][g] = D::<T>::step(s[n][g], q[g], broadcast_word(x[n][4 * h + g].qs.as_ptr(), k));
+                                }
+                            }
+                        }
+                        for g in 0..4 {
+                            let sc = scale(8 * h + 2 * g + part);
+                            for n in 0..N {
+                                sb[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(D::<T>::finish(s[n][g], zero)), sc, sb[n]);
+                            }
+                        }
+                    }
+                }
+                for n in 0..N {
+                    acc[n] = _mm256_fmadd_ps(sb[n], _mm256_mul_ps(d, _mm256_set1_ps(x[n][0].d)), acc[n]);
+                }
+            } else {
+                // Group idx's scale, sign-extended, in both i16 halves of each row's lane.
+                let scale = |idx: usize| _mm256_srai_epi16(pick_bytes(sw[idx / 4], &HIGH_BYTES[idx % 4]), 8);
+                // Two steps' products, paired in i16.
+                let pair = |q0: __m256i, q1: __m256i, xq: *const i8, k: usize| {
+                    _mm256_add_epi16(_mm256_maddubs_epi16(q0, broadcast_word(xq, k)), _mm256_maddubs_epi16(q1, broadcast_word(xq, k + 1)))
+                };
+                let mut sum: [__m256i; N] = std::array::from_fn(|n| _mm256_sub_epi32(zero, off[n]));
+                for h in 0..2 {
+                    // Each step's three words are loaded once for all four runs.
+                    for k in (0..8).step_by(2) {
+                        if N == 1 {
+                            for kk in k..k + 2 {
+                                let pf = w.add(32 * (4 + 24 * h + 3 * kk) + PF * gbb);
+                                _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
+                                _mm_prefetch::<_MM_HINT_T0>(pf.add(64) as *const i8);
+                            }
+                        }
+                        let (q0, q1) = (q6k_codes(w, h, k), q6k_codes(w, h, k + 1));
+                        for g in 0..4 {
+                            let sc = scale(8 * h + 2 * g + k / 4);
+                            for n in 0..N {
+                                sum[n] = T::madd(sum[n], pair(q0[g], q1[g], x[n][4 * h + g].qs.as_ptr(), k), sc);
+                            }
+                        }
+                    }
+                }
+                for n in 0..N {
+                    acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[n]), _mm256_mul_ps(d, _mm256_set1_ps(x[n][0].d)), acc[n]);
+                }
+            }
+        }
+    }
+}
+
 /// Eight interleaved rows (`quant::interleave`'s layout, `nb` blocks) against `N` token rows of
 /// activations: lane `r` of result `n` is row `r` times token `n`.
 ///
@@ -747,74 +1131,8 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
         match ty {
             WeightType::Q4_0 | WeightType::Q4_1 => group_q4_q5::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
             WeightType::Q5_0 | WeightType::Q5_1 => group_q4_q5::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
-            WeightType::Q2K | WeightType::Q3K => {
-                // Activation block k = 4n + j: code word w (0..8) of half n holds values 4w..4w+4
-                // of it in bits 2j (Q3_K: bit 4n + j of high-bit word w as bit 2); words 0..4 and
-                // 4..8 have the sub-block's two 16-value scales.
-                type D<T> = <T as Tier>::Nibbles;
-                let q3 = ty == WeightType::Q3K;
-                let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
-                let (m4d, m2d) = (_mm256_set1_epi32(0xF), _mm256_set1_epi32(3));
-                for i in 0..nb / 8 {
-                    let b = group.add(i * gbb);
-                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                    let dmin = if q3 { _mm256_setzero_ps() } else { _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i)) };
-                    let words = b.add(if q3 { 16 } else { 32 });
-                    let code_base = if q3 { 8 } else { 4 };
-                    for n in 0..2 {
-                        for j in 0..4 {
-                            let k = 4 * n + j;
-                            let mut s = [[zero; 2]; N];
-                            for w in 0..8 {
-                                let raw = _mm256_loadu_si256(words.add(32 * (code_base + 8 * n + w)) as *const __m256i);
-                                let mut q = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(2 * j as i32)), m3);
-                                if q3 {
-                                    let hm = _mm256_loadu_si256(words.add(32 * w) as *const __m256i);
-                                    let h = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(k as i32)), one);
-                                    q = _mm256_or_si256(q, _mm256_slli_epi16(h, 2));
-                                }
-                                for t in 0..N {
-                                    let qs = a[t].get_unchecked(8 * i + k).qs.as_ptr();
-                                    s[t][w / 4] = D::<T>::step(s[t][w / 4], q, broadcast_word(qs, w));
-                                }
-                            }
-                            // `h` also picks the scale index and the activations' half sum.
-                            #[allow(clippy::needless_range_loop)]
-                            for h in 0..2 {
-                                let idx = 2 * k + h;
-                                // Each row's scale (and Q2_K min) of 16-value group idx.
-                                let (sc, mn) = if q3 {
-                                    let byte = if idx < 8 { idx } else { idx - 8 };
-                                    let sw = _mm256_loadu_si256(words.add(32 * (24 + byte / 4)) as *const __m256i);
-                                    let shift = 8 * (byte % 4) + if idx < 8 { 0 } else { 4 };
-                                    let low = _mm256_and_si256(_mm256_srl_epi32(sw, _mm_cvtsi32_si128(shift as i32)), m4d);
-                                    let hw = _mm256_loadu_si256(words.add(32 * 26) as *const __m256i);
-                                    let high = _mm256_and_si256(_mm256_srl_epi32(hw, _mm_cvtsi32_si128((8 * (idx % 4) + 2 * (idx / 4)) as i32)), m2d);
-                                    (_mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32)), zero)
-                                } else {
-                                    let sw = _mm256_loadu_si256(words.add(32 * (idx / 4)) as *const __m256i);
-                                    let v = _mm256_srl_epi32(sw, _mm_cvtsi32_si128(8 * (idx % 4) as i32));
-                                    (_mm256_and_si256(v, m4d), _mm256_and_si256(_mm256_srli_epi32(v, 4), m4d))
-                                };
-                                let dsc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
-                                let dmn = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
-                                for t in 0..N {
-                                    let x = a[t].get_unchecked(8 * i + k);
-                                    let mut lanes = D::<T>::finish(s[t][h], zero);
-                                    if q3 {
-                                        // Codes are q - 4: Σ (q - 4)·x = Σ q·x - 4·Σ x.
-                                        lanes = _mm256_sub_epi32(lanes, _mm256_set1_epi32(4 * x.halves[h]));
-                                    }
-                                    acc[t] = _mm256_fmadd_ps(dsc, _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(x.d)), acc[t]);
-                                    if !q3 {
-                                        acc[t] = _mm256_fnmadd_ps(dmn, _mm256_set1_ps(x.d * x.halves[h] as f32), acc[t]);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            WeightType::Q2K => group_q2k::<T, N>(group, nb, a, &mut acc),
+            WeightType::Q3K => group_q3k::<T, N>(group, nb, a, &mut acc),
             WeightType::IQ4XS => {
                 // Per row: d (header field 0), scales_h (field 1, u16), scales_l (word 0); the
                 // 6-bit scale of sub-block ib is bits 4ib.. of scales_l and 2ib.. of scales_h.
@@ -920,65 +1238,7 @@ unsafe fn group_body<T: Tier, const N: usize>(ty: WeightType, group: *const u8, 
             }
             WeightType::Q4K => group_q4k_q5k::<<T as Tier>::Nibbles, N>(ty, group, nb, a, &mut acc),
             WeightType::Q5K => group_q4k_q5k::<<T as Tier>::Fives, N>(ty, group, nb, a, &mut acc),
-            WeightType::Q6K => {
-                // q in 0..64 as unsigned bytes: i16 sums would overflow on AVX2, so widen every step.
-                type D<T> = <T as Tier>::Bytes;
-                for i in 0..nb / 8 {
-                    let b = group.add(i * gbb);
-                    let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
-                    let w = b.add(16);
-                    // Words 0..4: the 16 i8 scales (d·sc per row and scale); then ql and qh words.
-                    let mut dsc = [_mm256_setzero_ps(); 16];
-                    for q in 0..4 {
-                        let sw = _mm256_loadu_si256(w.add(32 * q) as *const __m256i);
-                        for byte in 0..4 {
-                            let v = _mm256_sra_epi32(_mm256_sll_epi32(sw, _mm_cvtsi32_si128(24 - 8 * byte as i32)), _mm_cvtsi32_si128(24));
-                            dsc[4 * q + byte] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(v));
-                        }
-                    }
-                    for h in 0..2 {
-                        // Run g of 32 values is activation block 4h+g; its words 0..4 and 4..8 have
-                        // scales 2g and 2g+1. sums[n][2g + k/4]: one accumulator per run and scale.
-                        let x: [[&BlockQ8; 4]; N] = std::array::from_fn(|n| std::array::from_fn(|g| a[n].get_unchecked(8 * i + 4 * h + g)));
-                        let mut sums = [[zero; 8]; N];
-                        if N == 1 {
-                            // One token: each step's three words are loaded once for all four runs.
-                            for k in 0..8 {
-                                let pf = w.add(32 * (4 + 24 * h + 3 * k) + PF * gbb);
-                                _mm_prefetch::<_MM_HINT_T0>(pf as *const i8);
-                                _mm_prefetch::<_MM_HINT_T0>(pf.add(64) as *const i8);
-                                let q = q6k_codes(w, h, k);
-                                for g in 0..4 {
-                                    let s = &mut sums[0][2 * g + k / 4];
-                                    *s = D::<T>::step(*s, q[g], broadcast_word(x[0][g].qs.as_ptr(), k));
-                                }
-                            }
-                        } else {
-                            // Several tokens: a run at a time keeps the accumulators in registers.
-                            for g in 0..4 {
-                                for k in 0..8 {
-                                    let q = q6k_codes(w, h, k)[g];
-                                    for n in 0..N {
-                                        let s = &mut sums[n][2 * g + k / 4];
-                                        *s = D::<T>::step(*s, q, broadcast_word(x[n][g].qs.as_ptr(), k));
-                                    }
-                                }
-                            }
-                        }
-                        for n in 0..N {
-                            for g in 0..4 {
-                                // Σ (q - 32)·x = Σ q·x - 32·Σ x, with Σ x over each 16 values from the block.
-                                let xb = x[n][g];
-                                let xd = _mm256_set1_ps(xb.d);
-                                for part in 0..2 {
-                                    let lanes = _mm256_sub_epi32(D::<T>::finish(sums[n][2 * g + part], zero), _mm256_set1_epi32(32 * xb.halves[part]));
-                                    acc[n] = _mm256_fmadd_ps(dsc[8 * h + 2 * g + part], _mm256_mul_ps(_mm256_cvtepi32_ps(lanes), xd), acc[n]);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            WeightType::Q6K => group_q6k::<T, N>(group, nb, a, &mut acc),
             _ => unreachable!("{} is not interleaved", ty.label()),
         }
         let mut out = [[0.0f32; 8]; N];
@@ -1023,6 +1283,28 @@ pub(super) unsafe fn group_q8_x4_avx2(ty: WeightType, group: &[u8], a: [&[BlockQ
 pub(super) unsafe fn group_q8_x4_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 4]) -> [[f32; 8]; 4] {
     // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
     unsafe { group_body::<Vnni, 4>(ty, group.as_ptr(), a[0].len(), a) }
+}
+
+/// [`group_q8_x4_vnni`] with eight tokens, for Q2_K (`quant::has_group_x8`).
+///
+/// # Safety
+///
+/// The CPU has the `Avx512Vnni` tier; `ty` is Q2_K; the eight `a` rows have one length and `group.len() == 8 * quant::q8_row_bytes(ty, a[0].len())`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_q8_x8_vnni(ty: WeightType, group: &[u8], a: [&[BlockQ8]; 8]) -> [[f32; 8]; 8] {
+    // SAFETY: this fn's `# Safety` contract (CPU features, lengths), upheld by the caller.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        match ty {
+            WeightType::Q2K => group_q2k::<Vnni, 8>(group.as_ptr(), a[0].len(), a, &mut acc),
+            _ => unreachable!("no eight-token kernel for {}", ty.label()),
+        }
+        let mut out = [[0.0f32; 8]; 8];
+        for (o, acc) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), acc);
+        }
+        out
+    }
 }
 
 /// Q8_0 / Q8_1 activations (`format`), 32 floats at a time as ggml-cpu's x86
