@@ -97,20 +97,30 @@ fn ggml_dot(ty: GgmlType, row: &[u8], act: &[u8], n: usize) -> f32 {
     s
 }
 
-/// ggml's activation blocks read as the kernels hold them: (codes, scale, Q8_1's scaled sum or
-/// None, 16-value code sums or None).
-fn ggml_blocks_q8(act: GgmlType, bytes: &[u8]) -> Vec<(Vec<i8>, f32, Option<f32>, Option<Vec<i32>>)> {
+/// One of ggml's activation blocks (Q8_0, Q8_1 or Q8_K) as the kernels hold them.
+struct GgmlActBlock {
+    codes: Vec<i8>,
+    d: f32,
+    /// Q8_1's scaled sum.
+    s: Option<f32>,
+    /// Q8_K's sums of each 16 codes.
+    sums: Option<Vec<i32>>,
+}
+
+/// ggml's activation row `bytes` (type `act`) as blocks.
+fn ggml_blocks_q8(act: GgmlType, bytes: &[u8]) -> Vec<GgmlActBlock> {
     let f16_at = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
     let codes = |b: &[u8]| b.iter().map(|&v| v as i8).collect::<Vec<i8>>();
     match act {
-        GgmlType::Q8_0 => bytes.chunks_exact(34).map(|b| (codes(&b[2..]), f16_at(b, 0), None, None)).collect(),
-        GgmlType::Q8_1 => bytes.chunks_exact(36).map(|b| (codes(&b[4..]), f16_at(b, 0), Some(f16_at(b, 2)), None)).collect(),
+        GgmlType::Q8_0 => bytes.chunks_exact(34).map(|b| GgmlActBlock { codes: codes(&b[2..]), d: f16_at(b, 0), s: None, sums: None }).collect(),
+        GgmlType::Q8_1 => bytes.chunks_exact(36).map(|b| GgmlActBlock { codes: codes(&b[4..]), d: f16_at(b, 0), s: Some(f16_at(b, 2)), sums: None }).collect(),
         GgmlType::Q8_K => bytes
             .chunks_exact(292)
-            .map(|b| {
-                let d = f32::from_le_bytes(b[..4].try_into().unwrap());
-                let sums = b[260..292].chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]]) as i32).collect();
-                (codes(&b[4..260]), d, None, Some(sums))
+            .map(|b| GgmlActBlock {
+                codes: codes(&b[4..260]),
+                d: f32::from_le_bytes(b[..4].try_into().unwrap()),
+                s: None,
+                sums: Some(b[260..292].chunks_exact(2).map(|s| i16::from_le_bytes([s[0], s[1]]) as i32).collect()),
             })
             .collect(),
         other => panic!("unexpected activation type {other}"),
@@ -122,7 +132,7 @@ fn activation_values(act: GgmlType, bytes: &[u8]) -> Vec<f32> {
     if act == GgmlType::F16 {
         return bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
     }
-    ggml_blocks_q8(act, bytes).iter().flat_map(|(codes, d, _, _)| codes.iter().map(|&q| q as f32 * d).collect::<Vec<f32>>()).collect()
+    ggml_blocks_q8(act, bytes).iter().flat_map(|b| b.codes.iter().map(|&q| q as f32 * b.d).collect::<Vec<f32>>()).collect()
 }
 
 fn kernels_format(act: GgmlType) -> ActivationFormat {
@@ -162,9 +172,9 @@ fn activations_are_quantized_as_ggml_quantizes_them() {
             for isa in Isa::available() {
                 let mut got = vec![BlockQ8::default(); cols / 32];
                 quantize_row_q8(isa, kernels_format(act), xr, &mut got);
-                let per = want[0].0.len() / 32;
+                let per = want[0].codes.len() / 32;
                 for (i, b) in got.iter().enumerate() {
-                    let (codes, d, s, sums) = &want[i / per];
+                    let GgmlActBlock { codes, d, s, sums } = &want[i / per];
                     let j = i % per;
                     assert_eq!(&b.qs[..], &codes[32 * j..32 * j + 32], "{gty} ({act}) on {isa:?}, block {i}: codes");
                     assert_eq!(b.d.to_bits(), d.to_bits(), "{gty} ({act}) on {isa:?}, block {i}: scale");
@@ -184,16 +194,17 @@ fn activations_are_quantized_as_ggml_quantizes_them() {
 #[test]
 fn every_product_equals_ggmls_vec_dot() {
     // 1536 columns: SmolLM2's down projection, six 256-value blocks; 24 rows (three interleaved
-    // groups of 8); 1 token (decode) and 6 (a prompt: a 4-token tile and two single tokens).
+    // groups of 8); 1 token (decode), 6 (a prompt: a 4-token tile and two single tokens) and 13
+    // (an 8-token tile where a type has one, then 4 and 1).
     let (rows, cols) = (24, 1536);
-    let (w_values, x_all) = real_data(rows, cols, 6);
+    let (w_values, x_all) = real_data(rows, cols, 13);
     let mut worst = 0.0f64;
     for (gty, kty) in TYPES {
         let blocks = ggml_quantize(gty, &w_values, rows, cols);
         let w_read = ggml_to_float(gty, &blocks, rows * cols);
         let w = Matrix::new(kty, rows, cols, blocks.clone()).unwrap();
         let row_bytes = blocks.len() / rows;
-        for t in [1, 6] {
+        for t in [1, 6, 13] {
             let x = &x_all[..t * cols];
             // ggml: each token row quantized once, then one vec_dot per weight row.
             let mut want = vec![0.0f32; t * rows];
@@ -217,5 +228,5 @@ fn every_product_equals_ggmls_vec_dot() {
             }
         }
     }
-    println!("{} types x {rows} real rows x 1 and 6 tokens: every tier within {worst:e} of ggml's vec_dot (relative to Σ|w·x|)", TYPES.len());
+    println!("{} types x {rows} real rows x 1, 6 and 13 tokens: every tier within {worst:e} of ggml's vec_dot (relative to Σ|w·x|)", TYPES.len());
 }
