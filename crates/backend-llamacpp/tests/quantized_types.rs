@@ -11,7 +11,9 @@
 //!   loads them and multiplies every matrix on its own blocks, and its next-token choice follows
 //!   llama.cpp's on the same file.
 //! - Every type the setup step writes: native's tuned kernels keep every matrix on its storage and
-//!   follow llama.cpp's greedy tokens at least as far as candle's stock path does.
+//!   stay near llama.cpp's logits; how far they and candle's stock path follow llama.cpp's greedy
+//!   tokens is printed, with how far native drifts from itself when only the float addition order
+//!   changes (the prompt whole or token by token).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -247,14 +249,19 @@ fn every_type_runs_tuned_on_its_own_storage_near_llamacpp() {
             agreeing(&tuned_tokens, &default_llamacpp),
             agreeing(&stock_tokens, &default_llamacpp),
         );
-        rows.push((ty, tuned_agree, stock_agree, tuned_gap, stock_gap, floor));
+        rows.push((ty, tuned_agree, stock_agree, tuned_gap, stock_gap));
     }
     let (tuned, stock): (usize, usize) = rows.iter().fold((0, 0), |(a, b), r| (a + r.1, b + r.2));
     println!("all types: tuned {tuned}, stock {stock} greedy tokens equal to llama.cpp's (f32 attention) before the first difference");
-    // Neither native path computes llama.cpp's sums on these files: both sit 0.15-0.55 logits from
-    // it on average (the f16 file: 0.006), about what 8-bit activations add, so greedy agreement is
-    // printed, not asserted per type. What is asserted: a wrong kernel (a misread block, a wrong
-    // scale) moves logits by whole units, so the tuned path stays under 1.0 on every type.
+    // The tuned kernels compute ggml's integer sums (ggml_arithmetic.rs), not in ggml's float
+    // order, and every 8-bit activation rounding downstream amplifies a last-bit difference into a
+    // different code: on the files where native's one-token and prompt kernels add in different
+    // orders, its own whole-prompt and token-by-token logits already sit 0.1-0.5 apart, as far as
+    // either native path is from llama.cpp (the f16 file: 0.004-0.01). llama.cpp itself, built
+    // for AVX2 and for AVX-512, agrees on 493 of 832 greedy tokens over these 13 files (README,
+    // "Every GGUF type"). So greedy agreement is printed, not asserted per type. What is asserted:
+    // a wrong kernel (a misread block, a wrong scale) moves logits by whole units, so the tuned
+    // path stays under 1.0 on every type.
     let far: Vec<String> = rows.iter().filter(|r| r.3 >= 1.0).map(|r| format!("{} (tuned {:.2e}, stock {:.2e})", r.0.name(), r.3, r.4)).collect();
     assert!(far.is_empty(), "tuned logits a whole unit or more from llama.cpp's on average on {far:?}");
 }
