@@ -19,6 +19,9 @@ use half::f16;
 
 use backend_conformance::fixtures;
 
+mod ggml;
+use ggml::{ggml_quantize, ggml_to_float};
+
 /// The block types both ggml and the tuned kernels multiply, with the kernels' name for each.
 const TYPES: [(GgmlType, WeightType); 13] = [
     (GgmlType::Q4_0, WeightType::Q4_0),
@@ -38,39 +41,13 @@ const TYPES: [(GgmlType, WeightType); 13] = [
 
 /// ggml's CPU traits of `ty` (its product, the activation type it takes, that type's quantizer).
 fn cpu_traits(ty: GgmlType) -> llama_cpp_sys_2::ggml_type_traits_cpu {
-    // SAFETY: `ggml_cpu_init` only fills ggml's static lookup tables (idempotent); the traits
-    // table is static and indexed by a valid type id.
+    static INIT: std::sync::Once = std::sync::Once::new();
+    // SAFETY: `ggml_cpu_init` only fills ggml-cpu's static lookup tables; the traits table is
+    // static and indexed by a valid type id.
     unsafe {
-        llama_cpp_sys_2::ggml_cpu_init();
+        INIT.call_once(|| llama_cpp_sys_2::ggml_cpu_init());
         *llama_cpp_sys_2::ggml_get_type_traits_cpu(ty.to_u32())
     }
-}
-
-/// ggml's own dequantization of `bytes` (`n` values of `ty`).
-fn ggml_to_float(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
-    let (per_block, block_bytes) = ty.block().unwrap();
-    assert_eq!(bytes.len(), n / per_block * block_bytes);
-    let mut out = vec![0.0f32; n];
-    // SAFETY: `to_float` reads the blocks of `n` values, which `bytes` holds exactly (checked
-    // above), and writes `n` floats into `out`.
-    unsafe {
-        let to_float = (*llama_cpp_sys_2::ggml_get_type_traits(ty.to_u32())).to_float.unwrap();
-        to_float(bytes.as_ptr().cast(), out.as_mut_ptr(), n as i64);
-    }
-    out
-}
-
-/// ggml's quantization of `rows` rows of `cols` values to `ty`.
-fn ggml_quantize(ty: GgmlType, values: &[f32], rows: usize, cols: usize) -> Vec<u8> {
-    let (per_block, block_bytes) = ty.block().unwrap();
-    assert_eq!(values.len(), rows * cols);
-    let mut out = vec![0u8; rows * cols / per_block * block_bytes];
-    // SAFETY: `values` holds rows x cols floats and `out` exactly the bytes of as many blocks;
-    // every type used here accepts a null importance matrix.
-    let written =
-        unsafe { llama_cpp_sys_2::ggml_quantize_chunk(ty.to_u32(), values.as_ptr(), out.as_mut_ptr().cast(), 0, rows as i64, cols as i64, std::ptr::null()) };
-    assert_eq!(written, out.len());
-    out
 }
 
 /// ggml's activation row for a product with `ty` weights: `x` through `from_float` of the
