@@ -72,6 +72,9 @@ try:
         if "done" in stats or js("!!document.querySelector('.assistant .error')"):
             break
         time.sleep(0.02)
+    # Read again once the page says done: `text` above may predate the last piece, which the page
+    # appends just before it writes "done".
+    text = js("(document.querySelector('.assistant span') || {}).textContent || ''")
     error = js("(document.querySelector('.assistant .error') || {}).textContent || ''")
     shot = call("Page.captureScreenshot", format="png")
     with open(png, "wb") as f:
