@@ -44,9 +44,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let qt = qtensor_from_ggml(candle_type(t.ggml_type).unwrap(), g.tensor_bytes(t)?, shape.clone(), &dev)?;
         let (rows, cols) = (shape[0], shape[1]);
         let h: Vec<half::f16> = qt.dequantize_f16(&dev)?.flatten_all()?.to_vec1()?;
-        f16m.push(Matrix::new(WeightType::F16, rows, cols, h.iter().flat_map(|v| v.to_le_bytes()).collect())?);
+        f16m.push(Matrix::new(WeightType::F16, rows, cols, h.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?);
         let f: Vec<f32> = qt.dequantize(&dev)?.flatten_all()?.to_vec1()?;
-        f32m.push(Matrix::new(WeightType::F32, rows, cols, f.iter().flat_map(|v| v.to_le_bytes()).collect())?);
+        f32m.push(Matrix::new(WeightType::F32, rows, cols, f.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?);
         if let Some(q8) = bench_backend::ggml_blocks::to_q8_0_exact(t.ggml_type, g.tensor_bytes(t)?) {
             q8m.push(Matrix::new(WeightType::Q8_0, rows, cols, q8)?);
         }

@@ -88,13 +88,25 @@ impl Expansions {
     }
 }
 
+/// The tuned kernels' type for a GGUF tensor type, `None` where cpu-kernels has no kernel for it
+/// (the file's own spelling of [`tuned_type`], which also covers IQ4_NL and IQ4_XS).
+pub fn tuned_ggml_type(t: GgmlType) -> Option<WeightType> {
+    Some(match t {
+        GgmlType::IQ4_NL => WeightType::IQ4NL,
+        GgmlType::IQ4_XS => WeightType::IQ4XS,
+        GgmlType::Q8_1 | GgmlType::Q8_K | GgmlType::Other(_) => return None,
+        other => tuned_type(crate::load::candle_ggml_dtype(other)?)?,
+    })
+}
+
 /// The tuned kernels' type for a block type candle cannot hold ([`Weight::Raw`]).
 fn raw_type(t: GgmlType) -> Option<WeightType> {
-    match t {
-        GgmlType::IQ4_NL => Some(WeightType::IQ4NL),
-        GgmlType::IQ4_XS => Some(WeightType::IQ4XS),
-        _ => None,
-    }
+    tuned_ggml_type(t)
+}
+
+/// Why a model of this shape cannot run on the tuned kernels at all, `None` when it can.
+pub fn shape_problem(a: &bench_backend::arch::Architecture) -> Option<NoTunedKernel> {
+    (!a.dim.is_multiple_of(32) || !a.ffn_dim.is_multiple_of(32)).then(|| NoTunedKernel(format!("dimensions {} / {} are not multiples of 32", a.dim, a.ffn_dim)))
 }
 
 /// What the tuned path does with a tensor of a type without a tuned kernel.
@@ -104,7 +116,7 @@ fn dense(t: &Tensor) -> Result<Matrix> {
     let (rows, cols) = t.dims2().map_err(candle_err)?;
     let flat = t.flatten_all().map_err(candle_err)?;
     let (ty, bytes) = match t.dtype() {
-        DType::F32 => (WeightType::F32, flat.to_vec1::<f32>().map_err(candle_err)?.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        DType::F32 => (WeightType::F32, flat.to_vec1::<f32>().map_err(candle_err)?.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
         DType::F16 => (WeightType::F16, flat.to_vec1::<half::f16>().map_err(candle_err)?.iter().flat_map(|v| v.to_le_bytes()).collect()),
         DType::BF16 => (WeightType::BF16, flat.to_vec1::<half::bf16>().map_err(candle_err)?.iter().flat_map(|v| v.to_le_bytes()).collect()),
         other => return Err(Error::NotImplemented(format!("weights of dtype {other:?}"))),
@@ -117,6 +129,11 @@ fn dense(t: &Tensor) -> Result<Matrix> {
 fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<Matrix, NoTunedKernel>> {
     let kernel_err = |e: cpu_kernels::KernelError| Error::Backend(e.to_string());
     Ok(Ok(match w {
+        Weight::Tuned(m) => {
+            expansions.own(m.ty().label());
+            // The only owner unless the head is tied (then `to_tuned` takes the `Arc` itself).
+            Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone())
+        }
         Weight::Quantized(QMatMul::QTensor(q)) => {
             let (rows, cols) = q.shape().dims2().map_err(candle_err)?;
             let label = format!("{:?}", q.dtype()).to_lowercase().replace('k', "_k");
@@ -131,7 +148,7 @@ fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<
                     return Ok(Ok(expand(&q)?));
                 }
             };
-            let bytes = q.data().map_err(candle_err)?.into_owned();
+            let bytes = q.data().map_err(candle_err)?;
             expansions.own(label);
             Matrix::new(ty, rows, cols, bytes).map_err(kernel_err)?
         }
@@ -145,7 +162,7 @@ fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<
                 _ => {
                     let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
                     expansions.add(label, EXPANDED_F16);
-                    let bytes = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+                    let bytes: Vec<u8> = values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
                     Matrix::new(WeightType::F16, r.rows, r.cols, bytes).map_err(kernel_err)?
                 }
             }
@@ -211,8 +228,7 @@ fn norm(t: &Tensor) -> Result<Vec<f32>> {
 /// `llama` back with the reason when the model's shape has no tuned path.
 pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansions), (Llama, NoTunedKernel)>> {
     // Check the whole-model conditions first, so that giving the model back needs no undoing.
-    if !llama.cfg.arch.dim.is_multiple_of(32) || !llama.cfg.arch.ffn_dim.is_multiple_of(32) {
-        let why = NoTunedKernel(format!("dimensions {} / {} are not multiples of 32", llama.cfg.arch.dim, llama.cfg.arch.ffn_dim));
+    if let Some(why) = shape_problem(&llama.cfg.arch) {
         return Ok(Err((llama, why)));
     }
     let Llama { cfg, embedding, layers, norm: out_norm, output, max_seq_len, .. } = llama;
@@ -251,12 +267,21 @@ pub fn to_tuned(llama: Llama) -> Result<std::result::Result<(TunedLlama, Expansi
     // A tied head that is the embedding tensor itself, or a GGUF tied head kept quantized:
     // one matrix serves both (rows are dequantized per token for the lookup).
     let tied_dense = matches!((&output, &embedding), (Weight::Dense(t), Embedding::Dense(e)) if t.id() == e.id());
-    let tied = tied_dense || (a.tied_embeddings && matches!(&output, Weight::Quantized(_) | Weight::Raw(_)));
-    let output = Arc::new(unwrap(matrix(ex, output)?)?);
+    let tied = tied_dense || (a.tied_embeddings && matches!(&output, Weight::Quantized(_) | Weight::Raw(_) | Weight::Tuned(_)));
+    let output = match output {
+        Weight::Tuned(m) => {
+            ex.own(m.ty().label());
+            m
+        }
+        w => Arc::new(unwrap(matrix(ex, w)?)?),
+    };
     let embedding = if tied {
         output.clone()
+    } else if let Embedding::Tuned(m) = embedding {
+        m
     } else {
         Arc::new(match embedding {
+            Embedding::Tuned(_) => unreachable!("taken by the branch above"),
             Embedding::Dense(t) => dense(&t)?,
             // Rows are dequantized per token from the blocks (a block type without a tuned
             // kernel is expanded once, like a layer matrix).

@@ -109,9 +109,16 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
     let dtype = spec.float_dtype()?;
     let src = TensorSource::open(&spec.source, "native")?;
     let devices = spec.shard_devices(src.config().arch.layers)?;
+    // GGUF blocks bound for the tuned kernels go straight from the file into the kernels' storage
+    // (one copy, no candle tensor between): the same conditions as `tuned_or_stock`'s.
+    let for_tuned = spec.kernels == Kernels::Tuned
+        && matches!(devices.as_slice(), [bench_backend::Device::Cpu])
+        && src.gguf_file().is_some()
+        && dtype.is_none()
+        && crate::convert::shape_problem(&src.config().arch).is_none();
     let candle_devices = devices.iter().map(|&d| device(d)).collect::<Result<Vec<_>>>()?;
     let shards = shard_ranges(src.config().arch.layers, devices.len()).into_iter().zip(candle_devices).collect();
-    let (model, info) = load(&src, spec, dtype, shards, &devices)?;
+    let (model, info) = load(&src, spec, dtype, shards, &devices, for_tuned)?;
     // Every tensor has been copied out of the file: unmapping it before the tuned path makes
     // its copy keeps the file's pages out of the peak (one copy of the weights fewer).
     drop(src);
@@ -149,6 +156,9 @@ fn qtensor(t: &source::Tensor, dev: &Device) -> Result<QTensor> {
 
 /// How a GGUF tensor is held when its blocks are kept.
 enum Held {
+    /// As the tuned kernels' matrix (for the tuned path, a type they multiply): the file's bytes
+    /// copied once into the kernels' storage.
+    Tuned(cpu_kernels::Matrix),
     /// As candle's blocks, the file's.
     Blocks(QTensor),
     /// As the file's bytes: a block type candle cannot hold (IQ4_NL, IQ4_XS). The tuned kernels
@@ -156,17 +166,24 @@ enum Held {
     Raw(RawBlocks),
 }
 
-/// A GGUF tensor as candle's blocks where candle reads its type, else its bytes as they are.
-fn held(t: &source::Tensor, dev: &Device) -> Result<Held> {
+/// A GGUF tensor as the tuned kernels' matrix (`for_tuned`, a type they multiply), else as
+/// candle's blocks where candle reads its type, else its bytes as they are.
+fn held(t: &source::Tensor, dev: &Device, for_tuned: bool) -> Result<Held> {
     let TensorData::Ggml { ggml_type, bytes } = &t.data else {
         return Err(Error::Backend(format!("tensor {} holds no ggml blocks", t.name)));
     };
-    if candle_ggml_dtype(*ggml_type).is_some() {
-        return Ok(Held::Blocks(qtensor(t, dev)?));
-    }
     let [cols, rows] = t.shape.iter().rev().copied().collect::<Vec<_>>()[..] else {
         return Err(Error::Backend(format!("tensor {}: {ggml_type} blocks in {} dimensions; a matrix was expected", t.name, t.shape.len())));
     };
+    if for_tuned {
+        if let Some(ty) = crate::convert::tuned_ggml_type(*ggml_type).filter(|ty| ty.row_bytes(cols).is_some()) {
+            let m = cpu_kernels::Matrix::new(ty, rows, cols, bytes).map_err(|e| Error::Backend(format!("tensor {}: {e}", t.name)))?;
+            return Ok(Held::Tuned(m));
+        }
+    }
+    if candle_ggml_dtype(*ggml_type).is_some() {
+        return Ok(Held::Blocks(qtensor(t, dev)?));
+    }
     Ok(Held::Raw(RawBlocks { ggml_type: *ggml_type, rows, cols, bytes: bytes.to_vec(), name: t.name.clone() }))
 }
 
@@ -199,6 +216,10 @@ fn stock_ready(mut model: Llama) -> Result<(Llama, Growth)> {
     let mut converted = BTreeMap::new();
     let mut growth = Growth::default();
     let mut convert = |w: &mut Weight, dev: &Device| -> Result<()> {
+        if let Weight::Tuned(m) = w {
+            // `load_model` loads a model for the tuned kernels only when `tuned_or_stock` takes it.
+            return Err(Error::Backend(format!("a {} matrix loaded for the tuned kernels was given to the stock path", m.ty().label())));
+        }
         if let Weight::Quantized(QMatMul::QTensor(q)) = w {
             if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) {
                 // candle's own form for float blocks (expanded to f32), as the stock path has it.
@@ -222,6 +243,9 @@ fn stock_ready(mut model: Llama) -> Result<(Llama, Growth)> {
     let last = model.layer_devices.last().cloned().unwrap_or(Device::Cpu);
     convert(&mut model.output, &last)?;
     growth.converted = converted;
+    if let Embedding::Tuned(_) = &model.embedding {
+        return Err(Error::Backend("an embedding table loaded for the tuned kernels was given to the stock path".into()));
+    }
     if let Embedding::Raw(r) = &model.embedding {
         let values = ggml_blocks::dequantize(r.ggml_type, &r.bytes, r.rows * r.cols, &r.name)?;
         let table = Tensor::from_vec(values, (r.rows, r.cols), &model.device).and_then(|t| t.to_dtype(model.dtype)).map_err(candle_err)?;
@@ -251,13 +275,16 @@ fn blocks_f16(ty: GgmlType, bytes: &[u8], shape: &[usize], name: &str, dev: &Dev
 }
 
 /// `shards`: each shard's layers and device (one for an unsharded model); `names`: the devices
-/// as the user spelled them, for reports.
+/// as the user spelled them, for reports; `for_tuned`: GGUF blocks go straight into the tuned
+/// kernels' matrices ([`Held::Tuned`]). Each tensor's file pages are released once it is copied
+/// ([`TensorSource::release`]), so the peak holds about one copy of the weights.
 fn load(
     src: &TensorSource,
     spec: &LoadSpec,
     dtype: Option<BDType>,
     shards: Vec<(std::ops::Range<usize>, Device)>,
     names: &[bench_backend::Device],
+    for_tuned: bool,
 ) -> Result<(Llama, ModelInfo)> {
     let (first, last) = (shards[0].1.clone(), shards[shards.len() - 1].1.clone());
     let cfg = src.config().clone();
@@ -287,19 +314,28 @@ fn load(
         if keep_blocks {
             let TensorData::Ggml { ggml_type, .. } = &t.data else { unreachable!("a GGUF source holds ggml data") };
             b.kind(ggml_type.to_string().to_lowercase());
-            return Ok(match held(&t, dev)? {
+            let w = match held(&t, dev, for_tuned)? {
+                Held::Tuned(m) => Weight::Tuned(std::sync::Arc::new(m)),
                 // As stored, f16/bf16/f32 too (candle's `QMatMul::from_qtensor` would expand
                 // those to f32; the tuned kernels read them as they are, and `stock_ready` gives
                 // the stock path candle's own form).
                 Held::Blocks(q) => Weight::Quantized(QMatMul::QTensor(std::sync::Arc::new(q))),
                 Held::Raw(r) => Weight::Raw(r),
-            });
+            };
+            src.release(&t);
+            return Ok(w);
         }
         let w = maybe_quantize(spec, id, &t.name, dense(&t, dev)?.to_dtype(compute_c).map_err(candle_err)?)?;
+        src.release(&t);
         b.kind(weight_kind(&w, &label));
         Ok(w)
     };
-    let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> { dense(&src.tensor(id)?, dev)?.to_dtype(DType::F32).map_err(candle_err) };
+    let norm = |_: &mut Builder, id: TensorId, dev: &Device| -> Result<Tensor> {
+        let t = src.tensor(id)?;
+        let n = dense(&t, dev)?.to_dtype(DType::F32).map_err(candle_err)?;
+        src.release(&t);
+        Ok(n)
+    };
     let cache_len = spec.cache_len(cfg.arch.context_length);
     let mut layers = Vec::with_capacity(cfg.arch.layers);
     for (s, (range, dev)) in shards.iter().enumerate() {
@@ -312,20 +348,28 @@ fn load(
     let before = b.bytes.held();
     let out_norm = norm(&mut b, TensorId::global(TensorRole::OutputNorm), &last)?;
     let out_norm = b.norm(out_norm);
-    let emb = src.tensor(TensorId::global(TensorRole::TokenEmbedding))?;
-    let embedding = if keep_blocks {
-        // Kept as stored (rows looked up in the blocks), like the layer matrices.
-        match held(&emb, &first)? {
-            Held::Blocks(q) => Embedding::Blocks(std::sync::Arc::new(q)),
-            Held::Raw(r) => Embedding::Raw(std::sync::Arc::new(r)),
-        }
-    } else {
-        Embedding::Dense(dense(&emb, &first)?.to_dtype(compute_c).map_err(candle_err)?)
-    };
-    drop(emb);
     // A tied head is the embedding tensor itself, except that GGUF blocks kept quantized keep the
     // head in its quantized form too, as llama.cpp does.
     let output = if !cfg.arch.tied_embeddings || keep_blocks { Some(get(&mut b, TensorId::global(TensorRole::Output), &last)?) } else { None };
+    let embedding = match &output {
+        // For the tuned kernels a tied table is the head's matrix itself (one copy, not two).
+        Some(Weight::Tuned(m)) if cfg.arch.tied_embeddings => Embedding::Tuned(m.clone()),
+        _ => {
+            let emb = src.tensor(TensorId::global(TensorRole::TokenEmbedding))?;
+            let embedding = if keep_blocks {
+                // Kept as stored (rows looked up in the blocks), like the layer matrices.
+                match held(&emb, &first, for_tuned)? {
+                    Held::Tuned(m) => Embedding::Tuned(std::sync::Arc::new(m)),
+                    Held::Blocks(q) => Embedding::Blocks(std::sync::Arc::new(q)),
+                    Held::Raw(r) => Embedding::Raw(std::sync::Arc::new(r)),
+                }
+            } else {
+                Embedding::Dense(dense(&emb, &first)?.to_dtype(compute_c).map_err(candle_err)?)
+            };
+            src.release(&emb);
+            embedding
+        }
+    };
     let last_index = b.shard_bytes.len() - 1;
     b.shard_bytes[last_index] += b.bytes.held() - before;
     b.finish(src.model_name().to_string(), embedding, layers, out_norm, output, spec, src.is_synthetic())
@@ -356,6 +400,7 @@ fn weight_bytes(w: &Weight) -> u64 {
     match w {
         Weight::Quantized(QMatMul::QTensor(q)) => q.storage_size_in_bytes() as u64,
         Weight::Raw(r) => r.bytes.len() as u64,
+        Weight::Tuned(m) => m.bytes() as u64,
         Weight::Quantized(QMatMul::Tensor(t)) | Weight::Quantized(QMatMul::TensorF16(t)) | Weight::Dense(t) => tensor_bytes(t),
         Weight::Int8 { q, scales } => tensor_bytes(q) + tensor_bytes(scales),
         Weight::Nf4 { packed, absmax, .. } => tensor_bytes(packed) + tensor_bytes(absmax),
@@ -552,7 +597,7 @@ fn new_layer(
 }
 
 /// candle's name for a ggml block type, `None` for one candle 0.11.1 cannot read.
-fn candle_ggml_dtype(t: GgmlType) -> Option<GgmlDType> {
+pub(crate) fn candle_ggml_dtype(t: GgmlType) -> Option<GgmlDType> {
     Some(match t {
         GgmlType::F32 => GgmlDType::F32,
         GgmlType::F16 => GgmlDType::F16,

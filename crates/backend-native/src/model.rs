@@ -39,6 +39,9 @@ pub enum Weight {
     Quantized(QMatMul),
     /// Blocks candle cannot hold, kept for the tuned path (see [`RawBlocks`]).
     Raw(RawBlocks),
+    /// GGUF blocks already in the tuned kernels' form, copied once from the file when the model
+    /// is loaded for the tuned path (`crate::load`); the stock path never sees them.
+    Tuned(std::sync::Arc<cpu_kernels::Matrix>),
     Dense(Tensor),
     /// Codes stored as `u8` = q + 128 (candle has no i8); `scales` is `(out, 1)`.
     Int8 {
@@ -62,6 +65,7 @@ impl Weight {
         match self {
             Weight::Quantized(q) => q.forward(x),
             Weight::Raw(r) => candle_core::bail!("{}: {} blocks reached the stock path unconverted", r.name, r.ggml_type),
+            Weight::Tuned(m) => candle_core::bail!("a {} matrix loaded for the tuned kernels reached the stock path", m.ty().label()),
             Weight::Dense(w) => dense(w),
             Weight::Int8 { q, scales } => {
                 let w = (q.to_dtype(DType::F32)? - 128.0)?.broadcast_mul(scales)?;
@@ -105,6 +109,8 @@ pub enum Embedding {
     Blocks(std::sync::Arc<QTensor>),
     /// Blocks candle cannot hold (IQ4_NL, IQ4_XS), for the tuned path only, like [`Weight::Raw`].
     Raw(std::sync::Arc<RawBlocks>),
+    /// The tuned kernels' matrix, like [`Weight::Tuned`] (with a tied head, the head's matrix itself).
+    Tuned(std::sync::Arc<cpu_kernels::Matrix>),
 }
 
 impl Embedding {
@@ -114,6 +120,7 @@ impl Embedding {
             Embedding::Dense(t) => (t.elem_count() * t.dtype().size_in_bytes()) as u64,
             Embedding::Blocks(q) => q.storage_size_in_bytes() as u64,
             Embedding::Raw(r) => r.bytes.len() as u64,
+            Embedding::Tuned(m) => m.bytes() as u64,
         }
     }
 }

@@ -27,7 +27,7 @@ fn ggml_blocks_read_the_same_as_candle() {
         let t = Tensor::from_vec(values, (rows, cols), &Device::Cpu).unwrap();
         let q = QTensor::quantize(&t, gdt).unwrap();
         let candle: Vec<Vec<f32>> = q.dequantize(&Device::Cpu).unwrap().to_vec2().unwrap();
-        let w = Matrix::new(ty, rows, cols, q.data().unwrap().into_owned()).unwrap();
+        let w = Matrix::new(ty, rows, cols, q.data().unwrap()).unwrap();
         let mut ours = vec![0.0f32; cols];
         for (r, want) in candle.iter().enumerate() {
             dequantize_row(ty, &w.row(r), &mut ours);

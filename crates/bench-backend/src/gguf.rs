@@ -525,4 +525,40 @@ impl GgufFile {
     pub fn file_len(&self) -> u64 {
         self.mmap.len() as u64
     }
+
+    /// Tells the system that `bytes` (a tensor of this file, already copied by its reader) will
+    /// not be read again soon: the mapping's pages of that range leave this process's resident
+    /// memory (they stay in the page cache, and are read again from it if touched). Without this a
+    /// loader that copies every tensor peaks at two copies of the weights: its own and the file's
+    /// pages it touched. Advice only: a range outside the map, or a refusal, changes nothing.
+    pub fn release(&self, bytes: &[u8]) {
+        release_range(&self.mmap, bytes);
+    }
+}
+
+/// [`GgufFile::release`] for any map of a file.
+fn release_range(data: &Data, bytes: &[u8]) {
+    let Data::Map(map) = data else { return };
+    if let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) {
+        if offset.checked_add(bytes.len()).is_some_and(|end| end <= map.len()) {
+            release_map_range(map, offset, bytes.len());
+        }
+    }
+}
+
+/// `MADV_DONTNEED` over `offset..offset + len` of a read-only file map (widened to whole pages).
+pub(crate) fn release_map_range(map: &memmap2::Mmap, offset: usize, len: usize) {
+    #[cfg(unix)]
+    {
+        // SAFETY: `map` is a read-only shared mapping of a file (`Mmap::map`) and the range lies
+        // inside it (checked by the callers; memmap2 checks it again). For such a mapping
+        // MADV_DONTNEED only drops this process's page-table entries: the next read of any byte
+        // in the range faults the page in again from the file, so every live reference into the
+        // map keeps reading the same bytes, under the assumption every mmap-based loader makes
+        // (and `GgufFile::open` states) that the file is not modified while mapped. It never
+        // discards data: nothing is written through a read-only mapping.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+    }
+    #[cfg(not(unix))]
+    let _ = (map, offset, len);
 }

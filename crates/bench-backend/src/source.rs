@@ -125,6 +125,29 @@ impl TensorSource {
         matches!(self.files, Files::Synthetic { .. })
     }
 
+    /// Says that `t`, a tensor of this source, has been copied by its reader and will not be read
+    /// again: its file pages leave the process's resident memory ([`GgufFile::release`]), so a
+    /// framework that copies the weights tensor by tensor peaks near one copy of them, not two.
+    pub fn release(&self, t: &Tensor<'_>) {
+        let bytes = match &t.data {
+            TensorData::Ggml { bytes, .. } | TensorData::Float { bytes, .. } => *bytes,
+            TensorData::F32(_) => return,
+        };
+        match &self.files {
+            Files::Gguf(g) => g.release(bytes),
+            Files::Safetensors { maps, .. } => {
+                for (_, map) in maps {
+                    if let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) {
+                        if offset.checked_add(bytes.len()).is_some_and(|end| end <= map.len()) {
+                            crate::gguf::release_map_range(map, offset, bytes.len());
+                        }
+                    }
+                }
+            }
+            Files::Synthetic { .. } => {}
+        }
+    }
+
     /// The GGUF file, when the source is one.
     pub fn gguf_file(&self) -> Option<&GgufFile> {
         match &self.files {
