@@ -176,7 +176,10 @@ fn every_product_equals_ggmls_vec_dot() {
     let (rows, cols) = (24, 1536);
     let (w_values, x_all) = real_data(rows, cols, 13);
     let mut worst = 0.0f64;
+    // Products bit-identical to ggml's, per type: tier and token count -> (equal, of).
+    let mut identical: Vec<String> = Vec::new();
     for (gty, kty) in TYPES {
+        let mut same = Vec::new();
         let blocks = ggml_quantize(gty, &w_values, rows, cols);
         let w_read = ggml_to_float(gty, &blocks, rows * cols);
         let w = Matrix::new(kty, rows, cols, blocks.clone()).unwrap();
@@ -197,6 +200,8 @@ fn every_product_equals_ggmls_vec_dot() {
             for isa in Isa::available() {
                 let mut got = vec![f32::NAN; t * rows];
                 matmul_many_isa(isa, &[&w], x, t, &mut got).unwrap();
+                let equal = got.iter().zip(&want).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+                same.push(format!("{isa:?}/{t}: {equal}/{}", t * rows));
                 for i in 0..t * rows {
                     let rel = (got[i] as f64 - want[i] as f64).abs() / mags[i];
                     worst = worst.max(rel);
@@ -204,6 +209,8 @@ fn every_product_equals_ggmls_vec_dot() {
                 }
             }
         }
+        identical.push(format!("{gty}: {}", same.join(", ")));
     }
+    println!("bit-identical to ggml's vec_dot (tier/tokens: equal/products):\n  {}", identical.join("\n  "));
     println!("{} types x {rows} real rows x 1, 6 and 13 tokens: every tier within {worst:e} of ggml's vec_dot (relative to Σ|w·x|)", TYPES.len());
 }

@@ -179,6 +179,24 @@ fn stepwise_gap(model: &mut dyn bench_backend::backend::LanguageModel, prompts: 
     sum / n as f64
 }
 
+/// Positions where `model`'s greedy choice is `reference`'s next token when it reads `reference`'s
+/// own tokens (teacher forcing), summed over prompts: how often the two pick the same token in the
+/// same context, without one early difference sending the rest of the text elsewhere.
+fn forced_agreement(model: &mut dyn bench_backend::backend::LanguageModel, prompts: &[Vec<u32>], reference: &[Vec<u32>]) -> usize {
+    let mut agree = 0;
+    for (ids, want) in prompts.iter().zip(reference) {
+        model.reset();
+        let mut logits = model.forward(ids, 0).unwrap();
+        for (i, &next) in want.iter().enumerate() {
+            agree += usize::from(top_k(&logits, 1)[0] as u32 == next);
+            if i + 1 < want.len() {
+                logits = model.forward(&[next], ids.len() + i).unwrap();
+            }
+        }
+    }
+    agree
+}
+
 /// Tokens equal to `reference`'s before the first difference, summed over prompts.
 fn agreeing(a: &[Vec<u32>], reference: &[Vec<u32>]) -> usize {
     a.iter().zip(reference).map(|(x, y)| x.iter().zip(y).take_while(|(p, q)| p == q).count()).sum()
@@ -206,6 +224,7 @@ fn every_type_runs_tuned_on_its_own_storage_near_llamacpp() {
         assert!(kernels.starts_with("tuned (") && !kernels.contains("dequantized") && !kernels.contains("re-encoded"), "{}: {kernels}", ty.name());
         let tuned_tokens = greedy(tuned.as_mut(), &prompts, TOKENS);
         let tuned_agree = agreeing(&tuned_tokens, &reference);
+        let tuned_forced = forced_agreement(tuned.as_mut(), &prompts, &reference);
         let tuned_gap = mean_logit_gap(tuned.as_mut(), llamacpp_f32.as_mut(), &prompts);
         let floor = stepwise_gap(tuned.as_mut(), &prompts);
         drop(tuned);
@@ -214,19 +233,27 @@ fn every_type_runs_tuned_on_its_own_storage_near_llamacpp() {
         let stock_tokens = greedy(stock.as_mut(), &prompts, TOKENS);
         let stock_gap = mean_logit_gap(stock.as_mut(), llamacpp_f32.as_mut(), &prompts);
         let stock_agree = agreeing(&stock_tokens, &reference);
+        let stock_forced = forced_agreement(stock.as_mut(), &prompts, &reference);
         let total = TOKENS * prompts.len();
         println!(
             "{:>7}: greedy tokens equal to llama.cpp's (f32 attention) before the first difference: tuned {tuned_agree}/{total}, stock {stock_agree}/{total}; \
-             vs llama.cpp's defaults: tuned {}/{total}, stock {}/{total}; mean |Δ logit| tuned {tuned_gap:.2e}, stock {stock_gap:.2e}, \
+             reading llama.cpp's tokens, the same next token: tuned {tuned_forced}/{total}, stock {stock_forced}/{total}; vs llama.cpp's defaults: tuned {}/{total}, stock {}/{total}; mean |Δ logit| tuned {tuned_gap:.2e}, stock {stock_gap:.2e}, \
              tuned whole prompt vs token by token {floor:.2e}; {kernels}",
             ty.name(),
             agreeing(&tuned_tokens, &default_llamacpp),
             agreeing(&stock_tokens, &default_llamacpp),
         );
-        rows.push((ty, tuned_agree, stock_agree, tuned_gap, stock_gap));
+        rows.push((ty, tuned_agree, stock_agree, tuned_gap, stock_gap, tuned_forced, stock_forced));
     }
     let (tuned, stock): (usize, usize) = rows.iter().fold((0, 0), |(a, b), r| (a + r.1, b + r.2));
+    let (tuned_forced, stock_forced): (usize, usize) = rows.iter().fold((0, 0), |(a, b), r| (a + r.5, b + r.6));
     println!("all types: tuned {tuned}, stock {stock} greedy tokens equal to llama.cpp's (f32 attention) before the first difference");
+    println!("all types: tuned {tuned_forced}, stock {stock_forced} positions where, reading llama.cpp's tokens, the greedy choice is llama.cpp's");
+    println!("| type | before the first difference, tuned / stock | reading llama.cpp's tokens, tuned / stock | mean abs Δ logit tuned / stock |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!("| {} | {} / {} | {} / {} | {:.2} / {:.2} |", r.0.name(), r.1, r.2, r.5, r.6, r.3, r.4);
+    }
     // The tuned kernels compute ggml's integer sums (ggml_arithmetic.rs), not in ggml's float
     // order, and every 8-bit activation rounding downstream amplifies a last-bit difference into a
     // different code: on the files where native's one-token and prompt kernels add in different
