@@ -16,7 +16,7 @@ use bench_hub::cache::Cache;
 use bench_hub::registry::Registry;
 
 /// llama-quantize's names for the types the setup step writes ("all": every one but f32).
-pub const TYPES: [&str; 13] = ["f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"];
+pub const TYPES: [&str; 14] = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k", "iq4_nl", "iq4_xs"];
 
 /// The file `from` names (a path, or a registry model in the cache: its GGUF) and the stem of the
 /// files written from it (the registry name, or the file's name without its type).

@@ -47,6 +47,7 @@ pub fn convert(src: &Path, dtype: DType) -> Result<Converted> {
 pub enum FileType {
     F32,
     F16,
+    BF16,
     Q8_0,
     Q4_0,
     Q4_1,
@@ -63,9 +64,10 @@ pub enum FileType {
 
 impl FileType {
     /// Every type, in the order the setup step writes them.
-    pub const ALL: [FileType; 14] = [
+    pub const ALL: [FileType; 15] = [
         FileType::F32,
         FileType::F16,
+        FileType::BF16,
         FileType::Q8_0,
         FileType::Q4_0,
         FileType::Q4_1,
@@ -98,6 +100,7 @@ impl FileType {
         match self {
             FileType::F32 => s::LLAMA_FTYPE_ALL_F32,
             FileType::F16 => s::LLAMA_FTYPE_MOSTLY_F16,
+            FileType::BF16 => s::LLAMA_FTYPE_MOSTLY_BF16,
             FileType::Q8_0 => s::LLAMA_FTYPE_MOSTLY_Q8_0,
             FileType::Q4_0 => s::LLAMA_FTYPE_MOSTLY_Q4_0,
             FileType::Q4_1 => s::LLAMA_FTYPE_MOSTLY_Q4_1,

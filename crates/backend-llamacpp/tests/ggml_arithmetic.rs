@@ -23,7 +23,7 @@ mod ggml;
 use ggml::{ggml_quantize, ggml_to_float};
 
 /// The block types both ggml and the tuned kernels multiply, with the kernels' name for each.
-const TYPES: [(GgmlType, WeightType); 13] = [
+const TYPES: [(GgmlType, WeightType); 14] = [
     (GgmlType::Q4_0, WeightType::Q4_0),
     (GgmlType::Q4_1, WeightType::Q4_1),
     (GgmlType::Q5_0, WeightType::Q5_0),
@@ -37,6 +37,7 @@ const TYPES: [(GgmlType, WeightType); 13] = [
     (GgmlType::IQ4_NL, WeightType::IQ4NL),
     (GgmlType::IQ4_XS, WeightType::IQ4XS),
     (GgmlType::F16, WeightType::F16),
+    (GgmlType::BF16, WeightType::BF16),
 ];
 
 /// ggml's CPU traits of `ty` (its product, the activation type it takes, that type's quantizer).
@@ -104,10 +105,13 @@ fn ggml_blocks_q8(act: GgmlType, bytes: &[u8]) -> Vec<GgmlActBlock> {
     }
 }
 
-/// The values an activation row stands for (codes times scales; F16 as is).
+/// The values an activation row stands for (codes times scales; F16 and BF16 as they are).
 fn activation_values(act: GgmlType, bytes: &[u8]) -> Vec<f32> {
     if act == GgmlType::F16 {
         return bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+    }
+    if act == GgmlType::BF16 {
+        return bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
     }
     ggml_blocks_q8(act, bytes).iter().flat_map(|b| b.codes.iter().map(|&q| q as f32 * b.d).collect::<Vec<f32>>()).collect()
 }
@@ -142,7 +146,7 @@ fn real_data(rows: usize, cols: usize, t: usize) -> (Vec<f32>, Vec<f32>) {
 fn activations_are_quantized_as_ggml_quantizes_them() {
     let (cols, t) = (512, 4);
     let (_, x) = real_data(1, cols, t);
-    for (gty, _) in TYPES.iter().filter(|(g, _)| *g != GgmlType::F16) {
+    for (gty, _) in TYPES.iter().filter(|(g, _)| !matches!(g, GgmlType::F16 | GgmlType::BF16)) {
         for xr in x.chunks_exact(cols) {
             let (act, bytes) = ggml_activations(*gty, xr);
             let want = ggml_blocks_q8(act, &bytes);
