@@ -119,8 +119,7 @@ pub fn load_model(spec: &LoadSpec) -> Result<NativeModel> {
     let candle_devices = devices.iter().map(|&d| device(d)).collect::<Result<Vec<_>>>()?;
     let shards = shard_ranges(src.config().arch.layers, devices.len()).into_iter().zip(candle_devices).collect();
     let (model, info) = load(&src, spec, dtype, shards, &devices, for_tuned)?;
-    // Every tensor has been copied out of the file: unmapping it before the tuned path makes
-    // its copy keeps the file's pages out of the peak (one copy of the weights fewer).
+    // Every tensor has been copied out of the file and its pages released as it went: unmap it.
     drop(src);
     let mut model = tuned_or_stock(model, info, spec)?;
     // Stock caches hold the compute dtype; the tuned path's are f32.
