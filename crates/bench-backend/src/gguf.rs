@@ -536,29 +536,32 @@ impl GgufFile {
     }
 }
 
-/// [`GgufFile::release`] for any map of a file.
+/// [`GgufFile::release`] for any map of a file: `bytes` outside `data`'s map (or an owned buffer)
+/// are left alone.
 fn release_range(data: &Data, bytes: &[u8]) {
-    let Data::Map(map) = data else { return };
-    if let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) {
-        if offset.checked_add(bytes.len()).is_some_and(|end| end <= map.len()) {
-            release_map_range(map, offset, bytes.len());
-        }
+    if let Data::Map(map) = data {
+        release_map_range(map, bytes);
     }
 }
 
-/// `MADV_DONTNEED` over `offset..offset + len` of a read-only file map (widened to whole pages).
-pub(crate) fn release_map_range(map: &memmap2::Mmap, offset: usize, len: usize) {
+/// `MADV_DONTNEED` over `bytes` where they lie inside the read-only file map `map` (widened to
+/// whole pages); anything else is left alone.
+pub(crate) fn release_map_range(map: &memmap2::Mmap, bytes: &[u8]) {
+    let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) else { return };
+    if offset.checked_add(bytes.len()).is_none_or(|end| end > map.len()) {
+        return;
+    }
     #[cfg(unix)]
     {
         // SAFETY: `map` is a read-only shared mapping of a file (`Mmap::map`) and the range lies
-        // inside it (checked by the callers; memmap2 checks it again). For such a mapping
+        // inside it (checked above; memmap2 checks it again). For such a mapping
         // MADV_DONTNEED only drops this process's page-table entries: the next read of any byte
         // in the range faults the page in again from the file, so every live reference into the
         // map keeps reading the same bytes, under the assumption every mmap-based loader makes
         // (and `GgufFile::open` states) that the file is not modified while mapped. It never
         // discards data: nothing is written through a read-only mapping.
-        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, bytes.len()) };
     }
     #[cfg(not(unix))]
-    let _ = (map, offset, len);
+    let _ = offset;
 }

@@ -135,15 +135,7 @@ impl TensorSource {
         };
         match &self.files {
             Files::Gguf(g) => g.release(bytes),
-            Files::Safetensors { maps, .. } => {
-                for (_, map) in maps {
-                    if let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) {
-                        if offset.checked_add(bytes.len()).is_some_and(|end| end <= map.len()) {
-                            crate::gguf::release_map_range(map, offset, bytes.len());
-                        }
-                    }
-                }
-            }
+            Files::Safetensors { maps, .. } => maps.iter().for_each(|(_, map)| crate::gguf::release_map_range(map, bytes)),
             Files::Synthetic { .. } => {}
         }
     }
