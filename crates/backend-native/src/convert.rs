@@ -4,7 +4,7 @@
 //! tensor at a time so peak memory stays near one copy of the weights.
 //!
 //! The choice is per tensor: a tensor whose block type has no tuned kernel (see [`tuned_type`] and
-//! `raw_type`) is dequantized once to f16 and multiplied by the dense f16 kernel, while every other
+//! [`tuned_ggml_type`]) is dequantized once to f16 and multiplied by the dense f16 kernel, while every other
 //! tensor stays on its blocks (IQ4_NL and IQ4_XS, which candle cannot hold, as the file's bytes);
 //! [`Expansions`] says which tensors took which path.
 
@@ -99,11 +99,6 @@ pub fn tuned_ggml_type(t: GgmlType) -> Option<WeightType> {
     })
 }
 
-/// The tuned kernels' type for a block type candle cannot hold ([`Weight::Raw`]).
-fn raw_type(t: GgmlType) -> Option<WeightType> {
-    tuned_ggml_type(t)
-}
-
 /// Why a model of this shape cannot run on the tuned kernels at all, `None` when it can.
 pub fn shape_problem(a: &bench_backend::arch::Architecture) -> Option<NoTunedKernel> {
     (!a.dim.is_multiple_of(32) || !a.ffn_dim.is_multiple_of(32)).then(|| NoTunedKernel(format!("dimensions {} / {} are not multiples of 32", a.dim, a.ffn_dim)))
@@ -154,7 +149,7 @@ fn matrix(expansions: &mut Expansions, w: Weight) -> Result<std::result::Result<
         }
         Weight::Raw(r) => {
             let label = r.ggml_type.to_string().to_lowercase();
-            match raw_type(r.ggml_type) {
+            match tuned_ggml_type(r.ggml_type) {
                 Some(ty) if ty.row_bytes(r.cols).is_some() => {
                     expansions.own(label);
                     Matrix::new(ty, r.rows, r.cols, r.bytes).map_err(kernel_err)?

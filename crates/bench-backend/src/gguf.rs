@@ -532,20 +532,18 @@ impl GgufFile {
     /// loader that copies every tensor peaks at two copies of the weights: its own and the file's
     /// pages it touched. Advice only: a range outside the map, or a refusal, changes nothing.
     pub fn release(&self, bytes: &[u8]) {
-        release_range(&self.mmap, bytes);
-    }
-}
-
-/// [`GgufFile::release`] for any map of a file: `bytes` outside `data`'s map (or an owned buffer)
-/// are left alone.
-fn release_range(data: &Data, bytes: &[u8]) {
-    if let Data::Map(map) = data {
-        release_map_range(map, bytes);
+        if let Data::Map(map) = &self.mmap {
+            release_map_range(map, bytes);
+        }
     }
 }
 
 /// `MADV_DONTNEED` over `bytes` where they lie inside the read-only file map `map` (widened to
-/// whole pages); anything else is left alone.
+/// whole pages); anything else is left alone. Sound for such a map: the advice only drops this
+/// process's page-table entries, and the next read of any byte in the range faults the page in
+/// again from the file, so every live reference into the map keeps reading the same bytes (under
+/// the assumption `GgufFile::open` states: the file is not modified while mapped); nothing is
+/// written through a read-only map, so nothing is discarded.
 pub(crate) fn release_map_range(map: &memmap2::Mmap, bytes: &[u8]) {
     let Some(offset) = (bytes.as_ptr() as usize).checked_sub(map.as_ptr() as usize) else { return };
     if offset.checked_add(bytes.len()).is_none_or(|end| end > map.len()) {
@@ -553,13 +551,8 @@ pub(crate) fn release_map_range(map: &memmap2::Mmap, bytes: &[u8]) {
     }
     #[cfg(unix)]
     {
-        // SAFETY: `map` is a read-only shared mapping of a file (`Mmap::map`) and the range lies
-        // inside it (checked above; memmap2 checks it again). For such a mapping
-        // MADV_DONTNEED only drops this process's page-table entries: the next read of any byte
-        // in the range faults the page in again from the file, so every live reference into the
-        // map keeps reading the same bytes, under the assumption every mmap-based loader makes
-        // (and `GgufFile::open` states) that the file is not modified while mapped. It never
-        // discards data: nothing is written through a read-only mapping.
+        // SAFETY: read-only file map, range inside it (checked above): DONTNEED re-reads the
+        // same bytes from the file on the next access (see this fn's doc).
         let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, bytes.len()) };
     }
     #[cfg(not(unix))]

@@ -1764,7 +1764,8 @@ const DENSE_PREFETCH: usize = 2048;
 
 /// Asks for the `len` weight bytes [`DENSE_PREFETCH`] ahead of `p` (one `prefetcht0` per 64-byte
 /// line), for the one-token kernels that stream interleaved groups: the same page-boundary stall
-/// as the dense rows'. Called once per block step with that step's bytes.
+/// as the dense rows'. Called once per block step with that step's bytes (and by the dense row
+/// kernel once per 32 values).
 ///
 /// # Safety
 ///
@@ -1795,12 +1796,8 @@ pub(super) unsafe fn dot_dense_avx2(ty: WeightType, row: &[u8], x: &[f32]) -> f3
         let mut i = 0;
         let bytes = ty.block_bytes();
         while i + 32 <= n {
-            // The lines DENSE_PREFETCH bytes ahead (past the row's end: the next row's, which the
-            // next call reads). `wrapping_add`: the address may lie past the allocation, which a
-            // prefetch may name (it never faults and reads nothing into the program).
-            for line in (0..32 * bytes).step_by(64) {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * bytes + DENSE_PREFETCH + line) as *const i8);
-            }
+            // Past the row's end this reaches the next row's bytes, which the next call reads.
+            prefetch_ahead(p.wrapping_add(i * bytes), 32 * bytes);
             for (k, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(load_dense(ty, p, i + 8 * k), _mm256_loadu_ps(xp.add(i + 8 * k)), *a);
             }
